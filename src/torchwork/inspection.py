@@ -1,0 +1,68 @@
+"""``torchwork inspect``: what a model file holds, read safely on any machine."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from torchwork.safeload import WeightsFile, load_weights
+
+_SHOW_VALUES = 6
+
+
+def tensor_summary(name: str, t: torch.Tensor) -> dict[str, Any]:
+    flat = t.detach().reshape(-1)
+    values = flat[:_SHOW_VALUES].tolist()
+    info: dict[str, Any] = {
+        "name": name,
+        "shape": list(t.shape),
+        "dtype": str(t.dtype).removeprefix("torch."),
+        "numel": t.numel(),
+        "values": t.tolist() if t.numel() <= _SHOW_VALUES else values,
+        "truncated": t.numel() > _SHOW_VALUES,
+    }
+    if t.numel() > _SHOW_VALUES and t.is_floating_point():
+        f = flat.double()
+        info.update(min=f.min().item(), mean=f.mean().item(), max=f.max().item())
+    return info
+
+
+def describe_weights(path: str | os.PathLike[str], weights: WeightsFile | None = None) -> dict[str, Any]:
+    """A JSON-ready description of a weights file: format, device saved from, each tensor."""
+    weights = weights or load_weights(path)
+    if weights.format == "safetensors":
+        fmt = "safetensors"
+        saved_from = "not recorded (safetensors stores no device)"
+    else:
+        fmt = "PyTorch state_dict (torch.save), read with weights_only=True"
+        saved_from = ", ".join(weights.saved_from) or "unknown"
+    tensors = [tensor_summary(k, v) for k, v in weights.tensors.items()]
+    return {
+        "file": str(path),
+        "format": fmt,
+        "saved_from": saved_from,
+        "tensors": tensors,
+        "parameters": sum(t["numel"] for t in tensors),
+        "bytes": Path(path).stat().st_size,
+    }
+
+
+def format_description(desc: dict[str, Any]) -> str:
+    lines = [
+        f"file:       {desc['file']}",
+        f"format:     {desc['format']}",
+        f"saved from: {desc['saved_from']}",
+        f"tensors:    {len(desc['tensors'])} ({desc['parameters']} values, {desc['bytes']} bytes on disk)",
+    ]
+    width = max((len(t["name"]) for t in desc["tensors"]), default=0)
+    for t in desc["tensors"]:
+        shape = "(" + ", ".join(map(str, t["shape"])) + ("," if len(t["shape"]) == 1 else "") + ")"
+        values = repr(t["values"]) + (" ..." if t["truncated"] else "")
+        line = f"  {t['name']:<{width}}  {shape:<12} {t['dtype']:<9} {values}"
+        if "mean" in t:
+            line += f"  (min {t['min']:.6g}, mean {t['mean']:.6g}, max {t['max']:.6g})"
+        lines.append(line)
+    return "\n".join(lines)

@@ -1,0 +1,450 @@
+"""The Trainer: the tutorial's training loop and testing loop, for any ``nn.Module``.
+
+Each epoch runs the five steps of the tutorial on every batch (forward pass, loss, zero
+the gradients, backward pass, optimizer step), then the testing loop on the evaluation
+set under ``model.eval()`` and ``torch.inference_mode()``. Batches come from
+:mod:`torchwork.batching`; losses stay on the device and are read at most once per epoch
+(on a GPU only when something needs them), never once per step.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from torchwork.batching import Batches, LoaderBatches, TensorBatches, eval_batches
+from torchwork.callbacks import Callback, EarlyStopping, EpochLogs
+from torchwork.devices import resolve_device
+from torchwork.errors import InputError, TrainingDiverged, TrainingInterrupted
+from torchwork.history import History
+from torchwork.losses import get_loss
+from torchwork.metrics import regression_metrics
+from torchwork.optim import Schedule, build_optimizer, build_scheduler
+from torchwork.seeding import rng_state, seed_everything, set_rng_state
+
+PRECISIONS = ("32", "bf16-mixed")
+
+
+@dataclass
+class FitState:
+    """Where a fit stands: enough, with the weights and RNG states, to continue it exactly."""
+
+    epoch: int = 0  # the epoch running now, or the next one to run
+    batch: int = 0  # the next batch of that epoch
+    step: int = 0  # optimizer steps taken in all
+    seed: int = 0  # the shuffling seed
+    stop: bool = False  # early stopping asked to stop
+    epoch_losses: list[torch.Tensor] = field(default_factory=list)  # batch losses of this epoch
+
+
+def as_tensor(data: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A tensor from a tensor, NumPy array or nested list, converted to ``dtype`` if given."""
+    t = data if isinstance(data, torch.Tensor) else torch.as_tensor(np.asarray(data))
+    if dtype is not None and t.dtype != dtype:
+        t = t.to(dtype)
+    return t
+
+
+def _is_dataset(data: Any) -> bool:
+    return isinstance(data, torch.utils.data.Dataset) and not isinstance(data, tuple | list)
+
+
+def _model_dtype(model: nn.Module) -> torch.dtype:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.get_default_dtype()
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+class Trainer:
+    """Fit, predict and evaluate any ``nn.Module`` with the tutorial's loops.
+
+    Every argument is a plain value so that a run can record it; ``loss`` and
+    ``optimizer`` also accept a loss module and an optimizer factory
+    ``factory(params, lr=...)``. ``batch_size=None`` trains on the whole set at once, as
+    the tutorial does; ``log_every`` is the history's interval in epochs.
+    """
+
+    def __init__(
+        self,
+        *,
+        loss: str | nn.Module = "l1",
+        optimizer: str | Callable[..., torch.optim.Optimizer] = "sgd",
+        lr: float = 0.01,
+        epochs: int = 100,
+        batch_size: int | None = None,
+        shuffle: bool = True,
+        seed: int | None = None,
+        device: str | torch.device = "auto",
+        log_every: int = 1,
+        loss_options: dict[str, Any] | None = None,
+        optimizer_options: dict[str, Any] | None = None,
+        scheduler: str | None = None,
+        scheduler_options: dict[str, Any] | None = None,
+        clip_grad: float | None = None,
+        early_stopping: int | EarlyStopping | None = None,
+        callbacks: Sequence[Callback] = (),
+        eval_batch_size: int | None = 65536,
+        precision: str = "32",
+        compile: bool = False,
+        handle_signals: bool = False,
+        num_workers: int = 0,
+    ) -> None:
+        if epochs < 1:
+            raise InputError(f"--epochs must be >= 1, got {epochs}")
+        if log_every < 1:
+            raise InputError(f"log_every must be >= 1, got {log_every}")
+        if clip_grad is not None and not clip_grad > 0:
+            raise InputError(f"--clip-grad must be > 0, got {clip_grad}")
+        if precision not in PRECISIONS:
+            raise InputError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if isinstance(early_stopping, int) and early_stopping < 1:
+            raise InputError(f"--early-stopping patience must be >= 1, got {early_stopping}")
+        self.loss, self.loss_options = loss, dict(loss_options or {})
+        self.optimizer, self.lr, self.optimizer_options = optimizer, lr, dict(optimizer_options or {})
+        self.epochs, self.batch_size, self.shuffle, self.seed = epochs, batch_size, shuffle, seed
+        self.device, self.log_every = device, log_every
+        self.scheduler, self.scheduler_options = scheduler, dict(scheduler_options or {})
+        self.clip_grad, self.early_stopping = clip_grad, early_stopping
+        self.callbacks = list(callbacks)
+        self.eval_batch_size, self.precision, self.compile = eval_batch_size, precision, compile
+        self.handle_signals, self.num_workers = handle_signals, num_workers
+        # Set by fit(): the objects of the current or last fit.
+        self.model: nn.Module
+        self.state = FitState()
+        self.history = History()
+        self.stop_training = False
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        model: nn.Module,
+        train: Any,
+        val: Any = None,
+        *,
+        resume: dict[str, Any] | None = None,
+    ) -> History:
+        """Train ``model`` on ``train`` and run the testing loop on ``val`` after every epoch.
+
+        ``train`` and ``val`` are ``(X, y)`` pairs of tensors or arrays (the fast in-memory
+        path) or ``torch.utils.data.Dataset``s of ``(x, y)`` items. ``resume`` is a
+        :meth:`state_dict` from a checkpoint: the fit continues exactly where it stopped.
+        """
+        device = resolve_device(self.device)
+        if self.seed is not None:
+            seed_everything(self.seed)
+        self.device_ = device
+        self.model = model.to(device)
+        dtype = _model_dtype(model)
+        self.state = FitState(seed=self.seed if self.seed is not None else secrets.randbits(62))
+        self.history = History()
+        self.stop_training = False
+        self._signal: int | None = None
+
+        self.loss_fn = get_loss(self.loss, **self.loss_options)
+        if isinstance(self.loss_fn, nn.Module):
+            self.loss_fn.to(device)
+        self.batches = self._train_batches(train, device, dtype)
+        self.val_data = self._eval_data(val, device, dtype)
+        self.optimizer_ = build_optimizer(
+            self.optimizer, model.parameters(), self.lr, **self.optimizer_options
+        )
+        self.schedule: Schedule | None = None
+        if self.scheduler:
+            self.schedule = build_scheduler(
+                self.scheduler, self.optimizer_, self.epochs, self.batches.n_batches, **self.scheduler_options
+            )
+        callbacks = list(self.callbacks)
+        if self.early_stopping is not None:
+            es = self.early_stopping
+            callbacks.append(es if isinstance(es, EarlyStopping) else EarlyStopping(patience=es))
+        self.callbacks_ = sorted(callbacks, key=lambda cb: cb.order)
+        self._forward = torch.compile(model) if self.compile else model
+        self._step = self._make_step()
+
+        if resume is not None:
+            self.load_state_dict(resume)
+        # On a GPU, read losses only when something needs them; on the CPU reading is free.
+        self._read_each_epoch = (
+            device.type != "cuda"
+            or any(
+                isinstance(cb, EarlyStopping) or getattr(cb, "reads_every_epoch", False)
+                for cb in self.callbacks_
+            )
+            or bool(self.schedule and self.schedule.monitors_loss)
+        )
+        self._pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
+
+        step_callbacks = [cb for cb in self.callbacks_ if type(cb).on_step_end is not Callback.on_step_end]
+        for cb in self.callbacks_:
+            cb.on_fit_start(self)
+        with self._signals():
+            while self.state.epoch < self.epochs and not self.state.stop:
+                self._run_epoch(step_callbacks)
+        self._check_finite()
+        for cb in self.callbacks_:
+            cb.on_fit_end(self)
+        return self.history
+
+    def _train_batches(self, train: Any, device: torch.device, dtype: torch.dtype) -> Batches:
+        if isinstance(train, TensorBatches | LoaderBatches):
+            return train
+        if _is_dataset(train):
+            return LoaderBatches(
+                train, self.batch_size or 256, device, self.shuffle, self.state.seed, self.num_workers
+            )
+        X, y = self._pair(train, "train", device, dtype)
+        return TensorBatches(X, y, self.batch_size, self.shuffle, self.state.seed)
+
+    def _eval_data(self, data: Any, device: torch.device, dtype: torch.dtype) -> Any:
+        if data is None or _is_dataset(data):
+            return data
+        return self._pair(data, "val", device, dtype)
+
+    @staticmethod
+    def _pair(data: Any, name: str, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+        try:
+            X, y = data
+        except (TypeError, ValueError):
+            raise InputError(f"{name} data must be an (X, y) pair or a Dataset") from None
+        X, y = as_tensor(X, dtype).to(device), as_tensor(y, dtype).to(device)
+        if len(X) != len(y):
+            raise InputError(f"{name}: X has {len(X)} rows but y has {len(y)}")
+        return X, y
+
+    def _make_step(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """One optimisation step, as the tutorial writes it, closed over what it needs."""
+        forward, loss_fn, optimizer = self._forward, self.loss_fn, self.optimizer_
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        clip = self.clip_grad
+        sched_step = (
+            self.schedule.scheduler.step if self.schedule and self.schedule.interval == "step" else None
+        )
+        autocast = self._autocast
+
+        def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            with autocast():
+                y_pred = forward(xb)  # 1. forward pass
+                if y_pred.shape != yb.shape:
+                    raise InputError(
+                        f"the model's output has shape {tuple(y_pred.shape)} but the targets have "
+                        f"{tuple(yb.shape)}: they must match (no silent broadcasting)"
+                    )
+                loss = loss_fn(y_pred, yb)  # 2. loss
+            for p in params:  # 3. zero the gradients (optimizer.zero_grad(set_to_none=True))
+                p.grad = None
+            loss.backward()  # 4. backpropagation
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            optimizer.step()  # 5. gradient descent
+            if sched_step is not None:
+                sched_step()
+            return loss.detach()
+
+        return step
+
+    def _autocast(self) -> Any:
+        if self.precision == "bf16-mixed":
+            return torch.autocast(self.device_.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    def _run_epoch(self, step_callbacks: list[Callback]) -> None:
+        state, model, step = self.state, self.model, self._step
+        started = time.perf_counter()
+        lr = self.optimizer_.param_groups[0]["lr"]
+        model.train()
+        for xb, yb in self.batches.epoch(state.epoch, state.batch):
+            state.epoch_losses.append(step(xb, yb))
+            state.batch += 1
+            state.step += 1
+            for cb in step_callbacks:
+                cb.on_step_end(self)
+            if self._signal is not None:
+                self._interrupt()
+        train_loss = self._epoch_mean(state.epoch_losses)
+        val_loss = self.evaluate_loss(model, self.val_data) if self.val_data is not None else None
+        logs = EpochLogs(state.epoch, train_loss, val_loss, lr, time.perf_counter() - started)
+
+        self._pending.append((state.epoch, train_loss, val_loss))
+        if len(state.epoch_losses) > 1 and not self._read_each_epoch:
+            # Keep the batch losses until the next read, to name the batch that diverged.
+            self._pending[-1] = (state.epoch, torch.stack(state.epoch_losses), val_loss)
+        record = state.epoch % self.log_every == 0
+        if self._read_each_epoch or record:
+            self._check_finite(state.epoch_losses)
+        if record:
+            self.history.append(logs.values())
+        if self.schedule is not None and self.schedule.interval == "epoch":
+            if self.schedule.monitors_loss:
+                self.schedule.scheduler.step(logs.monitored())
+            else:
+                self.schedule.scheduler.step()
+
+        state.epoch += 1
+        state.batch = 0
+        state.epoch_losses = []
+        for cb in self.callbacks_:
+            cb.on_epoch_end(self, logs)
+        if self.stop_training:
+            state.stop = True
+        if self._signal is not None:
+            self._interrupt()
+
+    def _epoch_mean(self, losses: list[torch.Tensor]) -> torch.Tensor:
+        """The epoch's training loss: the mean over rows of the batch losses."""
+        if len(losses) == 1:
+            return losses[0]
+        stacked = torch.stack(losses)
+        B, n = self.batches.batch_size, self.batches.n_rows
+        if n % B == 0:
+            return stacked.mean()
+        sizes = torch.full((len(losses),), float(B), dtype=stacked.dtype, device=stacked.device)
+        sizes[-1] = n % B
+        return (stacked * sizes).sum() / n
+
+    def _check_finite(self, current_batches: list[torch.Tensor] | None = None) -> None:
+        """Raise :class:`TrainingDiverged` if a loss since the last check is NaN or infinite."""
+        pending, self._pending = self._pending, []
+        for epoch, train_loss, val_loss in pending:
+            losses = train_loss.reshape(-1)
+            if not bool(torch.isfinite(losses).all()):
+                if losses.numel() == 1 and current_batches and epoch == self.state.epoch:
+                    losses = torch.stack(current_batches)
+                bad = int(torch.nonzero(~torch.isfinite(losses))[0]) if losses.numel() > 1 else 0
+                raise TrainingDiverged(
+                    f"training diverged: the training loss became {float(losses[bad])} "
+                    f"at epoch {epoch}, batch {bad}",
+                )
+            if val_loss is not None and not math.isfinite(float(val_loss)):
+                raise TrainingDiverged(
+                    f"training diverged: the validation loss became {float(val_loss)} at epoch {epoch}"
+                )
+
+    # ------------------------------------------------------------ signals
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """On SIGINT/SIGTERM, finish the current step, let callbacks checkpoint, then stop."""
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def handler(signum: int, frame: Any) -> None:
+            self._signal = signum
+            signal.signal(signum, previous[signal.Signals(signum)])  # a second signal acts as it always does
+
+        for s in previous:
+            signal.signal(s, handler)
+        try:
+            yield
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+    def _interrupt(self) -> None:
+        for cb in self.callbacks_:
+            cb.on_interrupt(self)
+        name = signal.Signals(self._signal).name if self._signal else "a signal"
+        raise TrainingInterrupted(
+            f"interrupted by {name} at epoch {self.state.epoch}, batch {self.state.batch}"
+        )
+
+    # ------------------------------------------------------ state (resume)
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this fit exactly: tensors and plain values only."""
+        state = asdict(self.state)
+        losses = self.state.epoch_losses
+        state["epoch_losses"] = torch.stack(losses).cpu() if losses else torch.zeros(0)
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer_.state_dict(),
+            "scheduler": self.schedule.scheduler.state_dict() if self.schedule else None,
+            "callbacks": {self._callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks_)},
+            "fit": state,
+            "history": list(self.history.rows),
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer_.load_state_dict(state["optimizer"])
+        if self.schedule is not None and state.get("scheduler") is not None:
+            self.schedule.scheduler.load_state_dict(state["scheduler"])
+        saved = state.get("callbacks", {})
+        for i, cb in enumerate(self.callbacks_):
+            key = self._callback_key(i, cb)
+            if key in saved:
+                cb.load_state_dict(saved[key])
+        fit = dict(state["fit"])
+        losses = fit.pop("epoch_losses")
+        device = self.device_
+        fit["epoch_losses"] = [t.to(device) for t in losses.unbind(0)] if losses.numel() else []
+        self.state = FitState(**fit)
+        if isinstance(self.batches, TensorBatches):
+            self.batches.seed = self.state.seed
+        elif isinstance(self.batches, LoaderBatches):
+            self.batches.sampler.seed = self.state.seed
+        self.history = History(state.get("history", []))
+        self.stop_training = self.state.stop
+        set_rng_state(state["rng"])
+
+    @staticmethod
+    def _callback_key(index: int, cb: Callback) -> str:
+        return f"{index}:{type(cb).__name__}"
+
+    # ---------------------------------------------- evaluation & inference
+    def evaluate_loss(self, model: nn.Module, data: Any) -> torch.Tensor:
+        """The testing loop: the mean loss over ``data`` under ``eval()`` and ``inference_mode()``."""
+        model.eval()
+        forward = self._forward if model is self.model else model
+        with torch.inference_mode(), self._autocast():
+            if isinstance(data, tuple):
+                X, y = data
+                if self.eval_batch_size is None or len(X) <= self.eval_batch_size:
+                    return self.loss_fn(forward(X), y)
+                batches: Any = eval_batches(X, y, self.eval_batch_size)
+            else:
+                batches = torch.utils.data.DataLoader(data, batch_size=self.eval_batch_size or 4096)
+            total, rows = torch.zeros((), device=self.device_), 0
+            for xb, yb in batches:
+                xb, yb = xb.to(self.device_), yb.to(self.device_)
+                total = total + self.loss_fn(forward(xb), yb).float() * len(xb)
+                rows += len(xb)
+            return total / rows
+
+    def predict(self, model: nn.Module, X: Any, batch_size: int | None = None) -> torch.Tensor:
+        """Predictions for ``X`` on the CPU, made as the tutorial does (eval + inference mode)."""
+        return predict(model, X, batch_size or self.eval_batch_size)
+
+    def evaluate(self, model: nn.Module, X: Any, y: Any) -> dict[str, float]:
+        """MAE, MSE, RMSE and R² of the model's predictions for ``X`` against ``y``."""
+        return regression_metrics(as_tensor(y), self.predict(model, X))
+
+
+def predict(model: nn.Module, X: Any, batch_size: int | None = 65536) -> torch.Tensor:
+    """The model's predictions for ``X`` (on the model's device, returned on the CPU)."""
+    device, dtype = _model_device(model), _model_dtype(model)
+    X = as_tensor(X, dtype)
+    model.eval()
+    with torch.inference_mode():
+        if batch_size is None or len(X) <= batch_size:
+            return model(X.to(device)).cpu()
+        parts = [model(X[i : i + batch_size].to(device)).cpu() for i in range(0, len(X), batch_size)]
+        return torch.cat(parts)

@@ -1,0 +1,80 @@
+"""Saving and loading: the tutorial's .pth files, safetensors, and mismatched architectures."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from tests.helpers import TUTORIAL_FIXTURES
+from torchwork.errors import InputError
+from torchwork.inspection import describe_weights
+from torchwork.models import MLP, LinearRegressionModel, LinearRegressionModelV2
+from torchwork.persistence import load_into, load_state_dict, save_state_dict
+from torchwork.trainer import predict
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_save_load_gives_identical_predictions(tmp_path, suffix):
+    torch.manual_seed(0)
+    model = MLP(4, hidden=(8, 8))
+    X = torch.randn(20, 4)
+    path = save_state_dict(model, tmp_path / f"model{suffix}")
+    torch.manual_seed(1)
+    fresh = MLP(4, hidden=(8, 8))
+    assert not torch.equal(predict(fresh, X), predict(model, X))
+    load_into(fresh, path)
+    assert torch.equal(predict(fresh, X), predict(model, X))
+
+
+def test_pth_is_the_tutorials_format(tmp_path):
+    """A file torchwork saves is what torch.save(model.state_dict()) writes: plain torch.load reads it."""
+    torch.manual_seed(42)
+    model = LinearRegressionModel()
+    save_state_dict(model, tmp_path / "m.pth")
+    state = torch.load(tmp_path / "m.pth", weights_only=True)
+    assert list(state) == ["weights", "bias"]
+    assert torch.equal(state["weights"], model.weights.detach())
+
+
+def test_tutorial_fixtures_load_on_cpu():
+    state_0 = load_state_dict(TUTORIAL_FIXTURES / "01_pytorch_workflow_model_0.pth")
+    state_1 = load_state_dict(TUTORIAL_FIXTURES / "01_pytorch_workflow_model_1.pth")
+    assert all(t.device.type == "cpu" for t in [*state_0.values(), *state_1.values()])
+    model = load_into(LinearRegressionModelV2(), state_1)
+    assert model.linear_layer.weight.item() == pytest.approx(0.6968, abs=1e-4)
+
+
+def test_inspect_reports_the_device_it_was_saved_from():
+    d0 = describe_weights(TUTORIAL_FIXTURES / "01_pytorch_workflow_model_0.pth")
+    d1 = describe_weights(TUTORIAL_FIXTURES / "01_pytorch_workflow_model_1.pth")
+    assert d0["saved_from"] == "cpu"
+    assert d1["saved_from"] == "cuda:0"  # saved on a GPU by the tutorial; read here on the CPU
+    assert [(t["name"], t["shape"]) for t in d1["tensors"]] == [
+        ("linear_layer.weight", [1, 1]),
+        ("linear_layer.bias", [1]),
+    ]
+    assert d0["tensors"][0]["values"] == [pytest.approx(0.5784, abs=1e-4)]
+
+
+def test_mismatched_architecture_fails_before_any_weight_changes(tmp_path):
+    torch.manual_seed(0)
+    path = save_state_dict(MLP(4, hidden=(8,)), tmp_path / "m.pth")
+    target = MLP(4, hidden=(16,))
+    before = {k: v.clone() for k, v in target.state_dict().items()}
+    with pytest.raises(InputError) as err:
+        load_into(target, path)
+    message = str(err.value)
+    assert "nothing was loaded" in message
+    assert "mismatched shapes: net.0.weight (file (8, 4), model (16, 4))" in message
+    for k, v in target.state_dict().items():
+        assert torch.equal(v, before[k])
+    with pytest.raises(InputError, match=r"missing keys: linear_layer.weight, linear_layer.bias; "
+                                         r"unexpected keys: weights, bias"):  # fmt: skip
+        load_into(LinearRegressionModelV2(), TUTORIAL_FIXTURES / "01_pytorch_workflow_model_0.pth")
+
+
+def test_a_gpu_saved_file_maps_to_the_requested_device():
+    state = load_state_dict(TUTORIAL_FIXTURES / "01_pytorch_workflow_model_1.pth", map_location="cpu")
+    assert {t.device for t in state.values()} == {torch.device("cpu")}
+    assert isinstance(load_into(nn.Module(), {}), nn.Module)

@@ -1,0 +1,264 @@
+"""Trainer.fit against a plain PyTorch loop written here: the same parameters, bit for bit."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from torchwork.batching import epoch_permutation
+from torchwork.callbacks import Callback, EarlyStopping
+from torchwork.errors import InputError, TrainingDiverged, UnknownNameError
+from torchwork.metrics import regression_metrics
+from torchwork.models import MLP, LinearRegressionModel
+from torchwork.trainer import Trainer
+
+
+def plain_loop(model, X, y, Xv, yv, make_optimizer, loss_fn, epochs, batch_size=None, seed=0, clip=None,
+               make_scheduler=None):  # fmt: skip
+    """The tutorial's loop, written out, over the batch order the trainer documents."""
+    optimizer = make_optimizer(model.parameters())
+    scheduler = make_scheduler(optimizer) if make_scheduler else None
+    train_losses, val_losses = [], []
+    n = len(X)
+    for epoch in range(epochs):
+        model.train()
+        if batch_size is None:
+            batches = [(X, y)]
+        else:
+            order = epoch_permutation(n, seed, epoch)
+            batches = [
+                (X[order[i : i + batch_size]], y[order[i : i + batch_size]]) for i in range(0, n, batch_size)
+            ]
+        losses = []
+        for xb, yb in batches:
+            y_pred = model(xb)
+            loss = loss_fn(y_pred, yb)
+            optimizer.zero_grad()
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            optimizer.step()
+            losses.append(loss.item() * len(xb))
+        train_losses.append(sum(losses) / n)
+        if scheduler:
+            scheduler.step()
+        model.eval()
+        with torch.inference_mode():
+            val_losses.append(loss_fn(model(Xv), yv).item())
+    return train_losses, val_losses
+
+
+def regression_data(n=256, d=3, seed=0, noise=0.1):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=g)
+    w = torch.randn(d, 1, generator=g)
+    y = X @ w + 0.5 + noise * torch.randn(n, 1, generator=g)
+    return X, y
+
+
+def assert_same_params(a: nn.Module, b: nn.Module) -> None:
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(p, q), (name, p, q)
+
+
+OPTIMIZERS = {
+    "sgd": ({}, lambda p: torch.optim.SGD(p, lr=0.05)),
+    "sgd-momentum": (
+        {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-3},
+        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    ),
+    "adam": ({}, lambda p: torch.optim.Adam(p, lr=0.05)),
+    "adamw": ({"weight_decay": 0.01}, lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.01)),
+}
+
+
+@pytest.mark.parametrize("batch_size", [None, 32, 100])
+@pytest.mark.parametrize("opt", list(OPTIMIZERS))
+def test_fit_equals_plain_loop(opt, batch_size):
+    X, y = regression_data()
+    Xtr, ytr, Xv, yv = X[:200], y[:200], X[200:], y[200:]
+    torch.manual_seed(1)
+    model = MLP(3, hidden=(16,))
+    reference = copy.deepcopy(model)
+    options, make_opt = OPTIMIZERS[opt]
+    name = opt.split("-")[0]
+    trainer = Trainer(loss="mse", optimizer=name, lr=0.05, optimizer_options=options, epochs=5,
+                      batch_size=batch_size, seed=7, device="cpu")  # fmt: skip
+    history = trainer.fit(model, (Xtr, ytr), (Xv, yv))
+    train_ref, val_ref = plain_loop(
+        reference, Xtr, ytr, Xv, yv, make_opt, nn.MSELoss(), 5, batch_size, seed=7
+    )
+    assert_same_params(model, reference)
+    assert history["val_loss"] == val_ref  # same float32 values, read back exactly
+    np.testing.assert_allclose(history["train_loss"], train_ref, rtol=1e-6)
+
+
+def test_dropout_clipping_and_scheduler_equal_plain_loop():
+    X, y = regression_data(300)
+    torch.manual_seed(3)
+    model = MLP(3, hidden=(32, 32), dropout=0.2)
+    reference = copy.deepcopy(model)
+    trainer = Trainer(loss="huber", optimizer="adam", lr=0.01, epochs=6, batch_size=64, seed=11,
+                      clip_grad=0.5, scheduler="step", scheduler_options={"step_size": 2, "gamma": 0.5},
+                      device="cpu")  # fmt: skip
+    trainer.fit(model, (X[:250], y[:250]), (X[250:], y[250:]))
+    torch.manual_seed(11)  # the trainer seeds torch (dropout's generator) with its seed
+    plain_loop(reference, X[:250], y[:250], X[250:], y[250:], lambda p: torch.optim.Adam(p, lr=0.01),
+               nn.HuberLoss(), 6, 64, seed=11, clip=0.5,
+               make_scheduler=lambda o: torch.optim.lr_scheduler.StepLR(o, 2, 0.5))  # fmt: skip
+    assert_same_params(model, reference)
+
+
+def test_trains_any_module_and_reaches_least_squares():
+    class Affine(nn.Module):  # a user's own module, not a torchwork one
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(3, 1))
+            self.b = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            return x @ self.w + self.b
+
+    X, y = regression_data(500, noise=0.05)
+    model = Affine()
+    Trainer(loss="mse", optimizer="adam", lr=0.05, epochs=400, device="cpu").fit(model, (X, y))
+    A = torch.cat([X, torch.ones(len(X), 1)], 1).double()
+    solution = torch.linalg.lstsq(A, y.double()).solution
+    np.testing.assert_allclose(model.w.detach().double().numpy(), solution[:3].numpy(), atol=2e-3)
+    np.testing.assert_allclose(model.b.detach().double().numpy(), solution[3].numpy(), atol=2e-3)
+
+
+def test_history_interval_and_columns():
+    X, y = regression_data(50)
+    trainer = Trainer(loss="mae", optimizer="sgd", lr=0.01, epochs=25, log_every=10, device="cpu", seed=0)
+    history = trainer.fit(nn.Linear(3, 1), (X[:40], y[:40]), (X[40:], y[40:]))
+    assert history["epoch"] == [0, 10, 20]
+    assert history.columns == ["epoch", "train_loss", "val_loss", "lr", "seconds"]
+    assert all(v == 0.01 for v in history["lr"])
+    assert "epoch,train_loss,val_loss,lr,seconds" in history.to_csv()
+
+
+def test_early_stopping_stops_and_restores_the_best_weights():
+    X, y = regression_data(120)
+    seen = []
+
+    class Spy(Callback):
+        def on_epoch_end(self, trainer, logs):
+            seen.append((logs.val_loss.item(), copy.deepcopy(trainer.model.state_dict())))
+
+    # A learning rate this high makes the validation loss go up after a few epochs.
+    trainer = Trainer(loss="mse", optimizer="sgd", lr=0.9, epochs=200, early_stopping=5, callbacks=[Spy()],
+                      device="cpu", seed=0)  # fmt: skip
+    model = nn.Linear(3, 1)
+    history = trainer.fit(model, (X[:100], y[:100]), (X[100:], y[100:]))
+    best = min(range(len(seen)), key=lambda i: seen[i][0])
+    assert len(history) == best + 6 < 200  # stopped 5 epochs after the best one
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, seen[best][1][k])
+
+
+def test_early_stopping_restores_best_weights_even_without_stopping():
+    X, y = regression_data(120)
+    es = EarlyStopping(patience=1000)
+    model = nn.Linear(3, 1)
+    Trainer(loss="mse", optimizer="sgd", lr=0.5, epochs=30, early_stopping=es, device="cpu", seed=0).fit(
+        model, (X[:100], y[:100]), (X[100:], y[100:])
+    )
+    assert es.best_weights is not None
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, es.best_weights[k])
+
+
+def test_non_finite_loss_names_epoch_and_batch():
+    X, y = regression_data(64)
+    y[40] = float("nan")  # row 40 lands in some batch of epoch 0
+    trainer = Trainer(
+        loss="mse", optimizer="sgd", lr=0.01, epochs=3, batch_size=16, shuffle=False, device="cpu"
+    )
+    with pytest.raises(TrainingDiverged, match=r"epoch 0, batch 2"):
+        trainer.fit(nn.Linear(3, 1), (X, y))
+
+
+def test_exploding_training_is_caught():
+    X, y = regression_data(64)
+    trainer = Trainer(loss="mse", optimizer="sgd", lr=1e6, epochs=50, device="cpu", seed=0)
+    with pytest.raises(TrainingDiverged, match=r"training diverged"):
+        trainer.fit(nn.Linear(3, 1), (X * 1e3, y))
+
+
+def test_shape_mismatch_is_an_error_not_a_broadcast():
+    X, y = regression_data(32)
+    with pytest.raises(InputError, match=r"output has shape \(32, 1\) but the targets have \(32,\)"):
+        Trainer(loss="mse", epochs=1, device="cpu").fit(nn.Linear(3, 1), (X, y[:, 0]))
+
+
+def test_predict_and_evaluate():
+    X, y = regression_data(100)
+    model = nn.Linear(3, 1)
+    trainer = Trainer(device="cpu")
+    preds = trainer.predict(model, X)
+    with torch.inference_mode():
+        assert torch.equal(preds, model(X))
+    metrics = trainer.evaluate(model, X, y)
+    err = preds.double() - y.double()
+    assert math.isclose(metrics["mae"], err.abs().mean().item(), rel_tol=1e-12)
+    assert math.isclose(metrics["rmse"], err.pow(2).mean().sqrt().item(), rel_tol=1e-12)
+    # Batched prediction gives the same rows.
+    assert torch.allclose(trainer.predict(model, X, batch_size=7), preds)
+
+
+def test_metrics_match_scikit_learn():
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    t, p = rng.normal(size=(50, 2)), rng.normal(size=(50, 2))
+    m = regression_metrics(t, p)
+    assert math.isclose(m["mae"], sklearn_metrics.mean_absolute_error(t, p))
+    assert math.isclose(m["mse"], sklearn_metrics.mean_squared_error(t, p))
+    assert math.isclose(m["r2"], sklearn_metrics.r2_score(t, p))
+
+
+def test_unknown_names_list_the_valid_ones():
+    X, y = regression_data(10)
+    with pytest.raises(UnknownNameError, match=r"unknown loss 'hinge'; valid names: l1 \(mae, l1loss\), mse"):
+        Trainer(loss="hinge", device="cpu").fit(nn.Linear(3, 1), (X, y))
+    with pytest.raises(UnknownNameError, match=r"unknown optimizer 'lbfgs'; valid names: sgd, adam, adamw"):
+        Trainer(optimizer="lbfgs", device="cpu").fit(nn.Linear(3, 1), (X, y))
+    with pytest.raises(InputError, match=r"optimizer 'sgd' takes no option 'betas'"):
+        Trainer(optimizer="sgd", optimizer_options={"betas": (0.9, 0.9)}, device="cpu").fit(
+            nn.Linear(3, 1), (X, y)
+        )
+
+
+def test_same_seed_same_run():
+    X, y = regression_data(200)
+
+    def run():
+        torch.manual_seed(0)
+        model = MLP(3, hidden=(8,), dropout=0.1)
+        Trainer(loss="mse", optimizer="adam", lr=0.01, epochs=3, batch_size=16, seed=5, device="cpu").fit(
+            model, (X, y)
+        )
+        return model
+
+    assert_same_params(run(), run())
+
+
+def test_tutorial_model_loop_matches_by_hand():
+    """The tutorial's own model and settings, 100 epochs: identical to the hand-written loop."""
+    X = torch.arange(0, 1, 0.02).unsqueeze(1)
+    y = 0.7 * X + 0.3
+    torch.manual_seed(42)
+    model = LinearRegressionModel()
+    reference = copy.deepcopy(model)
+    Trainer(loss="l1", optimizer="sgd", lr=0.01, epochs=100, device="cpu").fit(
+        model, (X[:40], y[:40]), (X[40:], y[40:])
+    )
+    plain_loop(
+        reference, X[:40], y[:40], X[40:], y[40:], lambda p: torch.optim.SGD(p, lr=0.01), nn.L1Loss(), 100
+    )
+    assert_same_params(model, reference)
