@@ -33,8 +33,8 @@ test: $(VENV)/.dev
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests $(wildcard benchmarks)
-	$(BIN)/ruff format --check src tests $(wildcard benchmarks)
+	$(BIN)/ruff check src tests $(wildcard benchmarks) examples
+	$(BIN)/ruff format --check src tests $(wildcard benchmarks) examples
 	$(BIN)/mypy
 
 bench: $(VENV)/.runtime

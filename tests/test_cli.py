@@ -27,10 +27,7 @@ def test_help_does_not_import_torch():
 def test_demo_runs_and_writes_what_it_promises(tmp_path):
     result = run_cli("demo", "--out", str(tmp_path), "--device", "cpu")
     assert result.returncode == 0, result.stderr
-    assert (
-        "Epoch: 0 | MAE Train Loss: 0.31288138031959534 | MAE Test Loss: 0.48106518387794495 "
-        in result.stdout
-    )
+    assert "Epoch: 0 | MAE Train Loss: 0.31288138031959534 | MAE Test Loss: 0.48106518387794495 " in result.stdout
     assert "Using device: cpu" in result.stdout
     for name in ("01_pytorch_workflow_model_0.pth", "01_pytorch_workflow_model_1.pth"):
         assert (tmp_path / "models" / name).stat().st_size > 0
@@ -91,4 +88,4 @@ def test_unknown_option_is_one_line():
 
 
 def test_missing_argument_is_one_line():
-    assert_one_line_error(run_cli("inspect"), "Missing argument 'FILE'")
+    assert_one_line_error(run_cli("inspect"), "Missing argument 'FILE_OR_RUN_DIR'")

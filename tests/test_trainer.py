@@ -31,9 +31,7 @@ def plain_loop(model, X, y, Xv, yv, make_optimizer, loss_fn, epochs, batch_size=
             batches = [(X, y)]
         else:
             order = epoch_permutation(n, seed, epoch)
-            batches = [
-                (X[order[i : i + batch_size]], y[order[i : i + batch_size]]) for i in range(0, n, batch_size)
-            ]
+            batches = [(X[order[i : i + batch_size]], y[order[i : i + batch_size]]) for i in range(0, n, batch_size)]
         losses = []
         for xb, yb in batches:
             y_pred = model(xb)
@@ -90,9 +88,7 @@ def test_fit_equals_plain_loop(opt, batch_size):
     trainer = Trainer(loss="mse", optimizer=name, lr=0.05, optimizer_options=options, epochs=5,
                       batch_size=batch_size, seed=7, device="cpu")  # fmt: skip
     history = trainer.fit(model, (Xtr, ytr), (Xv, yv))
-    train_ref, val_ref = plain_loop(
-        reference, Xtr, ytr, Xv, yv, make_opt, nn.MSELoss(), 5, batch_size, seed=7
-    )
+    train_ref, val_ref = plain_loop(reference, Xtr, ytr, Xv, yv, make_opt, nn.MSELoss(), 5, batch_size, seed=7)
     assert_same_params(model, reference)
     assert history["val_loss"] == val_ref  # same float32 values, read back exactly
     np.testing.assert_allclose(history["train_loss"], train_ref, rtol=1e-6)
@@ -177,9 +173,7 @@ def test_early_stopping_restores_best_weights_even_without_stopping():
 def test_non_finite_loss_names_epoch_and_batch():
     X, y = regression_data(64)
     y[40] = float("nan")  # row 40 lands in some batch of epoch 0
-    trainer = Trainer(
-        loss="mse", optimizer="sgd", lr=0.01, epochs=3, batch_size=16, shuffle=False, device="cpu"
-    )
+    trainer = Trainer(loss="mse", optimizer="sgd", lr=0.01, epochs=3, batch_size=16, shuffle=False, device="cpu")
     with pytest.raises(TrainingDiverged, match=r"epoch 0, batch 2"):
         trainer.fit(nn.Linear(3, 1), (X, y))
 
@@ -229,9 +223,7 @@ def test_unknown_names_list_the_valid_ones():
     with pytest.raises(UnknownNameError, match=r"unknown optimizer 'lbfgs'; valid names: sgd, adam, adamw"):
         Trainer(optimizer="lbfgs", device="cpu").fit(nn.Linear(3, 1), (X, y))
     with pytest.raises(InputError, match=r"optimizer 'sgd' takes no option 'betas'"):
-        Trainer(optimizer="sgd", optimizer_options={"betas": (0.9, 0.9)}, device="cpu").fit(
-            nn.Linear(3, 1), (X, y)
-        )
+        Trainer(optimizer="sgd", optimizer_options={"betas": (0.9, 0.9)}, device="cpu").fit(nn.Linear(3, 1), (X, y))
 
 
 def test_same_seed_same_run():
@@ -240,9 +232,7 @@ def test_same_seed_same_run():
     def run():
         torch.manual_seed(0)
         model = MLP(3, hidden=(8,), dropout=0.1)
-        Trainer(loss="mse", optimizer="adam", lr=0.01, epochs=3, batch_size=16, seed=5, device="cpu").fit(
-            model, (X, y)
-        )
+        Trainer(loss="mse", optimizer="adam", lr=0.01, epochs=3, batch_size=16, seed=5, device="cpu").fit(model, (X, y))
         return model
 
     assert_same_params(run(), run())
@@ -258,7 +248,5 @@ def test_tutorial_model_loop_matches_by_hand():
     Trainer(loss="l1", optimizer="sgd", lr=0.01, epochs=100, device="cpu").fit(
         model, (X[:40], y[:40]), (X[40:], y[40:])
     )
-    plain_loop(
-        reference, X[:40], y[:40], X[40:], y[40:], lambda p: torch.optim.SGD(p, lr=0.01), nn.L1Loss(), 100
-    )
+    plain_loop(reference, X[:40], y[:40], X[40:], y[40:], lambda p: torch.optim.SGD(p, lr=0.01), nn.L1Loss(), 100)
     assert_same_params(model, reference)

@@ -34,6 +34,12 @@ _EXPORTS = {
     "load_state_dict": "torchwork.persistence",
     "load_into": "torchwork.persistence",
     "resolve_device": "torchwork.devices",
+    "train": "torchwork.api",
+    "load_run": "torchwork.api",
+    "resume": "torchwork.api",
+    "Run": "torchwork.runs",
+    "TrainConfig": "torchwork.config",
+    "Regressor": "torchwork.estimator",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -53,9 +59,12 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from torchwork.api import load_run, resume, train
     from torchwork.callbacks import Callback, EarlyStopping
+    from torchwork.config import TrainConfig
     from torchwork.data import make_line, split
     from torchwork.devices import resolve_device
+    from torchwork.estimator import Regressor
     from torchwork.history import History
     from torchwork.losses import get_loss
     from torchwork.metrics import LeastSquares, regression_metrics
@@ -63,4 +72,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from torchwork.optim import build_optimizer
     from torchwork.persistence import load_into, load_state_dict, save_state_dict
     from torchwork.plots import plot_loss_curves, plot_predictions
+    from torchwork.runs import Run
     from torchwork.trainer import Trainer, predict

@@ -60,9 +60,7 @@ def run_demo(out: str | Path = ".", device: str = "auto", echo: Callable[..., An
     trainer = Trainer(loss="l1", optimizer="sgd", lr=0.01, epochs=100, log_every=10, seed=42, device="cpu")
     y_preds = trainer.predict(model_0, X_test)
     show("with torch.inference_mode(): y_preds = model_0(X_test)", y_preds)
-    plot_predictions(
-        X_train, y_train, X_test, y_test, y_preds, path=plots_dir / "02_untrained_predictions.png"
-    )
+    plot_predictions(X_train, y_train, X_test, y_test, y_preds, path=plots_dir / "02_untrained_predictions.png")
     echo(f"Plot: {plots_dir / '02_untrained_predictions.png'}")
 
     # 3. Train: L1 loss, SGD(lr=0.01), 100 epochs, a log line every 10.
@@ -114,9 +112,7 @@ def run_demo(out: str | Path = ".", device: str = "auto", echo: Callable[..., An
         log_every=100,
         seed=42,
         device=target,
-        callbacks=[
-            EpochPrinter("Epoch: {epoch} | Train loss: {train_loss} | Test loss: {val_loss}", 100, echo)
-        ],
+        callbacks=[EpochPrinter("Epoch: {epoch} | Train loss: {train_loss} | Test loss: {val_loss}", 100, echo)],
     )
     history_1 = trainer_1.fit(model_1, (X_train, y_train), (X_test, y_test))
     show("next(model_1.parameters()).device", next(model_1.parameters()).device)
@@ -126,9 +122,7 @@ def run_demo(out: str | Path = ".", device: str = "auto", echo: Callable[..., An
     echo(f"weights: {WEIGHT}, bias: {BIAS}")
     y_preds_1 = trainer_1.predict(model_1, X_test)
     show("model_1.eval(); with torch.inference_mode(): y_preds = model_1(X_test)", y_preds_1)
-    plot_predictions(
-        X_train, y_train, X_test, y_test, y_preds_1, path=plots_dir / "05_model_1_predictions.png"
-    )
+    plot_predictions(X_train, y_train, X_test, y_test, y_preds_1, path=plots_dir / "05_model_1_predictions.png")
     echo(f"Plot: {plots_dir / '05_model_1_predictions.png'}")
     path_1 = models_dir / MODEL_1
     echo(f"Saving model to: {path_1}")

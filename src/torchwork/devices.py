@@ -28,9 +28,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         if not torch.cuda.is_available():
             raise InputError(f"--device {device!r}: CUDA is not available on this machine")
         if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise InputError(
-                f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-            )
+            raise InputError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif resolved.type == "mps":
         if not _mps_available():
             raise InputError(f"--device {device!r}: MPS is not available on this machine")

@@ -135,9 +135,7 @@ def verify_manifest(folder: str | os.PathLike[str], required: Iterable[str] = ()
     try:
         raw = manifest.read_bytes()
     except FileNotFoundError:
-        raise IntegrityError(
-            f"{manifest}: missing; the folder cannot be checked, so it is not trusted"
-        ) from None
+        raise IntegrityError(f"{manifest}: missing; the folder cannot be checked, so it is not trusted") from None
     try:
         doc = json.loads(raw)
         files, recorded = doc["files"], doc["sha256"]
@@ -161,9 +159,7 @@ def verify_manifest(folder: str | os.PathLike[str], required: Iterable[str] = ()
         except FileNotFoundError:
             raise IntegrityError(f"{path}: missing (listed in {manifest})") from None
         if size != entry["bytes"]:
-            raise IntegrityError(
-                f"{path}: truncated or extended: expected {entry['bytes']} bytes, found {size}"
-            )
+            raise IntegrityError(f"{path}: truncated or extended: expected {entry['bytes']} bytes, found {size}")
         actual = sha256_file(path)
         if actual != entry["sha256"]:
             raise IntegrityError(

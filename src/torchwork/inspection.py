@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +22,18 @@ def tensor_summary(name: str, t: torch.Tensor) -> dict[str, Any]:
         "shape": list(t.shape),
         "dtype": str(t.dtype).removeprefix("torch."),
         "numel": t.numel(),
-        "values": t.tolist() if t.numel() <= _SHOW_VALUES else values,
+        "values": t.tolist() if t.numel() <= _SHOW_VALUES else values,  # full precision
         "truncated": t.numel() > _SHOW_VALUES,
     }
     if t.numel() > _SHOW_VALUES and t.is_floating_point():
         f = flat.double()
         info.update(min=f.min().item(), mean=f.mean().item(), max=f.max().item())
     return info
+
+
+def _natural(name: str) -> list[Any]:
+    """``net.10.weight`` after ``net.2.weight``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
 def describe_weights(path: str | os.PathLike[str], weights: WeightsFile | None = None) -> dict[str, Any]:
@@ -39,7 +45,10 @@ def describe_weights(path: str | os.PathLike[str], weights: WeightsFile | None =
     else:
         fmt = "PyTorch state_dict (torch.save), read with weights_only=True"
         saved_from = ", ".join(weights.saved_from) or "unknown"
-    tensors = [tensor_summary(k, v) for k, v in weights.tensors.items()]
+    names = list(weights.tensors)
+    if weights.format == "safetensors":  # stored sorted by size, not in the model's order
+        names.sort(key=_natural)
+    tensors = [tensor_summary(k, weights.tensors[k]) for k in names]
     return {
         "file": str(path),
         "format": fmt,
@@ -60,7 +69,10 @@ def format_description(desc: dict[str, Any]) -> str:
     width = max((len(t["name"]) for t in desc["tensors"]), default=0)
     for t in desc["tensors"]:
         shape = "(" + ", ".join(map(str, t["shape"])) + ("," if len(t["shape"]) == 1 else "") + ")"
-        values = repr(t["values"]) + (" ..." if t["truncated"] else "")
+        if t["truncated"]:  # a preview: a few values, short
+            values = "[" + ", ".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in t["values"]) + ", ...]"
+        else:
+            values = repr(t["values"])
         line = f"  {t['name']:<{width}}  {shape:<12} {t['dtype']:<9} {values}"
         if "mean" in t:
             line += f"  (min {t['min']:.6g}, mean {t['mean']:.6g}, max {t['max']:.6g})"

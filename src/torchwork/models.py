@@ -91,9 +91,7 @@ def _linear(in_features: int, out_features: int = 1) -> nn.Module:
 def _tutorial(cls: type[nn.Module]) -> Callable[..., nn.Module]:
     def build(in_features: int = 1, out_features: int = 1) -> nn.Module:
         if in_features != 1 or out_features != 1:
-            raise InputError(
-                f"model {cls.__name__} fits one feature to one target, got {in_features} features"
-            )
+            raise InputError(f"model {cls.__name__} fits one feature to one target, got {in_features} features")
         return cls()
 
     return build

@@ -27,9 +27,7 @@ class OptimizerEntry:
 OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizer")
 OPTIMIZERS.add(
     "sgd",
-    OptimizerEntry(
-        torch.optim.SGD, ("momentum", "dampening", "weight_decay", "nesterov", "foreach", "fused")
-    ),
+    OptimizerEntry(torch.optim.SGD, ("momentum", "dampening", "weight_decay", "nesterov", "foreach", "fused")),
 )
 OPTIMIZERS.add(
     "adam",
@@ -173,6 +171,4 @@ def build_scheduler(
     name = SCHEDULERS.canonical(spec)
     entry = SCHEDULERS.get(name)
     _check_options("scheduler", name, options, entry.options)
-    return Schedule(
-        entry.build(optimizer, epochs, steps_per_epoch, **options), entry.interval, entry.monitors_loss
-    )
+    return Schedule(entry.build(optimizer, epochs, steps_per_epoch, **options), entry.interval, entry.monitors_loss)

@@ -17,14 +17,15 @@ import torch
 from torch import nn
 
 from torchwork.errors import InputError
-from torchwork.files import atomic_write
+from torchwork.files import atomic_write, ensure_dir
 from torchwork.safeload import load_weights, save_weights_bytes
 
 
 def save_state_dict(model: nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike[str]) -> Path:
-    """``torch.save(model.state_dict(), path)``, atomically; a ``.safetensors`` path gets safetensors."""
+    """``torch.save(model.state_dict(), path)``, atomically, creating the folder; ``.safetensors`` too."""
     state = model.state_dict() if isinstance(model, nn.Module) else dict(model)
     path = Path(path)
+    ensure_dir(path.parent)  # like the tutorial's Path("models").mkdir(parents=True, exist_ok=True)
     if path.suffix == ".safetensors":
         return atomic_write(path, save_weights_bytes(state))
     buf = io.BytesIO()
@@ -32,9 +33,7 @@ def save_state_dict(model: nn.Module | Mapping[str, torch.Tensor], path: str | o
     return atomic_write(path, buf.getvalue())
 
 
-def load_state_dict(
-    path: str | os.PathLike[str], map_location: str | torch.device = "cpu"
-) -> dict[str, torch.Tensor]:
+def load_state_dict(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """A state_dict from ``path`` (``.pth``/``.pt`` or ``.safetensors``), moved to ``map_location``."""
     tensors = load_weights(path).tensors
     device = torch.device(map_location)
@@ -59,9 +58,7 @@ def check_compatible(model: nn.Module, state: Mapping[str, torch.Tensor], source
             parts.append(f"unexpected keys: {', '.join(unexpected)}")
         if mismatched:
             parts.append(f"mismatched shapes: {', '.join(mismatched)}")
-        raise InputError(
-            f"{source} does not fit {type(model).__name__}; nothing was loaded; " + "; ".join(parts)
-        )
+        raise InputError(f"{source} does not fit {type(model).__name__}; nothing was loaded; " + "; ".join(parts))
 
 
 def load_into(model: nn.Module, source: str | os.PathLike[str] | Mapping[str, torch.Tensor]) -> nn.Module:

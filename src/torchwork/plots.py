@@ -74,13 +74,19 @@ def plot_loss_curves(
     title: str = "Training and test loss curves",
     test_label: str = "Test loss",
     log_scale: bool = False,
+    best_epoch: int | None = None,
 ) -> bytes:
-    """Train (and test or validation) loss against epochs, as the tutorial plots them."""
+    """Train (and test or validation) loss against epochs, as the tutorial plots them.
+
+    ``best_epoch`` draws a dashed line where early stopping found the best weights.
+    """
     fig = _figure((10, 6))
     ax = fig.add_subplot()
     ax.plot(list(epochs), list(train_loss), label="Train loss")
     if test_loss is not None and any(v is not None for v in test_loss):
         ax.plot(list(epochs), [np.nan if v is None else v for v in test_loss], label=test_label)
+    if best_epoch is not None:
+        ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=f"Best epoch ({best_epoch})")
     ax.set_title(title)
     ax.set_ylabel("Loss")
     ax.set_xlabel("Epochs")
@@ -95,7 +101,7 @@ def plot_pred_vs_actual(
 ) -> bytes:
     """Each test row as a point (actual, predicted); the diagonal is a perfect prediction."""
     t, p = _np(y_true).reshape(-1), _np(y_pred).reshape(-1)  # type: ignore[union-attr]
-    fig = _figure((7, 7))
+    fig = _figure((7, 5.5))
     ax = fig.add_subplot()
     ax.scatter(t, p, s=8, alpha=0.6, c="tab:blue", label="Rows")
     lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))

@@ -30,8 +30,7 @@ import torch
 from torchwork.errors import InputError, UnsafeFileError
 
 _STORAGES = {
-    f"{t}Storage"
-    for t in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool")
+    f"{t}Storage" for t in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short", "Char", "Byte", "Bool")
 }
 ALLOWED_GLOBALS = frozenset(
     {("collections", "OrderedDict")}
@@ -97,9 +96,7 @@ def scan_pickle(data: bytes | IO[bytes], source: str) -> list[tuple[str, str]]:
                 imports.append((module, attr))
             elif name == "STACK_GLOBAL":
                 if len(strings) < 2 or not all(isinstance(s, str) for s in strings[-2:]):
-                    raise UnsafeFileError(
-                        f"{source}: refused: its pickle imports a name it builds at load time"
-                    )
+                    raise UnsafeFileError(f"{source}: refused: its pickle imports a name it builds at load time")
                 imports.append((strings[-2], strings[-1]))
             elif name in _STRING_OPCODES:
                 strings.append(arg)
@@ -158,9 +155,7 @@ def _torch_load(raw: bytes, source: str) -> tuple[Any, list[str]]:
         obj = torch.load(io.BytesIO(raw), map_location=on_cpu, weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported content"
-        raise UnsafeFileError(
-            f"{source}: refused by torch.load(weights_only=True): {first}; nothing was run"
-        ) from None
+        raise UnsafeFileError(f"{source}: refused by torch.load(weights_only=True): {first}; nothing was run") from None
     except (RuntimeError, EOFError, ValueError, zipfile.BadZipFile, struct.error) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{source}: damaged or not a PyTorch file ({first})") from None
@@ -171,9 +166,7 @@ def _flat_tensors(obj: Any, source: str) -> dict[str, torch.Tensor]:
     if isinstance(obj, torch.nn.Module):  # weights_only never builds one; defensive
         raise UnsafeFileError(f"{source}: holds a whole module, not a state_dict")
     if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
-        raise InputError(
-            f"{source}: expected a state_dict (a mapping of names to tensors), got {type(obj).__name__}"
-        )
+        raise InputError(f"{source}: expected a state_dict (a mapping of names to tensors), got {type(obj).__name__}")
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise InputError(f"{source}: entries that are not tensors: {', '.join(bad[:5])}")

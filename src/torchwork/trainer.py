@@ -163,9 +163,7 @@ class Trainer:
             self.loss_fn.to(device)
         self.batches = self._train_batches(train, device, dtype)
         self.val_data = self._eval_data(val, device, dtype)
-        self.optimizer_ = build_optimizer(
-            self.optimizer, model.parameters(), self.lr, **self.optimizer_options
-        )
+        self.optimizer_ = build_optimizer(self.optimizer, model.parameters(), self.lr, **self.optimizer_options)
         self.schedule: Schedule | None = None
         if self.scheduler:
             self.schedule = build_scheduler(
@@ -184,10 +182,7 @@ class Trainer:
         # On a GPU, read losses only when something needs them; on the CPU reading is free.
         self._read_each_epoch = (
             device.type != "cuda"
-            or any(
-                isinstance(cb, EarlyStopping) or getattr(cb, "reads_every_epoch", False)
-                for cb in self.callbacks_
-            )
+            or any(isinstance(cb, EarlyStopping) or getattr(cb, "reads_every_epoch", False) for cb in self.callbacks_)
             or bool(self.schedule and self.schedule.monitors_loss)
         )
         self._pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
@@ -198,7 +193,7 @@ class Trainer:
         with self._signals():
             while self.state.epoch < self.epochs and not self.state.stop:
                 self._run_epoch(step_callbacks)
-        self._check_finite()
+        self.check_finite()
         for cb in self.callbacks_:
             cb.on_fit_end(self)
         return self.history
@@ -207,9 +202,7 @@ class Trainer:
         if isinstance(train, TensorBatches | LoaderBatches):
             return train
         if _is_dataset(train):
-            return LoaderBatches(
-                train, self.batch_size or 256, device, self.shuffle, self.state.seed, self.num_workers
-            )
+            return LoaderBatches(train, self.batch_size or 256, device, self.shuffle, self.state.seed, self.num_workers)
         X, y = self._pair(train, "train", device, dtype)
         return TensorBatches(X, y, self.batch_size, self.shuffle, self.state.seed)
 
@@ -234,9 +227,7 @@ class Trainer:
         forward, loss_fn, optimizer = self._forward, self.loss_fn, self.optimizer_
         params = [p for group in optimizer.param_groups for p in group["params"]]
         clip = self.clip_grad
-        sched_step = (
-            self.schedule.scheduler.step if self.schedule and self.schedule.interval == "step" else None
-        )
+        sched_step = self.schedule.scheduler.step if self.schedule and self.schedule.interval == "step" else None
         autocast = self._autocast
 
         def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
@@ -288,7 +279,7 @@ class Trainer:
             self._pending[-1] = (state.epoch, torch.stack(state.epoch_losses), val_loss)
         record = state.epoch % self.log_every == 0
         if self._read_each_epoch or record:
-            self._check_finite(state.epoch_losses)
+            self.check_finite(state.epoch_losses)
         if record:
             self.history.append(logs.values())
         if self.schedule is not None and self.schedule.interval == "epoch":
@@ -319,7 +310,7 @@ class Trainer:
         sizes[-1] = n % B
         return (stacked * sizes).sum() / n
 
-    def _check_finite(self, current_batches: list[torch.Tensor] | None = None) -> None:
+    def check_finite(self, current_batches: list[torch.Tensor] | None = None) -> None:
         """Raise :class:`TrainingDiverged` if a loss since the last check is NaN or infinite."""
         pending, self._pending = self._pending, []
         for epoch, train_loss, val_loss in pending:
@@ -329,8 +320,7 @@ class Trainer:
                     losses = torch.stack(current_batches)
                 bad = int(torch.nonzero(~torch.isfinite(losses))[0]) if losses.numel() > 1 else 0
                 raise TrainingDiverged(
-                    f"training diverged: the training loss became {float(losses[bad])} "
-                    f"at epoch {epoch}, batch {bad}",
+                    f"training diverged: the training loss became {float(losses[bad])} at epoch {epoch}, batch {bad}",
                 )
             if val_loss is not None and not math.isfinite(float(val_loss)):
                 raise TrainingDiverged(
@@ -362,9 +352,7 @@ class Trainer:
         for cb in self.callbacks_:
             cb.on_interrupt(self)
         name = signal.Signals(self._signal).name if self._signal else "a signal"
-        raise TrainingInterrupted(
-            f"interrupted by {name} at epoch {self.state.epoch}, batch {self.state.batch}"
-        )
+        raise TrainingInterrupted(f"interrupted by {name} at epoch {self.state.epoch}, batch {self.state.batch}")
 
     # ------------------------------------------------------ state (resume)
     def state_dict(self) -> dict[str, Any]:
