@@ -89,7 +89,7 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any], extra: 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """``(state, extra)`` from a checkpoint, after its SHA-256 is checked."""
-    weights = load_weights(path)
+    weights = load_weights(path, safetensors_only=True)
     header = weights.metadata.get(_KEY)
     recorded = weights.metadata.get(_HASH)
     if weights.format != "safetensors" or header is None or recorded is None:

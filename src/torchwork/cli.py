@@ -170,6 +170,37 @@ def _print_summary(run: Any) -> None:
     click.echo(f"report:  {run.path / 'report.html'}")
 
 
+@cli.command()
+@click.argument("run_dir", metavar="RUN_DIR")
+@click.option(
+    "--format", "fmt", type=click.Choice(["onnx", "exported", "torchscript"]), default="onnx", show_default=True,
+    help="onnx (runs with onnxruntime), exported (torch.export .pt2) or torchscript (deprecated by PyTorch).",
+)  # fmt: skip
+@click.option("--out", metavar="FILE", help="Where to write it [default: RUN_DIR.onnx, .pt2 or .pt].")
+@click.option("--data", metavar="DATA", help="Rows to check the export on [default: the run's validation rows].")
+@click.option("--trust-model-code", is_flag=True, help="Allow importing the run's own model class.")
+def export(run_dir: str, fmt: str, out: str | None, data: str | None, trust_model_code: bool) -> None:
+    """Write RUN_DIR's model as a file that runs without torchwork, scalers included.
+
+    It takes raw feature rows (float32, in model.json's feature order) and returns predictions
+    in the target's units. Before reporting success, the file is loaded back (ONNX through
+    onnxruntime) and its predictions are compared with torchwork's.
+    """
+    from pathlib import Path
+
+    from torchwork.export import FORMATS, check_rows
+    from torchwork.export import export as export_run
+    from torchwork.runs import load_run
+
+    run = load_run(run_dir, trust_model_code=trust_model_code)
+    target = Path(out) if out else Path(run_dir.rstrip("/") + FORMATS[fmt])
+    result = export_run(run, fmt, target, check_rows(run, data))
+    click.echo(
+        f"exported {run_dir} as {fmt} to {target}: its predictions match torchwork's on "
+        f"{result['rows_checked']} rows (max difference {result['max_abs_difference']:.3g})"
+    )
+
+
 def _run_options(f: Any) -> Any:
     f = click.option("--trust-model-code", is_flag=True, help="Allow importing the run's own model class.")(f)
     f = click.option("--drop-missing", is_flag=True, help="Skip rows with missing values (and say how many).")(f)

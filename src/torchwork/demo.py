@@ -91,8 +91,8 @@ def run_demo(out: str | Path = ".", device: str = "auto", echo: Callable[..., An
     # 5. Save the state_dict, load it into a fresh model, compare predictions.
     heading("5. Saving and loading a PyTorch model")
     path_0 = models_dir / MODEL_0
+    save_state_dict(model_0, path_0)  # said after it succeeded: a failed save never reads as saved
     echo(f"Saving model to: {path_0}")
-    save_state_dict(model_0, path_0)
     loaded_model_0 = load_into(LinearRegressionModel(), path_0)
     loaded_preds = trainer.predict(loaded_model_0, X_test)
     show("y_preds == loaded_model_preds", y_preds == loaded_preds)
@@ -125,8 +125,8 @@ def run_demo(out: str | Path = ".", device: str = "auto", echo: Callable[..., An
     plot_predictions(X_train, y_train, X_test, y_test, y_preds_1, path=plots_dir / "05_model_1_predictions.png")
     echo(f"Plot: {plots_dir / '05_model_1_predictions.png'}")
     path_1 = models_dir / MODEL_1
-    echo(f"Saving model to: {path_1}")
     save_state_dict(model_1, path_1)
+    echo(f"Saving model to: {path_1}")
     loaded_model_1 = load_into(LinearRegressionModelV2(), path_1).to(target)
     echo(f"Loaded model:\n{loaded_model_1}")
     echo(f"Model on device:\n{next(loaded_model_1.parameters()).device}")

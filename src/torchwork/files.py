@@ -158,9 +158,12 @@ def verify_manifest(folder: str | os.PathLike[str], required: Iterable[str] = ()
             size = path.stat().st_size
         except FileNotFoundError:
             raise IntegrityError(f"{path}: missing (listed in {manifest})") from None
-        if size != entry["bytes"]:
-            raise IntegrityError(f"{path}: truncated or extended: expected {entry['bytes']} bytes, found {size}")
         actual = sha256_file(path)
+        if size != entry["bytes"]:
+            raise IntegrityError(
+                f"{path}: truncated or extended: expected {entry['bytes']} bytes (sha256 {entry['sha256']}), "
+                f"found {size} (sha256 {actual})"
+            )
         if actual != entry["sha256"]:
             raise IntegrityError(
                 f"{path}: changed since it was written: expected sha256 {entry['sha256']}, actual {actual}"

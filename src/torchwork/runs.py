@@ -231,7 +231,8 @@ def _after_failure(exc: BaseException, partial: Path, out: Path, keep: bool = Fa
     """Keep a partial run that can be resumed; remove one that cannot."""
     has_checkpoint = (partial / CHECKPOINT).exists()
     if isinstance(exc, TrainingInterrupted):
-        exc.args = (f"{exc}; continue with: torchwork resume {out}",)
+        written = f"a checkpoint is in {partial / CHECKPOINT}" if has_checkpoint else "no checkpoint"
+        exc.args = (f"{exc}; {written}; continue with: torchwork resume {out}",)
     elif isinstance(exc, TrainingDiverged) and "checkpoint" not in str(exc):
         exc.args = (
             f"{exc}; "
@@ -437,7 +438,7 @@ def load_run(path: str | os.PathLike[str], *, trust_model_code: bool = False) ->
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not a torchwork run folder ({exc})") from None
     model = build_model(spec, trust_code=trust_model_code)
-    weights = load_weights(path / "model.safetensors").tensors
+    weights = load_weights(path / "model.safetensors", safetensors_only=True).tensors
     check_compatible(model, weights, str(path / "model.safetensors"))
     model.load_state_dict(weights)
     model.eval()
@@ -469,7 +470,8 @@ def read_run_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
         docs = {name: json.loads((path / f"{name}.json").read_text()) for name in ("model", "run", "metrics", "config")}
     except ValueError as exc:
         raise InputError(f"{path}: not a torchwork run folder ({exc})") from None
-    return {"path": str(path), **docs, "weights": describe_weights(path / "model.safetensors")}
+    weights = load_weights(path / "model.safetensors", safetensors_only=True)
+    return {"path": str(path), **docs, "weights": describe_weights(path / "model.safetensors", weights)}
 
 
 def format_run_summary(summary: dict[str, Any]) -> str:

@@ -173,8 +173,11 @@ def _flat_tensors(obj: Any, source: str) -> dict[str, torch.Tensor]:
     return {k: v.detach() if isinstance(v, torch.nn.Parameter) else v for k, v in obj.items()}
 
 
-def load_weights(path: str | os.PathLike[str]) -> WeightsFile:
-    """Read a state_dict from a ``.pth``/``.pt`` or ``.safetensors`` file, safely, onto the CPU."""
+def load_weights(path: str | os.PathLike[str], *, safetensors_only: bool = False) -> WeightsFile:
+    """Read a state_dict from a ``.pth``/``.pt`` or ``.safetensors`` file, safely, onto the CPU.
+
+    ``safetensors_only`` refuses anything else (for the files torchwork itself writes).
+    """
     path = Path(path)
     source = str(path)
     if path.is_dir():
@@ -190,6 +193,9 @@ def load_weights(path: str | os.PathLike[str]) -> WeightsFile:
     kind = sniff(raw[:16])
     if kind == "safetensors":
         return _load_safetensors(raw, source)
+    if safetensors_only:
+        what = {"zip": "a PyTorch zip", "pickle": "a pickle"}.get(kind, "something else")
+        raise UnsafeFileError(f"{source}: refused: expected a safetensors file, found {what}; nothing was run")
     if kind == "zip":
         _scan_torch_zip(raw, source)
     elif kind == "pickle":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,8 @@ def _read_csv(path: Path) -> Table:
     convert = pacsv.ConvertOptions(strings_can_be_null=True)
     try:
         table = pacsv.read_csv(path, parse_options=parse, convert_options=convert)
+        names = table.schema.names
+        frame = table.to_pandas()
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
         if ragged:
             _raise_ragged(path, delimiter)
@@ -123,13 +126,12 @@ def _read_csv(path: Path) -> Table:
         if "Empty CSV" in message:
             raise InputError(f"{source}: empty file (no header)") from None
         raise InputError(f"{source}: not a readable CSV file ({message})") from None
-    names = table.schema.names
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
         raise InputError(f"{source}: duplicated column {', '.join(map(repr, dups))} in the header")
     if any(n.strip() == "" for n in names):
         raise InputError(f"{source}: a column in the header has no name")
-    return Table(table.to_pandas(), source, first_line=2)
+    return Table(frame, source, first_line=2)
 
 
 def _raise_ragged(path: Path, delimiter: str) -> None:
@@ -183,7 +185,12 @@ def _read_numpy(path: Path, kind: str) -> Table:
         return Table(_frame_from_array(loaded, source), source)
     with loaded:
         names = list(loaded.files)
-        arrays = {n: loaded[n] for n in names}
+        try:
+            arrays = {n: loaded[n] for n in names}
+        except ValueError as exc:  # object arrays need pickles, which are refused
+            raise InputError(f"{source}: refused: {exc} (torchwork never loads pickles)") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{source}: not a readable npz file ({exc})") from None
     if not names:
         raise InputError(f"{source}: holds no arrays")
     x_key = next((k for k in ("X", "x") if k in arrays), None)

@@ -351,8 +351,12 @@ class Trainer:
     def _interrupt(self) -> None:
         for cb in self.callbacks_:
             cb.on_interrupt(self)
-        name = signal.Signals(self._signal).name if self._signal else "a signal"
-        raise TrainingInterrupted(f"interrupted by {name} at epoch {self.state.epoch}, batch {self.state.batch}")
+        signum = self._signal or signal.SIGINT
+        error = TrainingInterrupted(
+            f"interrupted by {signal.Signals(signum).name} at epoch {self.state.epoch}, batch {self.state.batch}"
+        )
+        error.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+        raise error
 
     # ------------------------------------------------------ state (resume)
     def state_dict(self) -> dict[str, Any]:

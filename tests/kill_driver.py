@@ -1,0 +1,77 @@
+"""``torchwork train``/``resume`` that SIGKILLs its own process at a chosen point.
+
+For the resume tests: a real SIGKILL, at a moment chosen exactly.
+
+    python -m tests.kill_driver MODE N torchwork-arguments...
+
+MODE ``after-save``: right after the N-th checkpoint is written (between epochs or mid-epoch,
+as the checkpoint settings say); ``in-write``: while the N-th checkpoint is being written (its
+temporary file is complete, the rename has not happened); ``step``: right after optimizer
+step N, between checkpoints; ``none``: never.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+
+def die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def main() -> int:
+    mode, n, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    count = [0]
+    if mode == "after-save":
+        from torchwork.checkpoint import Checkpointer
+
+        save = Checkpointer.save
+
+        def save_then_die(self, trainer):
+            save(self, trainer)
+            count[0] += 1
+            if count[0] == n:
+                die()
+
+        Checkpointer.save = save_then_die
+    elif mode == "in-write":
+        import torchwork.files as files
+
+        replace = files.os.replace
+
+        def replace_or_die(src, dst):
+            if str(dst).endswith("last.safetensors"):
+                count[0] += 1
+                if count[0] == n:
+                    assert os.path.getsize(src) > 0
+                    die()
+            return replace(src, dst)
+
+        files.os.replace = replace_or_die
+    elif mode == "step":
+        from torchwork.trainer import Trainer
+
+        make_step = Trainer._make_step
+
+        def make_counting_step(self):
+            step = make_step(self)
+
+            def counting_step(xb, yb):
+                loss = step(xb, yb)
+                count[0] += 1
+                if count[0] == n:
+                    die()
+                return loss
+
+            return counting_step
+
+        Trainer._make_step = make_counting_step
+    from torchwork.cli import main as cli_main
+
+    return cli_main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
