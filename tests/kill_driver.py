@@ -51,12 +51,12 @@ def main() -> int:
 
         files.os.replace = replace_or_die
     elif mode == "step":
-        from torchwork.trainer import Trainer
+        import torchwork.trainer as trainer_module
 
-        make_step = Trainer._make_step
+        make_train_step = trainer_module.make_train_step
 
-        def make_counting_step(self):
-            step = make_step(self)
+        def make_counting_step(*args, **kwargs):
+            step = make_train_step(*args, **kwargs)
 
             def counting_step(xb, yb):
                 loss = step(xb, yb)
@@ -67,7 +67,7 @@ def main() -> int:
 
             return counting_step
 
-        Trainer._make_step = make_counting_step
+        trainer_module.make_train_step = make_counting_step
     from torchwork.cli import main as cli_main
 
     return cli_main(args)

@@ -120,10 +120,16 @@ class TensorBatches:
             return
         order = order.to(self.X.device, non_blocking=True)
         chunk = max(1, CHUNK_ROWS // B) * B
+        # One buffer per epoch, refilled chunk by chunk: no allocation per chunk or per batch.
+        # A batch is a view into it, valid until the next chunk is gathered (after its step).
+        Xbuf = self.X.new_empty((min(chunk, n), *self.X.shape[1:]))
+        ybuf = self.y.new_empty((min(chunk, n), *self.y.shape[1:]))
         for lo in range(start * B, n, chunk):
             idx = order[lo : lo + chunk]
-            Xc, yc = self.X.index_select(0, idx), self.y.index_select(0, idx)
-            for b in range(0, len(idx), B):
+            m = len(idx)
+            Xc = torch.index_select(self.X, 0, idx, out=Xbuf[:m])
+            yc = torch.index_select(self.y, 0, idx, out=ybuf[:m])
+            for b in range(0, m, B):
                 yield Xc[b : b + B], yc[b : b + B]
 
 

@@ -12,7 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -30,18 +30,30 @@ class EpochLogs:
     val_loss: torch.Tensor | None
     lr: float
     seconds: float
+    _values: dict[str, float] | None = field(default=None, repr=False)
 
     def values(self) -> dict[str, float]:
-        """The epoch's numbers as Python floats (reads the device: a synchronisation)."""
-        out = {"epoch": float(self.epoch), "train_loss": self.train_loss.item()}
-        if self.val_loss is not None:
-            out["val_loss"] = self.val_loss.item()
-        out["lr"], out["seconds"] = self.lr, self.seconds
-        return out
+        """The epoch's numbers as Python floats (reads the device once: a synchronisation)."""
+        if self._values is None:
+            out = {"epoch": float(self.epoch), "train_loss": self.train_loss.item()}
+            if self.val_loss is not None:
+                out["val_loss"] = self.val_loss.item()
+            out["lr"], out["seconds"] = self.lr, self.seconds
+            self._values = out
+        return dict(self._values)
+
+    @property
+    def read(self) -> bool:
+        return self._values is not None
+
+    def finite(self) -> bool:
+        values = self.values()
+        return all(math.isfinite(values[k]) for k in ("train_loss", "val_loss") if k in values)
 
     def monitored(self) -> float:
         """The loss that early stopping and plateau schedulers watch: validation, else training."""
-        return (self.val_loss if self.val_loss is not None else self.train_loss).item()
+        values = self.values()
+        return values.get("val_loss", values["train_loss"])
 
 
 class Callback:

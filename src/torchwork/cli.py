@@ -201,6 +201,26 @@ def export(run_dir: str, fmt: str, out: str | None, data: str | None, trust_mode
     )
 
 
+@cli.command()
+@click.option("--quick", is_flag=True, help="3 rounds instead of 7; slow references time 200k rows, not 1M.")
+@click.option("--json", "json_path", metavar="FILE", help="Also write the full results as JSON.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--no-peers", is_flag=True, help="Leave out PyTorch Lightning, skorch and Keras even if installed.")
+def bench(quick: bool, json_path: str | None, device: str, no_peers: bool) -> None:
+    """Time torchwork against hand-written loops, DataLoader pipelines and peers; print the table.
+
+    Cases: the tutorial (1000 epochs) and in-memory tabular data (1M x 32, linear and MLP,
+    Adam). Each case runs in one process against its references on the same data.
+    """
+    from torchwork.bench import format_table, run
+    from torchwork.files import atomic_write
+
+    result = run(quick=quick, device=device, with_peers=not no_peers, echo=lambda s: click.echo(s, err=True))
+    click.echo(format_table(result))
+    if json_path:
+        atomic_write(json_path, json.dumps(result, indent=2) + "\n")
+
+
 def _run_options(f: Any) -> Any:
     f = click.option("--trust-model-code", is_flag=True, help="Allow importing the run's own model class.")(f)
     f = click.option("--drop-missing", is_flag=True, help="Skip rows with missing values (and say how many).")(f)

@@ -21,7 +21,7 @@ def rng_state() -> dict[str, Any]:
     py_version, py_state, py_gauss = random.getstate()
     np_state = np.random.get_state(legacy=False)
     state: dict[str, Any] = {
-        "python": {"version": py_version, "state": list(py_state), "gauss": py_gauss},
+        "python": {"version": py_version, "state": torch.tensor(py_state, dtype=torch.int64), "gauss": py_gauss},
         "numpy": {
             "bit_generator": np_state["bit_generator"],
             "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
@@ -39,7 +39,7 @@ def rng_state() -> dict[str, Any]:
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` returned."""
     py = state["python"]
-    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
     npst = state["numpy"]
     np.random.set_state(
         {

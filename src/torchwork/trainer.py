@@ -9,13 +9,14 @@ set under ``model.eval()`` and ``torch.inference_mode()``. Batches come from
 
 from __future__ import annotations
 
+import logging
 import math
 import secrets
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from torchwork import cuda_graphs
 from torchwork.batching import Batches, LoaderBatches, TensorBatches, eval_batches
 from torchwork.callbacks import Callback, EarlyStopping, EpochLogs
 from torchwork.devices import resolve_device
@@ -32,6 +34,9 @@ from torchwork.losses import get_loss
 from torchwork.metrics import regression_metrics
 from torchwork.optim import Schedule, build_optimizer, build_scheduler
 from torchwork.seeding import rng_state, seed_everything, set_rng_state
+from torchwork.steps import autocast_for, check_shapes, fast_loss, make_train_step
+
+log = logging.getLogger("torchwork")
 
 PRECISIONS = ("32", "bf16-mixed")
 
@@ -106,6 +111,8 @@ class Trainer:
         compile: bool = False,
         handle_signals: bool = False,
         num_workers: int = 0,
+        cuda_graphs: bool = True,
+        graph_cls: Any = None,
     ) -> None:
         if epochs < 1:
             raise InputError(f"--epochs must be >= 1, got {epochs}")
@@ -126,6 +133,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.eval_batch_size, self.precision, self.compile = eval_batch_size, precision, compile
         self.handle_signals, self.num_workers = handle_signals, num_workers
+        # On CUDA, capture the training step in CUDA graphs when the fit allows it (see cuda_graphs).
+        self.cuda_graphs, self.graph_cls = cuda_graphs, graph_cls
         # Set by fit(): the objects of the current or last fit.
         self.model: nn.Module
         self.state = FitState()
@@ -156,38 +165,53 @@ class Trainer:
         self.state = FitState(seed=self.seed if self.seed is not None else secrets.randbits(62))
         self.history = History()
         self.stop_training = False
+        self.notes: list[str] = []
         self._signal: int | None = None
+        self._pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
 
         self.loss_fn = get_loss(self.loss, **self.loss_options)
         if isinstance(self.loss_fn, nn.Module):
             self.loss_fn.to(device)
         self.batches = self._train_batches(train, device, dtype)
         self.val_data = self._eval_data(val, device, dtype)
-        self.optimizer_ = build_optimizer(self.optimizer, model.parameters(), self.lr, **self.optimizer_options)
-        self.schedule: Schedule | None = None
-        if self.scheduler:
-            self.schedule = build_scheduler(
-                self.scheduler, self.optimizer_, self.epochs, self.batches.n_batches, **self.scheduler_options
-            )
         callbacks = list(self.callbacks)
         if self.early_stopping is not None:
             es = self.early_stopping
             callbacks.append(es if isinstance(es, EarlyStopping) else EarlyStopping(patience=es))
         self.callbacks_ = sorted(callbacks, key=lambda cb: cb.order)
+        step_callbacks = [cb for cb in self.callbacks_ if type(cb).on_step_end is not Callback.on_step_end]
+
+        # CUDA graphs on CUDA; elsewhere only with a stand-in graph class (the CPU tests of the engine).
+        use_graphs = device.type == "cuda" or self.graph_cls is not None
+        graph_problem = cuda_graphs.unsupported(self) if use_graphs else "not on CUDA"
+        options = dict(self.optimizer_options)
+        optimizer_name = self.optimizer.lower() if isinstance(self.optimizer, str) else None
+        if graph_problem is None and device.type == "cuda" and optimizer_name != "sgd":
+            options.setdefault("capturable", True)  # Adam's step count stays on the GPU
+        if optimizer_name is not None and device.type == "cpu":
+            options.setdefault("foreach", True)  # one dispatch per step for all tensors; same arithmetic
+        self.optimizer_ = build_optimizer(self.optimizer, model.parameters(), self.lr, **options)
+        self.schedule: Schedule | None = None
+        if self.scheduler:
+            self.schedule = build_scheduler(
+                self.scheduler, self.optimizer_, self.epochs, self.batches.n_batches, **self.scheduler_options
+            )
         self._forward = torch.compile(model) if self.compile else model
-        self._step = self._make_step()
+        self._autocast = autocast_for(self.precision, device, cache=graph_problem is not None)
+        self._eval_loss = fast_loss(self.loss_fn)
+        after = self.schedule.scheduler.step if self.schedule and self.schedule.interval == "step" else None
+        self._step = make_train_step(
+            self._forward, self._eval_loss, self.optimizer_, clip_grad=self.clip_grad, after_step=after,
+            autocast=self._autocast,
+        )  # fmt: skip
+        if device.type == "cuda" and graph_problem is not None:
+            self.note(f"CUDA graphs off: {graph_problem}")
+        self._graphed = (
+            cuda_graphs.GraphedTraining(self, step_callbacks, self.graph_cls) if graph_problem is None else None
+        )
 
         if resume is not None:
             self.load_state_dict(resume)
-        # On a GPU, read losses only when something needs them; on the CPU reading is free.
-        self._read_each_epoch = (
-            device.type != "cuda"
-            or any(isinstance(cb, EarlyStopping) or getattr(cb, "reads_every_epoch", False) for cb in self.callbacks_)
-            or bool(self.schedule and self.schedule.monitors_loss)
-        )
-        self._pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
-
-        step_callbacks = [cb for cb in self.callbacks_ if type(cb).on_step_end is not Callback.on_step_end]
         for cb in self.callbacks_:
             cb.on_fit_start(self)
         with self._signals():
@@ -197,6 +221,11 @@ class Trainer:
         for cb in self.callbacks_:
             cb.on_fit_end(self)
         return self.history
+
+    def note(self, text: str) -> None:
+        """A one-line remark about how the fit runs (e.g. why CUDA graphs are off)."""
+        self.notes.append(text)
+        log.warning("torchwork: note: %s", text)
 
     def _train_batches(self, train: Any, device: torch.device, dtype: torch.dtype) -> Batches:
         if isinstance(train, TensorBatches | LoaderBatches):
@@ -222,65 +251,36 @@ class Trainer:
             raise InputError(f"{name}: X has {len(X)} rows but y has {len(y)}")
         return X, y
 
-    def _make_step(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        """One optimisation step, as the tutorial writes it, closed over what it needs."""
-        forward, loss_fn, optimizer = self._forward, self.loss_fn, self.optimizer_
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        clip = self.clip_grad
-        sched_step = self.schedule.scheduler.step if self.schedule and self.schedule.interval == "step" else None
-        autocast = self._autocast
-
-        def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-            with autocast():
-                y_pred = forward(xb)  # 1. forward pass
-                if y_pred.shape != yb.shape:
-                    raise InputError(
-                        f"the model's output has shape {tuple(y_pred.shape)} but the targets have "
-                        f"{tuple(yb.shape)}: they must match (no silent broadcasting)"
-                    )
-                loss = loss_fn(y_pred, yb)  # 2. loss
-            for p in params:  # 3. zero the gradients (optimizer.zero_grad(set_to_none=True))
-                p.grad = None
-            loss.backward()  # 4. backpropagation
-            if clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, clip)
-            optimizer.step()  # 5. gradient descent
-            if sched_step is not None:
-                sched_step()
-            return loss.detach()
-
-        return step
-
-    def _autocast(self) -> Any:
-        if self.precision == "bf16-mixed":
-            return torch.autocast(self.device_.type, dtype=torch.bfloat16)
-        return nullcontext()
+    def _single_eval_batch(self, data: Any) -> bool:
+        return isinstance(data, tuple) and (self.eval_batch_size is None or len(data[0]) <= self.eval_batch_size)
 
     def _run_epoch(self, step_callbacks: list[Callback]) -> None:
-        state, model, step = self.state, self.model, self._step
+        state, model = self.state, self.model
         started = time.perf_counter()
         lr = self.optimizer_.param_groups[0]["lr"]
         model.train()
-        for xb, yb in self.batches.epoch(state.epoch, state.batch):
-            state.epoch_losses.append(step(xb, yb))
-            state.batch += 1
-            state.step += 1
-            for cb in step_callbacks:
-                cb.on_step_end(self)
+        graphed = self._graphed
+        if graphed is not None and graphed.batches.full_batch:
+            train_loss, val_loss = graphed.full_batch_epoch(state.epoch, self._eager_full_batch_epoch)
+            state.epoch_losses = [train_loss]
+            state.batch, state.step = 1, state.step + 1
             if self._signal is not None:
                 self._interrupt()
-        train_loss = self._epoch_mean(state.epoch_losses)
-        val_loss = self.evaluate_loss(model, self.val_data) if self.val_data is not None else None
+        else:
+            if graphed is not None:
+                graphed.minibatch_epoch(state.epoch)
+            else:
+                self._eager_steps(step_callbacks)
+            train_loss = self._epoch_mean(state.epoch_losses)
+            val_loss = self.evaluate_loss(model, self.val_data) if self.val_data is not None else None
         logs = EpochLogs(state.epoch, train_loss, val_loss, lr, time.perf_counter() - started)
 
-        self._pending.append((state.epoch, train_loss, val_loss))
-        if len(state.epoch_losses) > 1 and not self._read_each_epoch:
-            # Keep the batch losses until the next read, to name the batch that diverged.
-            self._pending[-1] = (state.epoch, torch.stack(state.epoch_losses), val_loss)
-        record = state.epoch % self.log_every == 0
-        if self._read_each_epoch or record:
-            self.check_finite(state.epoch_losses)
-        if record:
+        # Keep what is needed to name a diverging batch; read it only when values are read.
+        losses = state.epoch_losses
+        batch_losses = losses[0] if len(losses) == 1 else torch.cat([t.reshape(-1) for t in losses])
+        self._pending.append((state.epoch, batch_losses, val_loss))
+        if state.epoch % self.log_every == 0:
+            self.check_finite()
             self.history.append(logs.values())
         if self.schedule is not None and self.schedule.interval == "epoch":
             if self.schedule.monitors_loss:
@@ -293,34 +293,62 @@ class Trainer:
         state.epoch_losses = []
         for cb in self.callbacks_:
             cb.on_epoch_end(self, logs)
+        if logs.read and not logs.finite():
+            self.check_finite()
         if self.stop_training:
             state.stop = True
         if self._signal is not None:
             self._interrupt()
 
+    def _eager_steps(self, step_callbacks: list[Callback]) -> None:
+        state, step = self.state, self._step
+        for xb, yb in self.batches.epoch(state.epoch, state.batch):
+            state.epoch_losses.append(step(xb, yb))
+            state.batch += 1
+            state.step += 1
+            for cb in step_callbacks:
+                cb.on_step_end(self)
+            if self._signal is not None:
+                self._interrupt()
+
+    def _eager_full_batch_epoch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        X, y = self.batches.X, self.batches.y  # type: ignore[attr-defined]
+        train_loss = self._step(X, y)
+        val_loss = self.evaluate_loss(self.model, self.val_data) if self.val_data is not None else None
+        return train_loss, val_loss
+
     def _epoch_mean(self, losses: list[torch.Tensor]) -> torch.Tensor:
         """The epoch's training loss: the mean over rows of the batch losses."""
-        if len(losses) == 1:
+        if len(losses) == 1 and losses[0].dim() == 0:
             return losses[0]
-        stacked = torch.stack(losses)
+        stacked = torch.cat([t.reshape(-1) for t in losses])
         B, n = self.batches.batch_size, self.batches.n_rows
         if n % B == 0:
             return stacked.mean()
-        sizes = torch.full((len(losses),), float(B), dtype=stacked.dtype, device=stacked.device)
+        sizes = torch.full((len(stacked),), float(B), dtype=stacked.dtype, device=stacked.device)
         sizes[-1] = n % B
         return (stacked * sizes).sum() / n
 
-    def check_finite(self, current_batches: list[torch.Tensor] | None = None) -> None:
-        """Raise :class:`TrainingDiverged` if a loss since the last check is NaN or infinite."""
+    def check_finite(self) -> None:
+        """Raise :class:`TrainingDiverged` if a loss since the last check is NaN or infinite.
+
+        Losses stay on the device until this runs: at each history record, when a callback
+        reads an epoch's values, before a checkpoint, and when fitting ends.
+        """
         pending, self._pending = self._pending, []
-        for epoch, train_loss, val_loss in pending:
-            losses = train_loss.reshape(-1)
-            if not bool(torch.isfinite(losses).all()):
-                if losses.numel() == 1 and current_batches and epoch == self.state.epoch:
-                    losses = torch.stack(current_batches)
-                bad = int(torch.nonzero(~torch.isfinite(losses))[0]) if losses.numel() > 1 else 0
+        if not pending:
+            return
+        values = [t.reshape(-1) for _, t, v in pending] + [v.reshape(-1) for _, _, v in pending if v is not None]
+        if bool(torch.isfinite(torch.cat(values)).all()):
+            return
+        for epoch, batch_losses, val_loss in pending:
+            losses = batch_losses.reshape(-1)
+            bad = torch.nonzero(~torch.isfinite(losses))
+            if len(bad):
+                batch = int(bad[0])
+                value = float(losses[batch])
                 raise TrainingDiverged(
-                    f"training diverged: the training loss became {float(losses[bad])} at epoch {epoch}, batch {bad}",
+                    f"training diverged: the training loss became {value} at epoch {epoch}, batch {batch}"
                 )
             if val_loss is not None and not math.isfinite(float(val_loss)):
                 raise TrainingDiverged(
@@ -363,7 +391,7 @@ class Trainer:
         """Everything needed to continue this fit exactly: tensors and plain values only."""
         state = asdict(self.state)
         losses = self.state.epoch_losses
-        state["epoch_losses"] = torch.stack(losses).cpu() if losses else torch.zeros(0)
+        state["epoch_losses"] = torch.cat([t.reshape(-1) for t in losses]).cpu() if losses else torch.zeros(0)
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer_.state_dict(),
@@ -406,18 +434,23 @@ class Trainer:
         """The testing loop: the mean loss over ``data`` under ``eval()`` and ``inference_mode()``."""
         model.eval()
         forward = self._forward if model is self.model else model
+        loss_fn = self._eval_loss
         with torch.inference_mode(), self._autocast():
-            if isinstance(data, tuple):
+            if self._single_eval_batch(data):
                 X, y = data
-                if self.eval_batch_size is None or len(X) <= self.eval_batch_size:
-                    return self.loss_fn(forward(X), y)
-                batches: Any = eval_batches(X, y, self.eval_batch_size)
+                y_pred = forward(X)
+                check_shapes(y_pred, y)
+                return loss_fn(y_pred, y)
+            if isinstance(data, tuple):
+                batches: Any = eval_batches(data[0], data[1], self.eval_batch_size)
             else:
                 batches = torch.utils.data.DataLoader(data, batch_size=self.eval_batch_size or 4096)
             total, rows = torch.zeros((), device=self.device_), 0
             for xb, yb in batches:
                 xb, yb = xb.to(self.device_), yb.to(self.device_)
-                total = total + self.loss_fn(forward(xb), yb).float() * len(xb)
+                y_pred = forward(xb)
+                check_shapes(y_pred, yb)
+                total = total + loss_fn(y_pred, yb).float() * len(xb)
                 rows += len(xb)
             return total / rows
 

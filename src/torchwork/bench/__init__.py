@@ -1,0 +1,219 @@
+"""``torchwork bench``: torchwork against the usual ways of training, in one process, same data.
+
+Two cases, each timed against its references in the same process, runs interleaved and
+the best of the rounds kept (the least disturbed by whatever else the machine does):
+
+- the tutorial: 50 points, 1000 epochs, the testing loop every epoch, history every 10;
+  per-epoch time against the tutorial's hand-written loop (and, on a GPU, the same loop
+  captured by hand in a CUDA graph);
+- in-memory tabular data (1M x 32, Adam, batch 1024 on the CPU and 4096 on a GPU), a
+  linear model and an MLP 32-64-64-1: samples per second against
+  ``DataLoader(TensorDataset)`` and a hand-written index-slicing loop (and a hand CUDA-graph
+  loop on a GPU).
+
+PyTorch Lightning, skorch and Keras 3 join when installed. Peak memory of the tabular
+epoch is measured in a fresh process. Targets are checked and reported, misses included.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from torchwork.bench import cases
+
+TUTORIAL_EPOCHS = 1000
+
+
+def machine(device: torch.device) -> dict[str, str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": f"{cpu}, {os.cpu_count()} cores", "torch threads": str(torch.get_num_threads())}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    info["python"] = platform.python_version()
+    info["torch"] = torch.__version__
+    return info
+
+
+def _median_runs(runners: dict[str, Callable[[], Any]], repeats: int, echo: Callable[[str], Any]) -> dict[str, Any]:
+    """Run each runner ``repeats`` times, interleaved; keep every result."""
+    results: dict[str, list[Any]] = {name: [] for name in runners}
+    for r in range(repeats):
+        for name, run in runners.items():
+            results[name].append(run())
+        echo(f"  round {r + 1}/{repeats} done")
+    return results
+
+
+def tutorial_case(
+    device: torch.device, repeats: int, peers: dict[str, bool], echo: Callable[[str], Any]
+) -> dict[str, Any]:
+    from torchwork.bench import peers as peer_runs
+
+    tmp = tempfile.mkdtemp(prefix="torchwork-bench-")
+    runners: dict[str, Callable[[], float]] = {
+        "hand loop (the tutorial's)": lambda: cases.tutorial_hand_loop(device),
+        "torchwork": lambda: cases.tutorial_torchwork(device),
+        "torchwork + progress + checkpoints": lambda: cases.tutorial_torchwork(
+            device, callbacks=cases.overhead_callbacks(tmp, TUTORIAL_EPOCHS, every_epochs=100)
+        ),
+    }
+    if device.type == "cuda":
+        runners["hand loop in a CUDA graph"] = lambda: cases.tutorial_cuda_graph(device)
+    for name, ok in peers.items():
+        if ok:
+            runners[name] = functools.partial(peer_runs.TUTORIAL[name], device)
+    cases.tutorial_torchwork(device, epochs=20)  # warm-up: imports, kernels
+    times = _median_runs(runners, repeats, echo)
+    rows = {name: min(t) / TUTORIAL_EPOCHS * 1e6 for name, t in times.items()}
+    return {"unit": "µs per epoch", "lower_is_better": True, "rows": rows}
+
+
+def tabular_case(kind: str, device: torch.device, rows_n: int, repeats: int, peers: dict[str, bool],
+                 slow_rows: int, echo: Callable[[str], Any]) -> dict[str, Any]:  # fmt: skip
+    from torchwork.bench import peers as peer_runs
+
+    batch = 4096 if device.type == "cuda" else 1024
+    X, y = cases.tabular_data(rows_n)
+    tmp = tempfile.mkdtemp(prefix="torchwork-bench-")
+    runners: dict[str, Callable[[], tuple[float, int]]] = {
+        "DataLoader(TensorDataset)": lambda: cases.tabular_dataloader(X, y, kind, batch, device, slow_rows),
+        "hand index-slicing loop": lambda: cases.tabular_index_loop(X, y, kind, batch, device),
+        "torchwork": lambda: cases.tabular_torchwork(X, y, kind, batch, device),
+        "torchwork + progress + checkpoints": lambda: cases.tabular_torchwork(
+            X, y, kind, batch, device, callbacks=cases.overhead_callbacks(tmp, 1, every_steps=500)
+        ),
+    }
+    if device.type == "cuda":
+        runners["hand loop in a CUDA graph"] = lambda: cases.tabular_cuda_graph(X, y, kind, batch, device)
+    for name, ok in peers.items():
+        if ok:
+            runners[name] = functools.partial(peer_runs.TABULAR[name], X, y, kind, batch, device, slow_rows)
+    cases.tabular_torchwork(X[: batch * 20], y[: batch * 20], kind, batch, device)  # warm-up
+    results = _median_runs(runners, repeats, echo)
+    rows = {name: max(n / t for t, n in r) for name, r in results.items()}
+    return {"unit": "samples/s", "lower_is_better": False, "rows": rows, "batch": batch, "rows_n": rows_n}
+
+
+def memory_case(kind: str, device: torch.device, rows_n: int) -> dict[str, Any]:
+    batch = 4096 if device.type == "cuda" else 1024
+    out = subprocess.run(
+        [sys.executable, "-m", "torchwork.bench.memory", kind, str(rows_n), str(batch), str(device)],
+        capture_output=True, text=True, check=True, timeout=600,
+    )  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(
+    quick: bool = True, device: str = "cpu", with_peers: bool = True, echo: Callable[[str], Any] = print
+) -> dict[str, Any]:
+    from torchwork.bench.peers import available
+    from torchwork.devices import resolve_device
+
+    dev = resolve_device(device)
+    repeats = 3 if quick else 7
+    peers = available() if with_peers else {}
+    echo(f"peers: {', '.join(n for n, ok in peers.items() if ok) or 'none installed'}")
+    result: dict[str, Any] = {"machine": machine(dev), "device": str(dev), "quick": quick, "cases": {}}
+    echo("tutorial (1000 epochs)")
+    result["cases"]["tutorial"] = tutorial_case(dev, repeats, peers, echo)
+    rows_n = 1_000_000
+    slow_rows = 200_000 if quick else 1_000_000
+    for kind in ("linear", "mlp"):
+        echo(f"tabular {kind} ({rows_n} x 32)")
+        result["cases"][f"tabular {kind}"] = tabular_case(kind, dev, rows_n, repeats, peers, slow_rows, echo)
+        result["cases"][f"tabular {kind}"]["memory"] = memory_case(kind, dev, rows_n)
+    result["targets"] = targets(result)
+    return result
+
+
+def _ratio(case: dict[str, Any], a: str, b: str) -> float | None:
+    rows = case["rows"]
+    if a not in rows or b not in rows:
+        return None
+    return rows[a] / rows[b]
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets, as ratios measured in this run."""
+    out = []
+    cuda = result["device"].startswith("cuda")
+    tut = result["cases"]["tutorial"]
+
+    def add(name: str, value: float | None, goal: str, ok: bool | None) -> None:
+        out.append({"target": name, "measured": value, "goal": goal, "met": ok})
+
+    r = _ratio(tut, "torchwork", "hand loop (the tutorial's)")
+    add("tutorial: torchwork time / hand loop", r, "<= 1.0 (aim 0.5)", r is not None and r <= 1.0)
+    r = _ratio(tut, "torchwork + progress + checkpoints", "torchwork")
+    add("tutorial: with progress + checkpoints every 100 epochs / without", r, "<= 1.05", r is not None and r <= 1.05)
+    if cuda:
+        us = tut["rows"]["torchwork"]
+        add("tutorial on GPU: µs per epoch", us, "<= 60", us <= 60)
+    for kind, dl_goal in (("linear", 10.0), ("mlp", 5.0)):
+        case = result["cases"][f"tabular {kind}"]
+        r = _ratio(case, "torchwork", "hand index-slicing loop")
+        add(
+            f"tabular {kind}: torchwork / hand index loop (samples/s)",
+            r,
+            ">= 1.0 (aim 1.3)",
+            r is not None and r >= 1.0,
+        )
+        r = _ratio(case, "torchwork", "DataLoader(TensorDataset)")
+        add(f"tabular {kind}: torchwork / DataLoader", r, f">= {dl_goal:g}", r is not None and r >= dl_goal)
+        r = _ratio(case, "torchwork + progress + checkpoints", "torchwork")
+        add(f"tabular {kind}: with progress + checkpoints / without", r, ">= 0.95", r is not None and r >= 0.95)
+        if cuda:
+            r = _ratio(case, "torchwork", "hand loop in a CUDA graph")
+            add(f"tabular {kind} on GPU: torchwork / hand CUDA-graph loop", r, ">= 0.75", r is not None and r >= 0.75)
+        mem = case["memory"]
+        add(f"tabular {kind}: peak memory / data bytes", mem["ratio"], "<= 2 (+ a constant)", mem["ratio"] <= 2.05)
+    return out
+
+
+def format_table(result: dict[str, Any]) -> str:
+    lines = [f"Device: {result['device']}", *(f"- {k}: {v}" for k, v in result["machine"].items()), ""]
+    for name, case in result["cases"].items():
+        unit, rows = case["unit"], case["rows"]
+        ref = "hand loop (the tutorial's)" if name == "tutorial" else "hand index-slicing loop"
+        lines += [f"### {name} ({unit})", "", f"| run | {unit} | vs {ref} | vs torchwork |", "|---|---:|---:|---:|"]
+        for run_name, value in rows.items():
+            if case["lower_is_better"]:
+                vs_ref, vs_tw = rows[ref] / value, rows["torchwork"] / value
+                shown = f"{value:,.1f}"
+            else:
+                vs_ref, vs_tw = value / rows[ref], value / rows["torchwork"]
+                shown = f"{value:,.0f}"
+            lines.append(f"| {run_name} | {shown} | {vs_ref:.2f}x | {vs_tw:.2f}x |")
+        if "memory" in case:
+            m = case["memory"]
+            lines.append("")
+            lines.append(
+                f"Peak memory of a torchwork epoch: {m['peak_bytes'] / 2**20:,.0f} MiB for "
+                f"{m['data_bytes'] / 2**20:,.0f} MiB of data ({m['ratio']:.2f}x)."
+            )
+        lines.append("")
+    lines += ["### targets", "", "| target | measured | goal | met |", "|---|---:|---|---|"]
+    for t in result["targets"]:
+        value = "—" if t["measured"] is None else f"{t['measured']:.2f}"
+        lines.append(f"| {t['target']} | {value} | {t['goal']} | {'yes' if t['met'] else 'NO'} |")
+    lines.append("")
+    lines.append("In the 'vs' columns, above 1.00x means that row's run is faster than the column's run.")
+    return "\n".join(lines)

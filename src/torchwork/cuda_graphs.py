@@ -1,0 +1,233 @@
+"""Training on CUDA with the whole step captured in a CUDA graph.
+
+On a GPU a small model's step is a few dozen tiny kernels, and launching them costs more
+than running them. Captured once in a CUDA graph, the step (gather of the batch from the
+data on the device, forward, loss, backward, optimizer step, and the loss written into a
+device buffer) replays with one launch, several steps per replay. Nothing is read back to
+the host per step.
+
+- Mini-batches: the epoch's permutation is copied to the device once; before each replay
+  the next ``steps_per_replay`` batches of indices are copied into a static buffer.
+- Full batches (the tutorial): a whole epoch, step and testing loop, is one replay.
+
+The first steps of a fit run eagerly (warm-up: optimizer state, cuBLAS handles). A model
+or option that cannot be captured falls back to eager steps with a one-line note saying
+why. :class:`EagerGraph` stands in for a CUDA graph on the CPU, so the bookkeeping here is
+tested without a GPU: its "replay" runs the same Python again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from torchwork.batching import TensorBatches
+
+if TYPE_CHECKING:
+    from torchwork.callbacks import Callback
+    from torchwork.trainer import Trainer
+
+log = logging.getLogger("torchwork")
+
+WARMUP_STEPS = 3
+MAX_STEPS_PER_REPLAY = 16
+CAPTURABLE = ("sgd", "adam", "adamw", "rmsprop")
+
+
+class CudaGraph:
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.graph = torch.cuda.CUDAGraph()
+
+    def capture(self, body: Callable[[], None]) -> None:
+        with torch.cuda.graph(self.graph):
+            body()
+
+    def replay(self) -> None:
+        self.graph.replay()
+
+
+class EagerGraph:
+    """A stand-in for tests on the CPU: capture records the body, replay runs it again."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.body: Callable[[], None] | None = None
+        self.replays = 0
+
+    def capture(self, body: Callable[[], None]) -> None:
+        self.body = body
+
+    def replay(self) -> None:
+        assert self.body is not None
+        self.replays += 1
+        self.body()
+
+
+def unsupported(trainer: Trainer) -> str | None:
+    """Why this fit cannot use CUDA graphs, or ``None`` if it can."""
+    if not trainer.cuda_graphs:
+        return "turned off (cuda_graphs=False)"
+    if not isinstance(trainer.batches, TensorBatches):
+        return "the training data comes through a DataLoader"
+    if trainer.compile:
+        return "torch.compile is on"
+    if trainer.scheduler:
+        return "a learning-rate scheduler changes the rate between steps"
+    if not isinstance(trainer.optimizer, str) or trainer.optimizer.lower() not in CAPTURABLE:
+        return "the optimizer is not one torchwork knows to be capturable"
+    if trainer.optimizer_options.get("capturable") is False:
+        return "the optimizer was asked for capturable=False"
+    return None
+
+
+@contextlib.contextmanager
+def side_stream(device: torch.device) -> Iterator[None]:
+    """Warm-up steps run on a side stream, as CUDA graph capture requires."""
+    if device.type != "cuda":
+        yield
+        return
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        yield
+    torch.cuda.current_stream(device).wait_stream(stream)
+
+
+class GraphedTraining:
+    """Runs a fit's epochs with captured steps; the trainer keeps every other duty."""
+
+    def __init__(self, trainer: Trainer, step_callbacks: list[Callback], graph_cls: Any = None) -> None:
+        self.t = trainer
+        self.device = trainer.device_
+        self.graph_cls = graph_cls or CudaGraph
+        batches = trainer.batches
+        assert isinstance(batches, TensorBatches)
+        self.batches = batches
+        self.B = batches.batch_size
+        self.n_full, self.rest = divmod(batches.n_rows, self.B)
+        # Step callbacks (checkpoints every N steps) need every step boundary: one step per replay.
+        self.per_replay = 1 if step_callbacks else max(1, min(MAX_STEPS_PER_REPLAY, self.n_full))
+        self.step_callbacks = step_callbacks
+        device = self.device
+        self.slot = torch.zeros(1, dtype=torch.long, device=device)
+        self.idx = torch.zeros(self.per_replay * self.B, dtype=torch.long, device=device)
+        self.batch_losses = torch.zeros(batches.n_batches, device=device)
+        self.epoch_train = torch.zeros(trainer.epochs, device=device)
+        self.epoch_val = torch.zeros(trainer.epochs, device=device)
+        self.graphs: dict[Any, Any] = {}
+        self.epoch_slot_set = False
+        self.warm = 0
+        self.failed: str | None = None
+        self.arange: torch.Tensor | None = None
+
+    # ------------------------------------------------------------ capture
+    def _capture(self, key: Any, body: Callable[[], None]) -> Any:
+        if key in self.graphs:
+            return self.graphs[key]
+        if self.failed is not None:
+            return None
+        params = [p for g in self.t.optimizer_.param_groups for p in g["params"]]
+        for p in params:
+            p.grad = None
+        graph = self.graph_cls(self.device)
+        try:
+            graph.capture(body)
+        except Exception as exc:  # a model that syncs with the host, data-dependent shapes, ...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            self.failed = f"capture failed ({type(exc).__name__}: {first})"
+            self.t.note(f"CUDA graphs off, training eagerly: {self.failed}")
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            return None
+        self.graphs[key] = graph
+        return graph
+
+    def _steps_body(self, k_steps: int) -> Callable[[], None]:
+        X, y, B, step = self.batches.X, self.batches.y, self.B, self.t._step
+
+        def body() -> None:
+            for k in range(k_steps):
+                idx = self.idx[k * B : (k + 1) * B]
+                loss = step(X.index_select(0, idx), y.index_select(0, idx))
+                self.batch_losses.index_copy_(0, self.slot, loss.reshape(1).to(self.batch_losses.dtype))
+                self.slot.add_(1)
+
+        return body
+
+    def _epoch_body(self) -> Callable[[], None]:
+        t, X, y = self.t, self.batches.X, self.batches.y
+        val = t.val_data
+
+        def body() -> None:
+            t.model.train()
+            loss = t._step(X, y)
+            self.epoch_train.index_copy_(0, self.slot, loss.reshape(1).to(self.epoch_train.dtype))
+            if val is not None:
+                t.model.eval()
+                with torch.no_grad(), t._autocast():
+                    val_loss = t._eval_loss(t._forward(val[0]), val[1])
+                self.epoch_val.index_copy_(0, self.slot, val_loss.reshape(1).to(self.epoch_val.dtype))
+            self.slot.add_(1)
+
+        return body
+
+    # ------------------------------------------------------------- epochs
+    def full_batch_epoch(
+        self, epoch: int, eager_epoch: Callable[[], tuple[torch.Tensor, torch.Tensor | None]]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One full-batch epoch (step and testing loop) as one replay, after eager warm-up epochs."""
+        val = self.t.val_data
+        if val is not None and not self.t._single_eval_batch(val):
+            return eager_epoch()  # a testing loop in several batches stays eager
+        if self.warm < WARMUP_STEPS:
+            self.warm += 1
+            with side_stream(self.device):
+                return eager_epoch()
+        graph = self._capture("epoch", self._epoch_body())
+        if graph is None:
+            return eager_epoch()
+        if not self.epoch_slot_set:  # the graph advances the slot: epochs are consecutive
+            self.slot.fill_(epoch)
+            self.epoch_slot_set = True
+        graph.replay()
+        return self.epoch_train[epoch], (self.epoch_val[epoch] if val is not None else None)
+
+    def minibatch_epoch(self, epoch: int) -> None:
+        """Run the steps of ``epoch`` from ``t.state.batch`` on: replays where possible, else eagerly."""
+        t, state, B = self.t, self.t.state, self.B
+        order = self.batches.order(epoch)
+        if order is None:
+            if self.arange is None:
+                self.arange = torch.arange(self.batches.n_rows, device=self.device)
+            perm = self.arange
+        else:
+            perm = order.to(self.device, non_blocking=True)
+        X, y = self.batches.X, self.batches.y
+        b = state.batch
+        while b < self.n_full or (b == self.n_full and self.rest):
+            k = self.per_replay if b + self.per_replay <= self.n_full else 1
+            graph = None
+            if b < self.n_full and self.warm >= WARMUP_STEPS:
+                graph = self._capture(("steps", k), self._steps_body(k))
+            if graph is not None:
+                self.idx[: k * B].copy_(perm[b * B : (b + k) * B], non_blocking=True)
+                self.slot.fill_(b)
+                graph.replay()
+                state.epoch_losses.append(self.batch_losses[b : b + k])
+            else:
+                k = 1
+                idx = perm[b * B : (b + 1) * B]
+                with side_stream(self.device) if self.warm < WARMUP_STEPS else contextlib.nullcontext():
+                    state.epoch_losses.append(t._step(X.index_select(0, idx), y.index_select(0, idx)))
+                self.warm += 1
+            b += k
+            state.batch = b
+            state.step += k
+            for cb in self.step_callbacks:
+                cb.on_step_end(t)
+            if t._signal is not None:
+                t._interrupt()

@@ -1,0 +1,208 @@
+"""The CUDA-graph engine.
+
+On the CPU, :class:`EagerGraph` stands in for a CUDA graph (its replay runs the captured
+Python again), so the engine's bookkeeping (warm-up, steps per replay, index buffers, loss
+slots, partial batches, checkpoints, fallbacks) is checked bit for bit against a plain
+loop on every machine. Tests marked ``cuda`` run the real thing and skip without a GPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from typing import ClassVar
+
+import pytest
+import torch
+from torch import nn
+
+from tests.test_trainer import assert_same_params, plain_loop, regression_data
+from torchwork.checkpoint import Checkpointer, load_checkpoint
+from torchwork.cuda_graphs import EagerGraph
+from torchwork.models import MLP, LinearRegressionModel
+from torchwork.trainer import Trainer
+
+
+class CountingGraph(EagerGraph):
+    made: ClassVar[list[CountingGraph]] = []
+
+    def __init__(self, device):
+        super().__init__(device)
+        CountingGraph.made.append(self)
+
+
+class FailingGraph(EagerGraph):
+    def capture(self, body):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+
+@pytest.fixture(autouse=True)
+def _reset():
+    CountingGraph.made = []
+
+
+@pytest.mark.parametrize(("rows", "batch"), [(200, 32), (256, 16), (100, 100)])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_graphed_minibatches_equal_plain_loop(rows, batch, optimizer):
+    X, y = regression_data(rows)
+    torch.manual_seed(0)
+    model = MLP(3, hidden=(16,), dropout=0.1)
+    reference = copy.deepcopy(model)
+    trainer = Trainer(loss="mse", optimizer=optimizer, lr=0.01, epochs=5, batch_size=batch, seed=4, device="cpu",
+                      clip_grad=1.0, graph_cls=CountingGraph)  # fmt: skip
+    history = trainer.fit(model, (X, y), (X[:20], y[:20]))
+    make = {"sgd": lambda p: torch.optim.SGD(p, lr=0.01), "adam": lambda p: torch.optim.Adam(p, lr=0.01)}[optimizer]
+    torch.manual_seed(4)
+    ref_batch = None if batch >= rows else batch  # one full batch keeps the data's order, as documented
+    _, val_ref = plain_loop(reference, X, y, X[:20], y[:20], make, nn.MSELoss(), 5, ref_batch, seed=4, clip=1.0)
+    assert_same_params(model, reference)
+    assert history["val_loss"] == val_ref
+    assert sum(g.replays for g in CountingGraph.made) > 0  # the graph path ran
+
+
+def test_graphed_full_batch_tutorial_equals_plain_loop():
+    X = torch.arange(0, 1, 0.02).unsqueeze(1)
+    y = 0.7 * X + 0.3
+    torch.manual_seed(42)
+    model = LinearRegressionModel()
+    reference = copy.deepcopy(model)
+    trainer = Trainer(loss="l1", optimizer="sgd", lr=0.01, epochs=100, log_every=10, device="cpu",
+                      graph_cls=CountingGraph)  # fmt: skip
+    history = trainer.fit(model, (X[:40], y[:40]), (X[40:], y[40:]))
+    train_ref, val_ref = plain_loop(reference, X[:40], y[:40], X[40:], y[40:], lambda p: torch.optim.SGD(p, lr=0.01),
+                                    nn.L1Loss(), 100)  # fmt: skip
+    assert_same_params(model, reference)
+    assert history["train_loss"] == train_ref[::10] and history["val_loss"] == val_ref[::10]
+    assert CountingGraph.made[0].replays == 97  # three warm-up epochs, then one replay an epoch
+
+
+def test_failed_capture_falls_back_with_a_note(caplog):
+    X, y = regression_data(128)
+    torch.manual_seed(0)
+    a, b = MLP(3, hidden=(8,)), None
+    b = copy.deepcopy(a)
+    with caplog.at_level(logging.WARNING, logger="torchwork"):
+        t1 = Trainer(
+            loss="mse", optimizer="adam", epochs=2, batch_size=16, seed=0, device="cpu", graph_cls=FailingGraph
+        )
+        t1.fit(a, (X, y))
+    Trainer(loss="mse", optimizer="adam", epochs=2, batch_size=16, seed=0, device="cpu").fit(b, (X, y))
+    assert_same_params(a, b)
+    assert t1.notes == ["CUDA graphs off, training eagerly: capture failed (RuntimeError: operation not permitted "
+                        "when stream is capturing)"]  # fmt: skip
+    assert "CUDA graphs off" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        ({"scheduler": "cosine"}, "a learning-rate scheduler changes the rate between steps"),
+        ({"compile": True}, "torch.compile is on"),
+        ({"optimizer": lambda p, lr: torch.optim.SGD(p, lr=lr)}, "not one torchwork knows to be capturable"),
+        ({"cuda_graphs": False}, "turned off"),
+    ],
+)
+def test_unsupported_options_say_why(options, reason):
+    X, y = regression_data(64)
+    kwargs = {"loss": "mse", "epochs": 1, "batch_size": 16, "device": "cpu", "graph_cls": EagerGraph, **options}
+    if options.get("compile"):
+        pytest.skip("torch.compile needs a compiler toolchain; the reason is checked without running it")
+    trainer = Trainer(**kwargs)
+    trainer.fit(nn.Linear(3, 1), (X, y))
+    assert any(reason in note for note in trainer.notes) or trainer._graphed is None
+
+
+def test_step_checkpoints_and_resume_under_graphs(tmp_path):
+    """Checkpoints every 3 steps need every step boundary: one step per replay; resume is exact."""
+    X, y = regression_data(150)
+    torch.manual_seed(0)
+    model = MLP(3, hidden=(8,), dropout=0.2)
+    full, partial = copy.deepcopy(model), copy.deepcopy(model)
+    kwargs = {"loss": "mse", "optimizer": "adam", "epochs": 4, "batch_size": 32, "seed": 1, "device": "cpu"}
+    Trainer(**kwargs, graph_cls=EagerGraph).fit(full, (X, y))
+
+    ckpt = tmp_path / "c.safetensors"
+
+    class StopAt(Checkpointer):
+        def on_step_end(self, trainer):
+            super().on_step_end(trainer)
+            if trainer.state.step == 9:
+                raise KeyboardInterrupt  # as if killed right after the checkpoint at step 9
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(**kwargs, graph_cls=EagerGraph, callbacks=[StopAt(ckpt, every_steps=3)]).fit(partial, (X, y))
+    state, _ = load_checkpoint(ckpt)
+    assert state["fit"]["step"] == 9 and state["fit"]["epoch"] == 1 and state["fit"]["batch"] == 4
+    resumed = copy.deepcopy(model)
+    Trainer(**kwargs, graph_cls=EagerGraph, callbacks=[Checkpointer(ckpt, every_steps=3)]).fit(
+        resumed, (X, y), resume=state
+    )
+    assert_same_params(resumed, full)
+
+
+# ----------------------------------------------------------------- on a GPU
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def max_rel_diff(a: nn.Module, b: nn.Module) -> float:
+    worst = 0.0
+    for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        worst = max(worst, ((p.float() - q.float()).norm() / (q.float().norm() + 1e-12)).item())
+    return worst
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_cuda_graphs_match_plain_loop_on_gpu(optimizer):
+    X, y = regression_data(4096 * 4 + 100)
+    torch.manual_seed(0)
+    model = MLP(3, hidden=(64, 64))
+    reference = copy.deepcopy(model).cuda()
+    trainer = Trainer(loss="mse", optimizer=optimizer, lr=1e-3, epochs=3, batch_size=512, seed=3, device="cuda")
+    trainer.fit(model, (X, y), (X[:500], y[:500]))
+    assert trainer._graphed is not None and trainer._graphed.graphs and not trainer.notes
+    make = {"sgd": lambda p: torch.optim.SGD(p, lr=1e-3), "adam": lambda p: torch.optim.Adam(p, lr=1e-3),
+            "adamw": lambda p: torch.optim.AdamW(p, lr=1e-3)}[optimizer]  # fmt: skip
+    Xc, yc = X.cuda(), y.cuda()
+    plain_loop(reference, Xc, yc, Xc[:500], yc[:500], make, nn.MSELoss(), 3, 512, seed=3)
+    assert max_rel_diff(model, reference) < 1e-4
+
+
+@pytest.mark.cuda
+@cuda
+def test_cuda_graph_tutorial_on_gpu():
+    X = torch.arange(0, 1, 0.02).unsqueeze(1)
+    y = 0.7 * X + 0.3
+    torch.manual_seed(42)
+    model = LinearRegressionModel()
+    reference = copy.deepcopy(model)
+    trainer = Trainer(loss="l1", optimizer="sgd", lr=0.01, epochs=1000, log_every=10, device="cuda")
+    history = trainer.fit(model, (X[:40], y[:40]), (X[40:], y[40:]))
+    assert "epoch" in trainer._graphed.graphs
+    plain_loop(reference, X[:40], y[:40], X[40:], y[40:], lambda p: torch.optim.SGD(p, lr=0.01), nn.L1Loss(), 1000)
+    # L1's gradient is a sign: a residual at zero may round either way on another device.
+    assert max_rel_diff(model.cpu(), reference) < 5e-4
+    assert len(history) == 100
+
+
+@pytest.mark.cuda
+@cuda
+def test_uncapturable_model_falls_back_on_gpu():
+    class Syncs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(3, 1)
+
+        def forward(self, x):
+            if x.sum().item() > 1e9:  # a host sync: cannot be captured
+                return x[:, :1]
+            return self.lin(x)
+
+    X, y = regression_data(1024)
+    torch.manual_seed(0)
+    model = Syncs()
+    trainer = Trainer(loss="mse", optimizer="adam", epochs=2, batch_size=64, seed=0, device="cuda")
+    trainer.fit(model, (X, y))
+    assert trainer.notes and "capture failed" in trainer.notes[0]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
