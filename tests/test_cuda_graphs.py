@@ -26,8 +26,8 @@ from torchwork.trainer import Trainer
 class CountingGraph(EagerGraph):
     made: ClassVar[list[CountingGraph]] = []
 
-    def __init__(self, device):
-        super().__init__(device)
+    def __init__(self, device, stream=None):
+        super().__init__(device, stream)
         CountingGraph.made.append(self)
 
 
@@ -162,11 +162,21 @@ def test_cuda_graphs_match_plain_loop_on_gpu(optimizer):
     trainer = Trainer(loss="mse", optimizer=optimizer, lr=1e-3, epochs=3, batch_size=512, seed=3, device="cuda")
     trainer.fit(model, (X, y), (X[:500], y[:500]))
     assert trainer._graphed is not None and trainer._graphed.graphs and not trainer.notes
-    make = {"sgd": lambda p: torch.optim.SGD(p, lr=1e-3), "adam": lambda p: torch.optim.Adam(p, lr=1e-3),
-            "adamw": lambda p: torch.optim.AdamW(p, lr=1e-3)}[optimizer]  # fmt: skip
+    # The trainer runs Adam with capturable=True on CUDA (its step count stays on the GPU): the
+    # same arithmetic as the plain loop's, in another order, so float tolerance, not bits.
+    options = {} if optimizer == "sgd" else {"capturable": True}
+    cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optimizer]
     Xc, yc = X.cuda(), y.cuda()
-    plain_loop(reference, Xc, yc, Xc[:500], yc[:500], make, nn.MSELoss(), 3, 512, seed=3)
-    assert max_rel_diff(model, reference) < 1e-4
+    plain_loop(
+        reference, Xc, yc, Xc[:500], yc[:500], lambda p: cls(p, lr=1e-3, **options), nn.MSELoss(), 3, 512, seed=3
+    )
+    assert max_rel_diff(model, reference) < 1e-5
+    default = copy.deepcopy(model)  # and against the default (non-capturable) optimizer
+    torch.manual_seed(0)
+    default.load_state_dict(MLP(3, hidden=(64, 64)).state_dict())
+    default.cuda()
+    plain_loop(default, Xc, yc, Xc[:500], yc[:500], lambda p: cls(p, lr=1e-3), nn.MSELoss(), 3, 512, seed=3)
+    assert max_rel_diff(model, default) < 1e-3
 
 
 @pytest.mark.cuda
@@ -206,3 +216,24 @@ def test_uncapturable_model_falls_back_on_gpu():
     trainer.fit(model, (X, y))
     assert trainer.notes and "capture failed" in trainer.notes[0]
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_replays_are_powers_of_two_and_stop_at_checkpoint_boundaries(tmp_path):
+    X, y = regression_data(40 * 16 + 7)  # 40 full batches of 16, and a partial one
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    reference = copy.deepcopy(model)
+    seen: list[int] = []
+
+    class Every5(Checkpointer):
+        def on_step_end(self, trainer):
+            seen.append(trainer.state.step)
+            super().on_step_end(trainer)
+
+    kwargs = {"loss": "mse", "optimizer": "adam", "epochs": 2, "batch_size": 16, "seed": 2, "device": "cpu"}
+    t = Trainer(**kwargs, graph_cls=CountingGraph, callbacks=[Every5(tmp_path / "c.safetensors", every_steps=5)])
+    t.fit(model, (X, y))
+    Trainer(**kwargs).fit(reference, (X, y))
+    assert_same_params(model, reference)
+    assert set(t._graphed.graphs) <= {("steps", k) for k in (1, 2, 4, 8, 16)}
+    assert set(range(5, 83, 5)) <= set(seen)  # every checkpoint boundary was a replay boundary

@@ -35,10 +35,12 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (int(state[0]) << 31) ^ int(state[1])
 
 
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The order of the ``n`` rows in ``epoch`` (a CPU ``int64`` tensor)."""
+def epoch_permutation(n: int, seed: int, epoch: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The order of the ``n`` rows in ``epoch`` (a CPU ``int64`` tensor, written to ``out`` if given)."""
     generator = torch.Generator()
     generator.manual_seed(epoch_seed(seed, epoch))
+    if out is not None:
+        return torch.randperm(n, generator=generator, out=out)
     return torch.randperm(n, generator=generator)
 
 
@@ -98,10 +100,10 @@ class TensorBatches:
         full, rest = divmod(self.n_rows, self.batch_size)
         return [self.batch_size] * full + ([rest] if rest else [])
 
-    def order(self, epoch: int) -> torch.Tensor | None:
+    def order(self, epoch: int, out: torch.Tensor | None = None) -> torch.Tensor | None:
         """This rank's row indices for ``epoch``; ``None`` means the data's own order."""
         if self.world_size == 1:
-            return epoch_permutation(self.n_rows, self.seed, epoch) if self.shuffle else None
+            return epoch_permutation(self.n_rows, self.seed, epoch, out) if self.shuffle else None
         n_all = len(self.X)
         order = epoch_permutation(n_all, self.seed, epoch) if self.shuffle else torch.arange(n_all)
         return order[self.rank : self.n_rows * self.world_size : self.world_size]

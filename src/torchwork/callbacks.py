@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,13 +32,37 @@ class EpochLogs:
     lr: float
     seconds: float
     _values: dict[str, float] | None = field(default=None, repr=False)
+    _host: torch.Tensor | None = field(default=None, repr=False)
+    _event: Any = field(default=None, repr=False)
+
+    def prefetch(self, host: torch.Tensor) -> None:
+        """Start copying the losses from a GPU into ``host`` (pinned memory) without waiting."""
+        if self._values is not None or self._host is not None or not self.train_loss.is_cuda:
+            return
+        parts = [self.train_loss] if self.val_loss is None else [self.train_loss, self.val_loss]
+        self._host = host[: len(parts)]
+        for i, part in enumerate(parts):
+            self._host[i].copy_(part, non_blocking=True)
+        self._event = torch.cuda.Event()
+        self._event.record()
+
+    def ready(self) -> bool:
+        """True when :meth:`values` will not wait for the device."""
+        return self._values is not None or self._event is None or bool(self._event.query())
 
     def values(self) -> dict[str, float]:
         """The epoch's numbers as Python floats (reads the device once: a synchronisation)."""
         if self._values is None:
-            out = {"epoch": float(self.epoch), "train_loss": self.train_loss.item()}
-            if self.val_loss is not None:
-                out["val_loss"] = self.val_loss.item()
+            if self._host is not None:
+                self._event.synchronize()  # only up to this epoch's work
+                losses = self._host.tolist()
+                train, val = losses[0], (losses[1] if len(losses) > 1 else None)
+            else:
+                train = self.train_loss.item()
+                val = self.val_loss.item() if self.val_loss is not None else None
+            out = {"epoch": float(self.epoch), "train_loss": train}
+            if val is not None:
+                out["val_loss"] = val
             out["lr"], out["seconds"] = self.lr, self.seconds
             self._values = out
         return dict(self._values)
@@ -57,9 +82,15 @@ class EpochLogs:
 
 
 class Callback:
-    """Base class with no-op hooks. ``order`` sorts callbacks; checkpointing runs last."""
+    """Base class with no-op hooks. ``order`` sorts callbacks; checkpointing runs last.
+
+    A callback whose ``on_step_end`` acts only every N optimizer steps says so with
+    ``step_interval = N``: the CUDA-graph engine then replays several steps at a time between
+    those boundaries instead of one.
+    """
 
     order = 0
+    step_interval: int | None = None
 
     def on_fit_start(self, trainer: Trainer) -> None:
         pass
@@ -143,7 +174,14 @@ class EpochPrinter(Callback):
 
 
 class Progress(Callback):
-    """A progress bar on a terminal; one plain line per epoch otherwise (CI logs, pipes)."""
+    """A progress bar on a terminal; one plain line per epoch otherwise (CI logs, pipes).
+
+    On a GPU the plain lines do not make the host wait for each epoch: the losses are copied
+    to pinned memory asynchronously and each line is printed once its copy has arrived (a
+    few epochs late at most, all of them by the end of the fit).
+    """
+
+    RING = 256  # epochs whose lines may be in flight at once
 
     def __init__(self, total_epochs: int, file: Any = None, interactive: bool | None = None) -> None:
         self.file = file or sys.stderr
@@ -152,23 +190,35 @@ class Progress(Callback):
         self.interactive = is_tty if interactive is None else interactive
         self.bar: Any = None
         self._last_refresh = 0.0
+        self._queue: deque[EpochLogs] = deque()
+        self._pinned: torch.Tensor | None = None
 
     def on_fit_start(self, trainer: Trainer) -> None:
         if self.interactive:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=self.total, initial=trainer.state.epoch, unit="epoch", file=self.file)
+        elif trainer.device_.type == "cuda":
+            self._pinned = torch.empty((self.RING, 2), pin_memory=True)
+
+    def _line(self, logs: EpochLogs) -> str:
+        v = logs.values()
+        val = f" | val_loss {v['val_loss']:.6g}" if "val_loss" in v else ""
+        return (
+            f"epoch {logs.epoch + 1}/{self.total} | train_loss {v['train_loss']:.6g}{val}"
+            f" | lr {v['lr']:.3g} | {v['seconds']:.2f}s"
+        )
+
+    def _print_ready(self, wait: bool = False) -> None:
+        while self._queue and (wait or self._queue[0].ready() or len(self._queue) >= self.RING):
+            print(self._line(self._queue.popleft()), file=self.file, flush=True)
 
     def on_epoch_end(self, trainer: Trainer, logs: EpochLogs) -> None:
         if self.bar is None:
-            v = logs.values()
-            val = f" | val_loss {v['val_loss']:.6g}" if "val_loss" in v else ""
-            print(
-                f"epoch {logs.epoch + 1}/{self.total} | train_loss {v['train_loss']:.6g}{val}"
-                f" | lr {v['lr']:.3g} | {v['seconds']:.2f}s",
-                file=self.file,
-                flush=True,
-            )
+            if self._pinned is not None:
+                logs.prefetch(self._pinned[logs.epoch % self.RING])
+            self._queue.append(logs)
+            self._print_ready()
             return
         self.bar.update(1)
         now = time.monotonic()
@@ -181,6 +231,7 @@ class Progress(Callback):
             self.bar.set_postfix(postfix, refresh=False)
 
     def on_fit_end(self, trainer: Trainer) -> None:
+        self._print_ready(wait=True)
         if self.bar is not None:
             self.bar.close()
             self.bar = None

@@ -122,6 +122,7 @@ class Checkpointer(Callback):
     ) -> None:
         self.path = Path(path)
         self.every_epochs, self.every_steps = every_epochs, every_steps
+        self.step_interval = every_steps
         self.extra = extra or {}
         self.saved: tuple[int, int] | None = None  # (epoch, step) of the last good checkpoint
 

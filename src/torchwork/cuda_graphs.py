@@ -39,12 +39,13 @@ CAPTURABLE = ("sgd", "adam", "adamw", "rmsprop")
 
 
 class CudaGraph:
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, stream: Any = None) -> None:
         self.device = device
+        self.stream = stream
         self.graph = torch.cuda.CUDAGraph()
 
     def capture(self, body: Callable[[], None]) -> None:
-        with torch.cuda.graph(self.graph):
+        with torch.cuda.graph(self.graph, stream=self.stream):
             body()
 
     def replay(self) -> None:
@@ -54,7 +55,7 @@ class CudaGraph:
 class EagerGraph:
     """A stand-in for tests on the CPU: capture records the body, replay runs it again."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, stream: Any = None) -> None:
         self.body: Callable[[], None] | None = None
         self.replays = 0
 
@@ -85,12 +86,15 @@ def unsupported(trainer: Trainer) -> str | None:
 
 
 @contextlib.contextmanager
-def side_stream(device: torch.device) -> Iterator[None]:
-    """Warm-up steps run on a side stream, as CUDA graph capture requires."""
+def side_stream(device: torch.device, stream: Any) -> Iterator[None]:
+    """Warm-up steps run on a side stream, as CUDA graph capture requires.
+
+    One stream serves the warm-up and the captures of a fit: every new stream would get a
+    cuBLAS workspace of its own (tens of MB on Hopper).
+    """
     if device.type != "cuda":
         yield
         return
-    stream = torch.cuda.Stream(device)
     stream.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(stream):
         yield
@@ -109,15 +113,23 @@ class GraphedTraining:
         self.batches = batches
         self.B = batches.batch_size
         self.n_full, self.rest = divmod(batches.n_rows, self.B)
-        # Step callbacks (checkpoints every N steps) need every step boundary: one step per replay.
-        self.per_replay = 1 if step_callbacks else max(1, min(MAX_STEPS_PER_REPLAY, self.n_full))
+        # Replays of 1, 2, 4, ... 16 steps (a few graphs at most). Step callbacks see the step
+        # boundaries they ask for (step_interval); one that does not say needs every step.
         self.step_callbacks = step_callbacks
+        self.intervals = [cb.step_interval for cb in step_callbacks]
+        most = 1 if any(i is None for i in self.intervals) else min(MAX_STEPS_PER_REPLAY, max(1, self.n_full))
+        self.per_replay = 1 << (most.bit_length() - 1)
         device = self.device
         self.slot = torch.zeros(1, dtype=torch.long, device=device)
         self.idx = torch.zeros(self.per_replay * self.B, dtype=torch.long, device=device)
+        # The next epoch's permutation is made on the CPU while the GPU runs this epoch.
+        self._next: tuple[int, torch.Tensor] | None = None
+        self._host_order: torch.Tensor | None = None
+        self._copied: Any = None
         self.batch_losses = torch.zeros(batches.n_batches, device=device)
         self.epoch_train = torch.zeros(trainer.epochs, device=device)
         self.epoch_val = torch.zeros(trainer.epochs, device=device)
+        self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self.graphs: dict[Any, Any] = {}
         self.epoch_slot_set = False
         self.warm = 0
@@ -133,7 +145,7 @@ class GraphedTraining:
         params = [p for g in self.t.optimizer_.param_groups for p in g["params"]]
         for p in params:
             p.grad = None
-        graph = self.graph_cls(self.device)
+        graph = self.graph_cls(self.device, self.stream)
         try:
             graph.capture(body)
         except Exception as exc:  # a model that syncs with the host, data-dependent shapes, ...
@@ -185,7 +197,7 @@ class GraphedTraining:
             return eager_epoch()  # a testing loop in several batches stays eager
         if self.warm < WARMUP_STEPS:
             self.warm += 1
-            with side_stream(self.device):
+            with side_stream(self.device, self.stream):
                 return eager_epoch()
         graph = self._capture("epoch", self._epoch_body())
         if graph is None:
@@ -196,20 +208,48 @@ class GraphedTraining:
         graph.replay()
         return self.epoch_train[epoch], (self.epoch_val[epoch] if val is not None else None)
 
+    def _device_order(self, epoch: int) -> torch.Tensor:
+        """``epoch``'s row order on the device (computed ahead when possible)."""
+        if self._next is not None and self._next[0] == epoch:
+            perm = self._next[1]
+            self._next = None
+            return perm
+        if not self.batches.shuffle or self.batches.world_size != 1:
+            order = self.batches.order(epoch)
+            if order is None:
+                if self.arange is None:
+                    self.arange = torch.arange(self.batches.n_rows, device=self.device)
+                return self.arange
+            return order.to(self.device, non_blocking=True)
+        if self.device.type != "cuda":
+            return self.batches.order(epoch).to(self.device)  # type: ignore[union-attr]
+        if self._host_order is None:
+            self._host_order = torch.empty(self.batches.n_rows, dtype=torch.long, pin_memory=True)
+        if self._copied is not None:
+            self._copied.synchronize()  # the last copy out of the pinned buffer has finished
+        self.batches.order(epoch, out=self._host_order)
+        perm = self._host_order.to(self.device, non_blocking=True)
+        self._copied = torch.cuda.Event()
+        self._copied.record()
+        return perm
+
+    def _steps_now(self, b: int) -> int:
+        """How many steps the next replay takes: a power of two, up to a step boundary."""
+        k = min(self.per_replay, self.n_full - b)
+        step = self.t.state.step
+        for interval in self.intervals:
+            if interval:
+                k = min(k, interval - step % interval)
+        return 1 << (k.bit_length() - 1) if k > 0 else 0
+
     def minibatch_epoch(self, epoch: int) -> None:
         """Run the steps of ``epoch`` from ``t.state.batch`` on: replays where possible, else eagerly."""
         t, state, B = self.t, self.t.state, self.B
-        order = self.batches.order(epoch)
-        if order is None:
-            if self.arange is None:
-                self.arange = torch.arange(self.batches.n_rows, device=self.device)
-            perm = self.arange
-        else:
-            perm = order.to(self.device, non_blocking=True)
+        perm = self._device_order(epoch)
         X, y = self.batches.X, self.batches.y
         b = state.batch
         while b < self.n_full or (b == self.n_full and self.rest):
-            k = self.per_replay if b + self.per_replay <= self.n_full else 1
+            k = self._steps_now(b)
             graph = None
             if b < self.n_full and self.warm >= WARMUP_STEPS:
                 graph = self._capture(("steps", k), self._steps_body(k))
@@ -221,7 +261,7 @@ class GraphedTraining:
             else:
                 k = 1
                 idx = perm[b * B : (b + 1) * B]
-                with side_stream(self.device) if self.warm < WARMUP_STEPS else contextlib.nullcontext():
+                with side_stream(self.device, self.stream) if self.warm < WARMUP_STEPS else contextlib.nullcontext():
                     state.epoch_losses.append(t._step(X.index_select(0, idx), y.index_select(0, idx)))
                 self.warm += 1
             b += k
@@ -231,3 +271,5 @@ class GraphedTraining:
                 cb.on_step_end(t)
             if t._signal is not None:
                 t._interrupt()
+        if epoch + 1 < t.epochs and self.batches.shuffle and self.batches.world_size == 1:
+            self._next = (epoch + 1, self._device_order(epoch + 1))

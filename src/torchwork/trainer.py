@@ -209,6 +209,8 @@ class Trainer:
         self._graphed = (
             cuda_graphs.GraphedTraining(self, step_callbacks, self.graph_cls) if graph_problem is None else None
         )
+        self._loss_buffer = torch.zeros(self.batches.n_batches, device=device)
+        self._open: int | None = None
 
         if resume is not None:
             self.load_state_dict(resume)
@@ -276,8 +278,9 @@ class Trainer:
         logs = EpochLogs(state.epoch, train_loss, val_loss, lr, time.perf_counter() - started)
 
         # Keep what is needed to name a diverging batch; read it only when values are read.
-        losses = state.epoch_losses
-        batch_losses = losses[0] if len(losses) == 1 else torch.cat([t.reshape(-1) for t in losses])
+        losses = state.epoch_losses  # a copy if they live in a buffer the next epoch overwrites
+        single = len(losses) == 1 and losses[0].dim() == 0
+        batch_losses = losses[0] if single else torch.cat([t.reshape(-1) for t in losses])
         self._pending.append((state.epoch, batch_losses, val_loss))
         if state.epoch % self.log_every == 0:
             self.check_finite()
@@ -302,14 +305,36 @@ class Trainer:
 
     def _eager_steps(self, step_callbacks: list[Callback]) -> None:
         state, step = self.state, self._step
-        for xb, yb in self.batches.epoch(state.epoch, state.batch):
-            state.epoch_losses.append(step(xb, yb))
+        if self.batches.n_batches == 1:  # the tutorial: one full batch, its loss kept as it is
+            for xb, yb in self.batches.epoch(state.epoch, state.batch):
+                state.epoch_losses.append(step(xb, yb))
+                state.batch, state.step = state.batch + 1, state.step + 1
+                for cb in step_callbacks:
+                    cb.on_step_end(self)
+                if self._signal is not None:
+                    self._interrupt()
+            return
+        # Each batch's loss goes into one buffer, in place: keeping a small tensor alive per step
+        # fragments the C heap between the large per-step activations (RSS grows step by step).
+        buf = self._loss_buffer
+        start = self._open = state.batch
+        for xb, yb in self.batches.epoch(state.epoch, start):
+            buf.select(0, state.batch).copy_(step(xb, yb))
             state.batch += 1
             state.step += 1
             for cb in step_callbacks:
                 cb.on_step_end(self)
             if self._signal is not None:
                 self._interrupt()
+        self._open = None
+        state.epoch_losses.append(buf[start : state.batch])
+
+    def _epoch_losses_so_far(self) -> list[torch.Tensor]:
+        """The running epoch's batch losses, including those of a loop still in progress."""
+        losses = list(self.state.epoch_losses)
+        if self._open is not None and self.state.batch > self._open:
+            losses.append(self._loss_buffer[self._open : self.state.batch])
+        return losses
 
     def _eager_full_batch_epoch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         X, y = self.batches.X, self.batches.y  # type: ignore[attr-defined]
@@ -390,7 +415,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this fit exactly: tensors and plain values only."""
         state = asdict(self.state)
-        losses = self.state.epoch_losses
+        losses = self._epoch_losses_so_far()
         state["epoch_losses"] = torch.cat([t.reshape(-1) for t in losses]).cpu() if losses else torch.zeros(0)
         return {
             "model": self.model.state_dict(),
