@@ -19,6 +19,7 @@ tested without a GPU: its "replay" runs the same Python again.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -45,8 +46,16 @@ class CudaGraph:
         self.graph = torch.cuda.CUDAGraph()
 
     def capture(self, body: Callable[[], None]) -> None:
-        with torch.cuda.graph(self.graph, stream=self.stream):
-            body()
+        # No garbage collection while capturing: freeing a CUDA resource (an event, pinned
+        # memory) during capture is an illegal call that aborts it.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            with torch.cuda.graph(self.graph, stream=self.stream):
+                body()
+        finally:
+            if enabled:
+                gc.enable()
 
     def replay(self) -> None:
         self.graph.replay()
@@ -113,12 +122,13 @@ class GraphedTraining:
         self.batches = batches
         self.B = batches.batch_size
         self.n_full, self.rest = divmod(batches.n_rows, self.B)
-        # Replays of 1, 2, 4, ... 16 steps (a few graphs at most). Step callbacks see the step
-        # boundaries they ask for (step_interval); one that does not say needs every step.
+        # Two graphs, captured back to back after the warm-up: ``per_replay`` steps, and one step
+        # for the end of an epoch and up to the step boundaries callbacks ask for
+        # (step_interval); a step callback that does not say needs every step.
         self.step_callbacks = step_callbacks
         self.intervals = [cb.step_interval for cb in step_callbacks]
         most = 1 if any(i is None for i in self.intervals) else min(MAX_STEPS_PER_REPLAY, max(1, self.n_full))
-        self.per_replay = 1 << (most.bit_length() - 1)
+        self.per_replay = most
         device = self.device
         self.slot = torch.zeros(1, dtype=torch.long, device=device)
         self.idx = torch.zeros(self.per_replay * self.B, dtype=torch.long, device=device)
@@ -234,13 +244,14 @@ class GraphedTraining:
         return perm
 
     def _steps_now(self, b: int) -> int:
-        """How many steps the next replay takes: a power of two, up to a step boundary."""
-        k = min(self.per_replay, self.n_full - b)
+        """How many steps the next replay takes: ``per_replay`` unless the epoch's end or a step
+        boundary comes sooner, then one."""
+        room = self.n_full - b
         step = self.t.state.step
         for interval in self.intervals:
             if interval:
-                k = min(k, interval - step % interval)
-        return 1 << (k.bit_length() - 1) if k > 0 else 0
+                room = min(room, interval - step % interval)
+        return self.per_replay if room >= self.per_replay else min(room, 1)
 
     def minibatch_epoch(self, epoch: int) -> None:
         """Run the steps of ``epoch`` from ``t.state.batch`` on: replays where possible, else eagerly."""
@@ -252,7 +263,9 @@ class GraphedTraining:
             k = self._steps_now(b)
             graph = None
             if b < self.n_full and self.warm >= WARMUP_STEPS:
-                graph = self._capture(("steps", k), self._steps_body(k))
+                big = self._capture(("steps", self.per_replay), self._steps_body(self.per_replay))
+                one = self._capture(("steps", 1), self._steps_body(1)) if self.per_replay > 1 else big
+                graph = big if k == self.per_replay else one
             if graph is not None:
                 self.idx[: k * B].copy_(perm[b * B : (b + k) * B], non_blocking=True)
                 self.slot.fill_(b)
