@@ -52,7 +52,7 @@ def machine(device: torch.device) -> dict[str, str]:
     return info
 
 
-def _median_runs(runners: dict[str, Callable[[], Any]], repeats: int, echo: Callable[[str], Any]) -> dict[str, Any]:
+def _rounds(runners: dict[str, Callable[[], Any]], repeats: int, echo: Callable[[str], Any]) -> dict[str, Any]:
     """Run each runner ``repeats`` times, interleaved; keep every result."""
     results: dict[str, list[Any]] = {name: [] for name in runners}
     for r in range(repeats):
@@ -63,28 +63,32 @@ def _median_runs(runners: dict[str, Callable[[], Any]], repeats: int, echo: Call
 
 
 def tutorial_case(
-    device: torch.device, repeats: int, peers: dict[str, bool], echo: Callable[[str], Any]
+    device: torch.device,
+    repeats: int,
+    peers: dict[str, bool],
+    echo: Callable[[str], Any],
+    epochs: int = TUTORIAL_EPOCHS,
 ) -> dict[str, Any]:
     from torchwork.bench import peers as peer_runs
 
     tmp = tempfile.mkdtemp(prefix="torchwork-bench-")
     runners: dict[str, Callable[[], float]] = {
-        "hand loop (the tutorial's)": lambda: cases.tutorial_hand_loop(device),
-        "torchwork": lambda: cases.steady(lambda e: cases.tutorial_torchwork(device, e), TUTORIAL_EPOCHS, device),
+        "hand loop (the tutorial's)": lambda: cases.tutorial_hand_loop(device, epochs),
+        "torchwork": lambda: cases.steady(lambda e: cases.tutorial_torchwork(device, e), epochs, device),
         "torchwork + progress + checkpoints": lambda: cases.steady(
             lambda e: cases.tutorial_torchwork(device, e, cases.overhead_callbacks(tmp, e, every_epochs=100)),
-            TUTORIAL_EPOCHS,
+            epochs,
             device,
         ),
     }
     if device.type == "cuda":
-        runners["hand loop in a CUDA graph"] = lambda: cases.tutorial_cuda_graph(device)
+        runners["hand loop in a CUDA graph"] = lambda: cases.tutorial_cuda_graph(device, epochs)
     for name, ok in peers.items():
         if ok:
-            runners[name] = functools.partial(peer_runs.TUTORIAL[name], device)
+            runners[name] = functools.partial(peer_runs.TUTORIAL[name], device, epochs)
     cases.tutorial_torchwork(device, epochs=20)  # warm-up: imports, kernels
-    times = _median_runs(runners, repeats, echo)
-    rows = {name: min(t) / TUTORIAL_EPOCHS * 1e6 for name, t in times.items()}
+    times = _rounds(runners, repeats, echo)
+    rows = {name: min(t) / epochs * 1e6 for name, t in times.items()}
     return {"unit": "µs per epoch", "lower_is_better": True, "rows": rows}
 
 
@@ -119,7 +123,7 @@ def tabular_case(kind: str, device: torch.device, rows_n: int, repeats: int, pee
         if ok:
             runners[name] = functools.partial(peer_runs.TABULAR[name], X, y, kind, batch, device, slow_rows)
     cases.tabular_torchwork(X[: batch * 20], y[: batch * 20], kind, batch, device)  # warm-up
-    results = _median_runs(runners, repeats, echo)
+    results = _rounds(runners, repeats, echo)
     rows = {name: max(n / t for t, n in r) for name, r in results.items()}
     return {"unit": "samples/s", "lower_is_better": False, "rows": rows, "batch": batch, "rows_n": rows_n}
 
@@ -144,8 +148,14 @@ def memory_case(kind: str, device: torch.device, rows_n: int) -> dict[str, Any]:
 
 
 def run(
-    quick: bool = True, device: str = "cpu", with_peers: bool = True, echo: Callable[[str], Any] = print
+    quick: bool = True,
+    device: str = "cpu",
+    with_peers: bool = True,
+    echo: Callable[[str], Any] = print,
+    rows: int = 1_000_000,
+    tutorial_epochs: int = TUTORIAL_EPOCHS,
 ) -> dict[str, Any]:
+    """Every case; ``rows`` and ``tutorial_epochs`` shrink it for a smoke test."""
     from torchwork.bench.peers import available
     from torchwork.devices import resolve_device
 
@@ -154,10 +164,10 @@ def run(
     peers = available() if with_peers else {}
     echo(f"peers: {', '.join(n for n, ok in peers.items() if ok) or 'none installed'}")
     result: dict[str, Any] = {"machine": machine(dev), "device": str(dev), "quick": quick, "cases": {}}
-    echo("tutorial (1000 epochs)")
-    result["cases"]["tutorial"] = tutorial_case(dev, repeats, peers, echo)
-    rows_n = 1_000_000
-    slow_rows = 200_000 if quick else 1_000_000
+    echo(f"tutorial ({tutorial_epochs} epochs)")
+    result["cases"]["tutorial"] = tutorial_case(dev, repeats, peers, echo, tutorial_epochs)
+    rows_n = rows
+    slow_rows = min(rows, 200_000) if quick else rows
     for kind in ("linear", "mlp"):
         echo(f"tabular {kind} ({rows_n} x 32)")
         result["cases"][f"tabular {kind}"] = tabular_case(kind, dev, rows_n, repeats, peers, slow_rows, echo)
