@@ -210,3 +210,20 @@ def test_drop_missing_drops_and_says_how_many(tmp_path):
 
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["data"]["rows_used"] == 77 and info["data"]["dropped"] == 3
+
+
+def test_nested_option_tables_are_checked_before_any_data_is_read(good_csv, tmp_path):
+    bad = write(tmp_path, "opt.toml", 'target = "y"\n[optimizer_args]\nmomentun = 0.9\n')
+    train_fails(tmp_path, str(good_csv), "--config", str(bad),
+                fragments=("opt.toml: key 'optimizer_args'", "takes no option 'momentun'"))  # fmt: skip
+    bad = write(tmp_path, "sch.toml", 'target = "y"\nscheduler = "step"\n[scheduler_args]\nstep_size = "x"\n')
+    train_fails(tmp_path, str(good_csv), "--config", str(bad),
+                fragments=("sch.toml: key 'scheduler_args'.step_size: expected an integer, got 'x'",))  # fmt: skip
+    bad = write(tmp_path, "mod.toml", 'target = "y"\n[model_args]\nhidden = [4]\n')
+    train_fails(tmp_path, str(good_csv), "--config", str(bad), fragments=("give 'hidden' as its own option",))
+
+
+def test_line_numbers_are_left_out_when_lines_are_not_rows(tmp_path):
+    path = write(tmp_path, "blank.csv", "a,y\n1,2\n\n3,x\n4,5\n")
+    line = train_fails(tmp_path, str(path), "--target", "y", fragments=("column 'y', row 2: 'x' is not a number",))
+    assert "(line" not in line

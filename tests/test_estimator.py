@@ -44,3 +44,9 @@ def test_fitted_attributes_end_in_underscore_and_params_round_trip():
     assert est.predict(X).shape == (len(X),)
     y2 = np.column_stack([y, -y])
     assert est.fit(X, y2).predict(X).shape == (len(X), 2)
+
+
+def test_numpy_integers_from_grids_are_accepted():
+    X, y = load_diabetes(return_X_y=True)
+    est = Regressor(epochs=np.int64(2), hidden=tuple(np.array([8, 8])), batch_size=np.int32(64), device="cpu")
+    assert est.fit(X, y).n_epochs_ == 2

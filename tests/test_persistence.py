@@ -78,3 +78,22 @@ def test_a_gpu_saved_file_maps_to_the_requested_device():
     state = load_state_dict(TUTORIAL_FIXTURES / "01_pytorch_workflow_model_1.pth", map_location="cpu")
     assert {t.device for t in state.values()} == {torch.device("cpu")}
     assert isinstance(load_into(nn.Module(), {}), nn.Module)
+
+
+def test_tied_weights_save_and_load(tmp_path):
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+            self.b = nn.Linear(4, 4)
+            self.b.weight = self.a.weight  # one parameter under two names
+
+        def forward(self, x):
+            return self.b(self.a(x))
+
+    torch.manual_seed(0)
+    model = Tied()
+    save_state_dict(model, tmp_path / "t.safetensors")
+    fresh = load_into(Tied(), tmp_path / "t.safetensors")
+    X = torch.randn(5, 4)
+    assert torch.equal(predict(fresh, X), predict(model, X)) and fresh.a.weight is fresh.b.weight

@@ -88,27 +88,8 @@ def test_killed_again_while_resuming(data):
     assert_same_run(data / "reference", out)
 
 
-def test_external_kill_9_at_an_unplanned_moment(data):
-    out = data / "run-external"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "torchwork", "train", str(data / "data.csv"), *TRAIN, "--out", str(out)],
-        cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    checkpoint = Path(f"{out}.partial") / "checkpoints" / "last.safetensors"
-    deadline = time.monotonic() + 120
-    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.05)
-    proc.kill()  # SIGKILL, wherever it is
-    proc.wait()
-    if proc.returncode == 0:
-        pytest.skip("the run finished before it could be killed")
-    assert driver("none", 0, "resume", str(out), "-q").returncode == 0
-    assert_same_run(data / "reference", out)
-
-
-def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(data):
-    out = data / "run-term"
+def start_training(data: Path, out: Path) -> subprocess.Popen:
+    """``torchwork train`` in the background; returns once its first checkpoint exists (or it ended)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "torchwork", "train", str(data / "data.csv"), *TRAIN, "--out", str(out)],
         cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
@@ -117,6 +98,24 @@ def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(data):
     deadline = time.monotonic() + 120
     while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
+    return proc
+
+
+def test_external_kill_9_at_an_unplanned_moment(data):
+    out = data / "run-external"
+    proc = start_training(data, out)
+    time.sleep(0.05)
+    proc.kill()  # SIGKILL, wherever it is
+    proc.communicate()
+    if proc.returncode == 0:
+        pytest.skip("the run finished before it could be killed")
+    assert driver("none", 0, "resume", str(out), "-q").returncode == 0
+    assert_same_run(data / "reference", out)
+
+
+def test_sigterm_writes_a_checkpoint_and_says_how_to_resume(data):
+    out = data / "run-term"
+    proc = start_training(data, out)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     if proc.returncode == 0:

@@ -283,3 +283,78 @@ def test_python_api_in_memory(tmp_path):
     r2_ls = regression_metrics(df[["y"]], ls.predict(df.drop(columns="y")))["r2"]
     assert regression_metrics(df[["y"]], preds)["r2"] > r2_ls - 0.01
     assert run.evaluate(df)["model"]["r2"] > 0.95
+
+
+def test_several_targets_get_one_prediction_column_each(tmp_path):
+    df = linear_frame(n=200)
+    df["z"] = -df["y"]
+    run = torchwork.train(df, target=["y", "z"], model="linear", epochs=3, verbose=False)
+    frame, _ = run.predict_frame(df.drop(columns=["y", "z"]), column="p")
+    assert list(frame.columns)[-2:] == ["p_y", "p_z"]
+    frame, _ = run.predict_frame(df.drop(columns=["y", "z"]))
+    assert list(frame.columns)[-2:] == ["y_pred", "z_pred"]
+
+
+def test_verdict_when_least_squares_is_exact():
+    from torchwork.report import verdict
+
+    metrics = {"model": {"test": {"mse": 0.01}}, "least_squares": {"test": {"mse": 1e-31}}}
+    text, css = verdict(metrics)
+    assert "least squares fits the target exactly" in text and css == "bad" and "%" not in text
+    text, _ = verdict({"model": {"test": {"mse": 9.0}}, "least_squares": {"test": {"mse": 3.0}}})
+    assert "3 times as high" in text
+
+
+def test_runs_work_from_any_folder(tmp_path, monkeypatch):
+    """The data path is recorded absolute: export (and resume) do not depend on the current folder."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    linear_frame(n=120).to_csv(tmp_path / "a" / "d.csv", index=False)
+    monkeypatch.chdir(tmp_path / "a")
+    assert cli("train", "d.csv", "--target", "y", "--epochs", "3", "--out", "run", "-q").returncode == 0
+    assert json.loads((tmp_path / "a" / "run" / "config.json").read_text())["data"] == str(tmp_path / "a" / "d.csv")
+    monkeypatch.chdir(tmp_path / "b")
+    result = cli("export", "../a/run", "--format", "exported", "--out", "m.pt2")
+    assert result.returncode == 0, result.stderr
+
+
+def test_resume_of_your_own_class_needs_trust(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.test_resume import ENV, ROOT
+
+    linear_frame(n=150).to_csv(tmp_path / "d.csv", index=False)
+    (tmp_path / "c.toml").write_text('model = "tests.custom_models:TinyNet"\n')
+    out = tmp_path / "run"
+    killed = subprocess.run(
+        [sys.executable, "-m", "tests.kill_driver", "after-save", "1", "train", str(tmp_path / "d.csv"),
+         "--target", "y", "--config", str(tmp_path / "c.toml"), "--checkpoint-every", "1", "--epochs", "5",
+         "--out", str(out), "-q"],
+        cwd=ROOT, env=ENV, capture_output=True, text=True,
+    )  # fmt: skip
+    assert killed.returncode == -9, killed.stderr
+    assert_one_line_error(cli("resume", str(out)), "tests.custom_models:TinyNet", "--trust-model-code")
+    assert cli("resume", str(out), "--trust-model-code", "-q").returncode == 0
+    assert (out / "model.safetensors").exists()
+
+
+def test_resume_from_a_dataframe_needs_the_same_data(tmp_path):
+    from tests.test_resume_state import KillAfter, Killed
+    from torchwork import runs
+
+    df = linear_frame(n=150)
+    original = runs.Checkpointer
+    runs.Checkpointer = lambda *a, **k: KillAfter(*a, at_epoch=2, **k)  # the run dies after epoch 2's checkpoint
+    try:
+        with pytest.raises(Killed):
+            torchwork.train(df, target="y", epochs=5, checkpoint_every=1, out=tmp_path / "run", verbose=False)
+    finally:
+        runs.Checkpointer = original
+    with pytest.raises(torchwork.errors.InputError, match="trained from in-memory data"):
+        torchwork.resume(tmp_path / "run")
+    with pytest.raises(torchwork.errors.InputError, match="not the data the run started with"):
+        torchwork.resume(tmp_path / "run", data=df.iloc[:-1])
+    run = torchwork.resume(tmp_path / "run", data=df, verbose=False)
+    reference = torchwork.train(df, target="y", epochs=5, verbose=False)
+    assert run.metrics == reference.metrics

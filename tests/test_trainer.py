@@ -250,3 +250,41 @@ def test_tutorial_model_loop_matches_by_hand():
     )
     plain_loop(reference, X[:40], y[:40], X[40:], y[40:], lambda p: torch.optim.SGD(p, lr=0.01), nn.L1Loss(), 100)
     assert_same_params(model, reference)
+
+
+def test_progress_bar_on_a_terminal_and_lines_elsewhere():
+    import io
+
+    from torchwork.callbacks import Progress
+
+    X, y = regression_data(64)
+    bar, lines = io.StringIO(), io.StringIO()
+    Trainer(loss="mse", epochs=3, device="cpu", callbacks=[Progress(3, file=bar, interactive=True)]).fit(
+        nn.Linear(3, 1), (X, y), (X, y)
+    )
+    Trainer(loss="mse", epochs=3, device="cpu", callbacks=[Progress(3, file=lines, interactive=False)]).fit(
+        nn.Linear(3, 1), (X, y), (X, y)
+    )
+    assert "3/3" in bar.getvalue() and "epoch" in bar.getvalue() and "\r" in bar.getvalue()
+    assert [line.split(" | ")[0] for line in lines.getvalue().splitlines()] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+
+
+def test_datasets_and_float64_models():
+    """A Dataset's batches are cast to the model's dtype; a float64 model keeps float64 losses."""
+    X, y = regression_data(64)
+    X64, y64 = X.double(), y.double()
+    model = nn.Linear(3, 1)  # float32
+    Trainer(loss="mse", epochs=2, batch_size=16, device="cpu").fit(model, torch.utils.data.TensorDataset(X64, y64))
+    model64 = nn.Linear(3, 1).double()
+    reference = copy.deepcopy(model64)
+    history = Trainer(loss="mse", optimizer="sgd", lr=0.01, epochs=1, batch_size=16, shuffle=False,
+                      device="cpu").fit(model64, (X64, y64))  # fmt: skip
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.01)
+    losses = []
+    for i in range(0, 64, 16):
+        loss = nn.functional.mse_loss(reference(X64[i : i + 16]), y64[i : i + 16])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert history["train_loss"][0] == pytest.approx(sum(losses) / 4, rel=1e-14)  # not float32-rounded

@@ -173,12 +173,13 @@ class LoaderBatches:
         shuffle: bool = True,
         seed: int = 0,
         num_workers: int = 0,
+        dtype: torch.dtype | None = None,
     ) -> None:
         self.n_rows = len(dataset)  # type: ignore[arg-type]
         if self.n_rows == 0:
             raise InputError("no rows to train on")
         self.batch_size = min(batch_size, self.n_rows)
-        self.device = device
+        self.device, self.dtype = device, dtype
         self.sampler = EpochSampler(self.n_rows, shuffle, seed)
         self.loader = torch.utils.data.DataLoader(
             dataset,
@@ -186,6 +187,9 @@ class LoaderBatches:
             sampler=self.sampler,
             num_workers=num_workers,
             pin_memory=device.type == "cuda",
+            # Its own generator: iterating must not draw from the global one (dropout's), or a
+            # resumed run would see another dropout stream.
+            generator=torch.Generator(),
         )
 
     @property
@@ -195,4 +199,7 @@ class LoaderBatches:
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self.sampler.epoch, self.sampler.start = epoch, start * self.batch_size
         for xb, yb in self.loader:
-            yield (xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True))
+            yield (
+                xb.to(self.device, self.dtype or xb.dtype, non_blocking=True),
+                yb.to(self.device, self.dtype or yb.dtype, non_blocking=True),
+            )

@@ -8,6 +8,7 @@ that a checkpoint holds it and a resumed run continues exactly.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -107,6 +108,12 @@ class Callback:
     def on_fit_end(self, trainer: Trainer) -> None:
         pass
 
+    def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
+        """Fitting stopped with an exception: release what the callback holds (files, bars)."""
+
+    def reset(self) -> None:
+        """Forget what an earlier fit left (called before each fit, before a resume loads state)."""
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -125,6 +132,9 @@ class EarlyStopping(Callback):
         if patience < 1:
             raise ValueError(f"early stopping patience must be >= 1, got {patience}")
         self.patience, self.min_delta, self.restore_best = patience, min_delta, restore_best
+        self.reset()
+
+    def reset(self) -> None:
         self.best = math.inf
         self.best_epoch = -1
         self.wait = 0
@@ -236,6 +246,10 @@ class Progress(Callback):
             self.bar.close()
             self.bar = None
 
+    def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
+        with contextlib.suppress(Exception):  # never hide the exception that ended the fit
+            self.on_fit_end(trainer)
+
     on_interrupt = on_fit_end
 
 
@@ -262,5 +276,9 @@ class TensorBoard(Callback):
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+    def on_exception(self, trainer: Trainer, exc: BaseException) -> None:
+        with contextlib.suppress(Exception):  # never hide the exception that ended the fit
+            self.on_fit_end(trainer)
 
     on_interrupt = on_fit_end

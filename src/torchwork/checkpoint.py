@@ -147,6 +147,16 @@ class Checkpointer(Callback):
             trainer.check_finite()
         except TrainingDiverged as exc:
             raise TrainingDiverged(f"{exc}; {self.good()}") from None
+        running = trainer._epoch_losses_so_far()  # the epoch in progress, not yet checked
+        if running:
+            losses = torch.cat([t.reshape(-1) for t in running])
+            bad = torch.nonzero(~torch.isfinite(losses))
+            if len(bad):
+                batch = int(bad[0])
+                raise TrainingDiverged(
+                    f"training diverged: the training loss became {float(losses[batch])} at epoch "
+                    f"{trainer.state.epoch}, batch {batch}; {self.good()}"
+                )
         for name, p in trainer.model.state_dict().items():
             if p.is_floating_point() and not bool(torch.isfinite(p).all()):
                 raise TrainingDiverged(

@@ -149,14 +149,16 @@ def train(
 @cli.command()
 @click.argument("run_dir", metavar="RUN_DIR")
 @click.option("-q", "--quiet", is_flag=True, help="No progress output.")
-def resume(run_dir: str, quiet: bool) -> None:
+@click.option("--trust-model-code", is_flag=True, help="Allow importing the run's own model class.")
+def resume(run_dir: str, quiet: bool, trust_model_code: bool) -> None:
     """Continue an interrupted or killed run (RUN_DIR.partial) from its last checkpoint.
 
-    The result is bit-identical to a run that was never interrupted (same device).
+    The data file must be unchanged (its SHA-256 is checked). The result is bit-identical to
+    a run that was never interrupted (same device).
     """
     from torchwork.runs import resume as resume_run
 
-    _print_summary(resume_run(run_dir, verbose=not quiet))
+    _print_summary(resume_run(run_dir, trust_model_code=trust_model_code, verbose=not quiet))
 
 
 def _print_summary(run: Any) -> None:

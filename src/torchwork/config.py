@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import os
 import re
 import tomllib
@@ -127,7 +128,41 @@ class TrainConfig:
             raise InputError(f"{self.where('dropout')}: must be below 1, got {self.dropout}")
         if not self.hidden:
             raise InputError(f"{self.where('hidden')}: needs at least one layer size")
+        optimizer = OPTIMIZERS.get(self.optimizer)
+        for key, value in self.optimizer_args.items():
+            if key not in optimizer.options:
+                raise InputError(
+                    f"{self.where('optimizer_args')}: optimizer {self.optimizer!r} takes no option {key!r}; "
+                    f"valid options: {', '.join(optimizer.options)}"
+                )
+            self.optimizer_args[key] = _coerce(value, NESTED_KINDS[key], f"{self.where('optimizer_args')}.{key}")
+        if self.scheduler is not None:
+            scheduler = SCHEDULERS.get(self.scheduler)
+            for key, value in self.scheduler_args.items():
+                if key not in scheduler.options:
+                    raise InputError(
+                        f"{self.where('scheduler_args')}: scheduler {self.scheduler!r} takes no option {key!r}; "
+                        f"valid options: {', '.join(scheduler.options)}"
+                    )
+                self.scheduler_args[key] = _coerce(value, NESTED_KINDS[key], f"{self.where('scheduler_args')}.{key}")
+        if self.model == "mlp":
+            for key in self.model_args:
+                if key in ("hidden", "activation", "dropout", "in_features", "out_features"):
+                    raise InputError(f"{self.where('model_args')}: give {key!r} as its own option, not in model_args")
+        from torchwork.devices import resolve_device
+
+        resolve_device(self.device)  # an unknown or absent device fails before any data is read
         return self
+
+
+# The kinds of the options inside optimizer_args and scheduler_args (see _coerce).
+NESTED_KINDS = {
+    "momentum": "nonnegative", "dampening": "nonnegative", "weight_decay": "nonnegative", "nesterov": "bool",
+    "betas": "floats", "eps": "positive", "amsgrad": "bool", "foreach": "bool", "fused": "bool",
+    "capturable": "bool", "alpha": "nonnegative", "centered": "bool", "step_size": "count", "gamma": "positive",
+    "milestones": "ints", "t_max": "count", "eta_min": "nonnegative", "factor": "positive", "patience": "count0",
+    "threshold": "nonnegative", "min_lr": "nonnegative", "max_lr": "positive", "pct_start": "fraction",
+}  # fmt: skip
 
 
 def option_fields() -> list[dataclasses.Field[Any]]:
@@ -185,7 +220,7 @@ def _coerce(value: Any, kind: str, where: str) -> Any:
         if kind == "fraction" and not 0.0 <= number < 1.0:
             raise InputError(f"{where}: must be a fraction in [0, 1), got {value!r}")
         return number
-    if kind in ("ints", "names", "columns"):
+    if kind in ("ints", "floats", "names", "columns"):
         items = value.split(",") if isinstance(value, str) else value
         if kind == "columns" and isinstance(value, str):
             return value
@@ -193,6 +228,8 @@ def _coerce(value: Any, kind: str, where: str) -> Any:
             raise InputError(f"{where}: expected a list, got {value!r}")
         if kind == "ints":
             return [_number(v.strip() if isinstance(v, str) else v, where, integer=True, floor=1) for v in items]
+        if kind == "floats":
+            return [float(_number(v, where, integer=False)) for v in items]
         names = [str(v).strip() for v in items]
         if any(not n for n in names):
             raise InputError(f"{where}: has an empty name")
@@ -209,9 +246,8 @@ def _number(value: Any, where: str, *, integer: bool, floor: int | None = None) 
         raise InputError(f"{where}: expected a number, got {value!r}")
     number: float
     if integer:
-        if isinstance(value, int):
-            number = value
-        elif isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        # int, NumPy's integers (np.arange grids), or the digits of one
+        if isinstance(value, numbers.Integral) or (isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value)):
             number = int(value)
         else:
             raise InputError(f"{where}: expected an integer, got {value!r}")

@@ -41,7 +41,6 @@ CAPTURABLE = ("sgd", "adam", "adamw", "rmsprop")
 
 class CudaGraph:
     def __init__(self, device: torch.device, stream: Any = None) -> None:
-        self.device = device
         self.stream = stream
         self.graph = torch.cuda.CUDAGraph()
 
@@ -136,9 +135,13 @@ class GraphedTraining:
         self._next: tuple[int, torch.Tensor] | None = None
         self._host_order: torch.Tensor | None = None
         self._copied: Any = None
-        self.batch_losses = torch.zeros(batches.n_batches, device=device)
-        self.epoch_train = torch.zeros(trainer.epochs, device=device)
-        self.epoch_val = torch.zeros(trainer.epochs, device=device)
+        dtype = trainer.dtype_
+        self.batch_losses = torch.zeros(batches.n_batches, dtype=dtype, device=device)
+        # Full-batch epochs write their losses into a ring: a slot lives long enough for the
+        # history (read every log_every epochs) to see it.
+        self.ring = min(trainer.epochs, max(4096, 2 * trainer.log_every))
+        self.epoch_train = torch.zeros(self.ring, dtype=dtype, device=device)
+        self.epoch_val = torch.zeros(self.ring, dtype=dtype, device=device)
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self.graphs: dict[Any, Any] = {}
         self.epoch_slot_set = False
@@ -193,7 +196,7 @@ class GraphedTraining:
                 with torch.no_grad(), t._autocast():
                     val_loss = t._eval_loss(t._forward(val[0]), val[1])
                 self.epoch_val.index_copy_(0, self.slot, val_loss.reshape(1).to(self.epoch_val.dtype))
-            self.slot.add_(1)
+            self.slot.add_(1).remainder_(self.ring)
 
         return body
 
@@ -213,10 +216,11 @@ class GraphedTraining:
         if graph is None:
             return eager_epoch()
         if not self.epoch_slot_set:  # the graph advances the slot: epochs are consecutive
-            self.slot.fill_(epoch)
+            self.slot.fill_(epoch % self.ring)
             self.epoch_slot_set = True
         graph.replay()
-        return self.epoch_train[epoch], (self.epoch_val[epoch] if val is not None else None)
+        i = epoch % self.ring
+        return self.epoch_train[i], (self.epoch_val[i] if val is not None else None)
 
     def _device_order(self, epoch: int) -> torch.Tensor:
         """``epoch``'s row order on the device (computed ahead when possible)."""

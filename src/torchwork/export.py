@@ -71,12 +71,12 @@ def check_rows(run: Run, data: Any = None) -> np.ndarray:
     from torchwork.workflow import prepare
 
     source = run.info["data"]["source"]
-    if not Path(source).is_file():
+    if source.startswith("<") or not Path(source).is_file():
         raise InputError(f"the run's data file {source} is gone: give rows to check the export with --data FILE")
     if sha256_file(source) != run.info["data"]["sha256"]:
         raise InputError(f"{source}: changed since training; give rows to check the export with --data FILE")
-    config = TrainConfig().updated({k: v for k, v in run.config.items()}, source="config.json")
-    prepared = prepare(config)
+    config = TrainConfig().updated(run.config, source="config.json")
+    prepared = prepare(config, source)  # the recorded file, whatever the current folder
     part = "val" if len(prepared.parts["val"]) else "test" if len(prepared.parts["test"]) else "train"
     return prepared.raw(part)[0]
 

@@ -32,11 +32,3 @@ def get_loss(spec: str | nn.Module | Callable[..., Any], **options: Any) -> nn.M
             valid = ", ".join(_LOSS_OPTIONS[name]) or "none"
             raise InputError(f"loss {name!r} takes no option {key!r}; valid options: {valid}")
     return LOSSES.get(name)(**options)
-
-
-def loss_name(loss: object) -> str:
-    """A short, human name for a loss object (for logs and reports)."""
-    for name, factory in ((n, LOSSES.get(n)) for n in LOSSES):
-        if type(loss) is factory:
-            return name
-    return type(loss).__name__

@@ -6,8 +6,6 @@ from typing import Any
 
 import numpy as np
 
-METRIC_NAMES = ("mae", "mse", "rmse", "r2")
-
 
 def _as_2d(a: Any) -> np.ndarray:
     if hasattr(a, "detach"):

@@ -75,7 +75,10 @@ def build_optimizer(
     if not lr > 0:
         raise InputError(f"--lr must be > 0, got {lr}")
     cls: Any = entry.cls
-    return cls(params, lr=lr, **options)
+    try:
+        return cls(params, lr=lr, **options)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"optimizer {name!r}: {' '.join(str(exc).split())}") from None
 
 
 @dataclass(frozen=True)
@@ -171,4 +174,8 @@ def build_scheduler(
     name = SCHEDULERS.canonical(spec)
     entry = SCHEDULERS.get(name)
     _check_options("scheduler", name, options, entry.options)
-    return Schedule(entry.build(optimizer, epochs, steps_per_epoch, **options), entry.interval, entry.monitors_loss)
+    try:
+        scheduler = entry.build(optimizer, epochs, steps_per_epoch, **options)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"scheduler {name!r}: {' '.join(str(exc).split())}") from None
+    return Schedule(scheduler, entry.interval, entry.monitors_loss)

@@ -53,14 +53,23 @@ def verdict(metrics: dict[str, Any]) -> tuple[str, str]:
     """One sentence on whether the network beats a straight line, and its CSS class."""
     part = next((p for p in ("test", "val", "train") if p in metrics["model"]), "train")
     model, base = metrics["model"][part]["mse"], metrics["least_squares"][part]["mse"]
-    if base == 0:
-        return f"On the {part} split the least-squares line is exact; the model's MSE is {model:.6g}.", "even"
-    change = (base - model) / base
-    if change > 0.01:
-        return f"The model beats the least-squares line on the {part} split: MSE {change:.1%} lower.", "good"
-    if change < -0.01:
+    if base <= 1e-12 * model or base == 0:  # the target is (almost exactly) linear in the features
         return (
-            f"The least-squares line beats the model on the {part} split: the model's MSE is {-change:.1%} higher.",
+            f"On the {part} split least squares fits the target exactly (MSE {base:.3g}); "
+            f"the model's MSE is {model:.3g}.",
+            "bad" if model > 0 else "even",
+        )
+    ratio = model / base
+    if ratio < 0.99:
+        return f"The model beats the least-squares line on the {part} split: MSE {1 - ratio:.1%} lower.", "good"
+    if ratio > 2:
+        return (
+            f"The least-squares line beats the model on the {part} split: the model's MSE is {ratio:.3g} times as high.",
+            "bad",
+        )
+    if ratio > 1.01:
+        return (
+            f"The least-squares line beats the model on the {part} split: the model's MSE is {ratio - 1:.1%} higher.",
             "bad",
         )
     return (

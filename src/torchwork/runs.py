@@ -36,7 +36,7 @@ from torchwork import __version__
 from torchwork.callbacks import Callback, EarlyStopping, Progress, TensorBoard
 from torchwork.checkpoint import Checkpointer, load_checkpoint
 from torchwork.config import TrainConfig
-from torchwork.errors import InputError, IntegrityError, TrainingDiverged, TrainingInterrupted
+from torchwork.errors import InputError, IntegrityError, TrainingDiverged, TrainingInterrupted, UnsafeFileError
 from torchwork.files import MANIFEST, atomic_write, ensure_dir, sha256_file, verify_manifest, write_manifest
 from torchwork.history import History
 from torchwork.metrics import LeastSquares, regression_metrics
@@ -111,7 +111,10 @@ class Run:
         table, chosen = self._select(data, labelled=False, drop_missing=drop_missing, allow_extra=allow_extra)
         preds = predict_raw(self.model, chosen.X, self.x_scaler, self.y_scaler)
         frame = table.frame.copy()
-        names = [column or f"{t}_pred" for t in self.target] if len(self.target) > 1 else [column or "prediction"]
+        if len(self.target) == 1:
+            names = [column or "prediction"]
+        else:  # one column per target
+            names = [f"{column}_{t}" if column else f"{t}_pred" for t in self.target]
         for j, name in enumerate(names):
             if name in frame.columns:
                 raise InputError(f"{table.source}: already has a column {name!r}; choose another with --column")
@@ -153,6 +156,8 @@ def train(
     checked before any folder is made; a failure leaves no run folder behind.
     """
     config = config.validate()
+    if data is None and config.data is not None:  # recorded absolute: resume and export work from anywhere
+        config = config.updated({"data": str(Path(config.data).resolve())}, source="config")
     echo = echo or (lambda text: print(text, file=sys.stderr, flush=True))
     out_path = Path(out) if out is not None else None
     if out_path is not None:
@@ -172,12 +177,24 @@ def train(
         run = _fit(config, prepared, data_info, partial, verbose, echo)
         return _finish(run, prepared, partial, out_path)
     except BaseException as exc:
-        _after_failure(exc, partial, out_path)
+        _after_failure(exc, partial, out_path, from_file=data is None)
         raise
 
 
-def resume(out: str | os.PathLike[str], *, verbose: bool = True, echo: Callable[[str], Any] | None = None) -> Run:
-    """Continue the unfinished run in ``out.partial`` from its last checkpoint."""
+def resume(
+    out: str | os.PathLike[str],
+    data: Any = None,
+    *,
+    trust_model_code: bool = False,
+    verbose: bool = True,
+    echo: Callable[[str], Any] | None = None,
+) -> Run:
+    """Continue the unfinished run in ``out.partial`` from its last checkpoint.
+
+    The data is the run's data file, checked against its SHA-256; a run trained from a
+    DataFrame or an array needs the same ``data`` again (checked the same way). A run of
+    your own model class needs ``trust_model_code=True``: resuming imports that class.
+    """
     echo = echo or (lambda text: print(text, file=sys.stderr, flush=True))
     out_path = Path(out)
     partial = partial_path(out_path)
@@ -199,18 +216,35 @@ def resume(out: str | os.PathLike[str], *, verbose: bool = True, echo: Callable[
         state, data_info = None, None
         echo(f"{partial}: no checkpoint yet; starting the run again from the beginning")
     config = config.validate()
-    source = config.data
-    if source is None or not Path(source).is_file():
-        raise InputError(f"{partial}: its data file {source!r} is gone; a run can be resumed only from its file")
-    if data_info is not None and sha256_file(source) != data_info["sha256"]:
-        raise InputError(f"{source}: changed since the run started (SHA-256 differs); cannot resume exactly")
-    prepared = prepare(config)
-    data_info = data_info or _data_info(config, None, prepared)
+    if ":" in config.model and not trust_model_code:
+        raise UnsafeFileError(
+            f"{partial}: the run's model is the class {config.model!r}; resuming imports it, which runs that "
+            "module's code: pass --trust-model-code (trust_model_code=True) if you trust it"
+        )
+    if data is None:
+        source = config.data
+        if source is None:
+            raise InputError(
+                f"{partial}: this run was trained from in-memory data; resume it in Python with "
+                "torchwork.resume(RUN_DIR, data=<the same data>)"
+            )
+        if not Path(source).is_file():
+            raise InputError(f"{partial}: its data file {source} is gone; a run resumes only from the same data")
+        if data_info is not None and sha256_file(source) != data_info["sha256"]:
+            raise InputError(f"{source}: changed since the run started (SHA-256 differs); cannot resume exactly")
+    prepared = prepare(config, data)
+    if (
+        data is not None
+        and data_info is not None
+        and _data_info(config, data, prepared)["sha256"] != data_info["sha256"]
+    ):
+        raise InputError("the data given to resume is not the data the run started with (SHA-256 differs)")
+    data_info = data_info or _data_info(config, data, prepared)
     try:
         run = _fit(config, prepared, data_info, partial, verbose, echo, resume_state=state)
         return _finish(run, prepared, partial, out_path)
     except BaseException as exc:
-        _after_failure(exc, partial, out_path, keep=True)
+        _after_failure(exc, partial, out_path, keep=True, from_file=data is None)
         raise
 
 
@@ -227,12 +261,13 @@ def _check_out(out: Path, overwrite: bool) -> None:
         )
 
 
-def _after_failure(exc: BaseException, partial: Path, out: Path, keep: bool = False) -> None:
+def _after_failure(exc: BaseException, partial: Path, out: Path, keep: bool = False, from_file: bool = True) -> None:
     """Keep a partial run that can be resumed; remove one that cannot."""
     has_checkpoint = (partial / CHECKPOINT).exists()
     if isinstance(exc, TrainingInterrupted):
         written = f"a checkpoint is in {partial / CHECKPOINT}" if has_checkpoint else "no checkpoint"
-        exc.args = (f"{exc}; {written}; continue with: torchwork resume {out}",)
+        how = f"torchwork resume {out}" if from_file else f"torchwork.resume({str(out)!r}, data=<the same data>)"
+        exc.args = (f"{exc}; {written}; continue with: {how}",)
     elif isinstance(exc, TrainingDiverged) and "checkpoint" not in str(exc):
         exc.args = (
             f"{exc}; "
@@ -281,6 +316,8 @@ def _fit(
             callbacks.append(TensorBoard(str(folder / "tensorboard")))
         extra = {"config": config.to_dict(), "data": data_info}
         checkpointer = Checkpointer(folder / CHECKPOINT, config.checkpoint_every, config.checkpoint_every_steps, extra)
+        if resume_state is not None:  # the checkpoint resumed from is the last good one until a newer is written
+            checkpointer.saved = (resume_state["fit"]["epoch"], resume_state["fit"]["step"])
         callbacks.append(checkpointer)
     trainer = make_trainer(config, callbacks, handle_signals=folder is not None)
     started = time.perf_counter()
@@ -399,14 +436,17 @@ def _finish(run: Run, prepared: Prepared, partial: Path, out: Path) -> Run:
 
 
 def _move_into_place(partial: Path, out: Path) -> None:
-    old = None
-    if out.exists():  # --overwrite: swap, then remove the old run
-        old = out.with_name(f"{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(partial, out)
-    from torchwork.files import fsync_dir
+    from torchwork.files import OutputError, fsync_dir
 
-    fsync_dir(out.parent)
+    old = None
+    try:
+        if out.exists():  # --overwrite: swap, then remove the old run
+            old = out.with_name(f"{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+        os.replace(partial, out)
+        fsync_dir(out.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot move the finished run {partial} to {out}: {exc.strerror or exc}") from None
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

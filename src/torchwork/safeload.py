@@ -226,5 +226,11 @@ def save_weights_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str
     """safetensors bytes for a state_dict (tensors made contiguous, on the CPU)."""
     from safetensors.torch import save
 
-    plain = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    plain, seen = {}, set()
+    for k, v in tensors.items():
+        t = v.detach().to("cpu").contiguous()
+        if t.numel() and t.untyped_storage().data_ptr() in seen:
+            t = t.clone()  # tied weights: safetensors stores each tensor's bytes once
+        seen.add(t.untyped_storage().data_ptr())
+        plain[k] = t
     return save(plain, metadata=metadata)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,19 @@ class Table:
     first_line: int | None = None
 
     def where(self, row: int) -> str:
-        """``"row 3 (line 4)"``: a 1-based data row, and the file line where there is one."""
-        line = f" (line {self.first_line + row})" if self.first_line is not None else ""
+        """``"row 3 (line 4)"``: a 1-based data row, and its file line when the lines map to rows."""
+        line = f" (line {self.first_line + row})" if self.first_line is not None and self._one_line_per_row() else ""
         return f"row {row + 1}{line}"
+
+    def _one_line_per_row(self) -> bool:
+        """False when blank lines or quoted line breaks make line numbers differ from rows."""
+        try:
+            with open(self.source, "rb") as f:
+                data = f.read()
+        except OSError:
+            return False
+        lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        return lines == len(self.frame) + 1 and b"\n\n" not in data and b"\r\n\r\n" not in data
 
 
 @dataclass
@@ -49,7 +59,6 @@ class Selected:
     target: list[str]
     rows: np.ndarray  # positions in the table of the rows kept
     dropped: int = 0
-    extra: list[str] = field(default_factory=list)
 
 
 def read_table(data: Any, *, name: str = "data") -> Table:
@@ -294,7 +303,6 @@ def select(
         raise InputError(f"{table.source}: column {both[0]!r} is the target and also a feature")
     if not feats:
         raise InputError(f"{table.source}: no feature columns (every column is a target)")
-    extra = [c for c in frame.columns if c not in feats and c not in targets]
 
     columns = feats + targets
     values = np.column_stack([_numeric(table, c) for c in columns])
@@ -323,4 +331,4 @@ def select(
         raise InputError(f"{table.source}: column {columns[j]!r}, {table.where(int(keep[i]))}: {kind}")
     X = values[:, : len(feats)]
     y = values[:, len(feats) :] if targets else None
-    return Selected(X, y, feats, targets, keep, dropped, extra)
+    return Selected(X, y, feats, targets, keep, dropped)

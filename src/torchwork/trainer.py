@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,7 @@ class FitState:
     step: int = 0  # optimizer steps taken in all
     seed: int = 0  # the shuffling seed
     stop: bool = False  # early stopping asked to stop
+    epoch_lr: float | None = None  # the learning rate when this epoch began (for its history row)
     epoch_losses: list[torch.Tensor] = field(default_factory=list)  # batch losses of this epoch
 
 
@@ -161,7 +162,7 @@ class Trainer:
             seed_everything(self.seed)
         self.device_ = device
         self.model = model.to(device)
-        dtype = _model_dtype(model)
+        dtype = self.dtype_ = _model_dtype(model)
         self.state = FitState(seed=self.seed if self.seed is not None else secrets.randbits(62))
         self.history = History()
         self.stop_training = False
@@ -209,17 +210,24 @@ class Trainer:
         self._graphed = (
             cuda_graphs.GraphedTraining(self, step_callbacks, self.graph_cls) if graph_problem is None else None
         )
-        self._loss_buffer = torch.zeros(self.batches.n_batches, device=device)
+        self._loss_buffer = torch.zeros(self.batches.n_batches, dtype=dtype, device=device)
         self._open: int | None = None
 
+        for cb in self.callbacks_:
+            cb.reset()  # a callback used in an earlier fit starts afresh (a resume then loads its state)
         if resume is not None:
             self.load_state_dict(resume)
         for cb in self.callbacks_:
             cb.on_fit_start(self)
-        with self._signals():
-            while self.state.epoch < self.epochs and not self.state.stop:
-                self._run_epoch(step_callbacks)
-        self.check_finite()
+        try:
+            with self._signals():
+                while self.state.epoch < self.epochs and not self.state.stop:
+                    self._run_epoch(step_callbacks)
+            self.check_finite()
+        except BaseException as exc:
+            for cb in self.callbacks_:
+                cb.on_exception(self, exc)
+            raise
         for cb in self.callbacks_:
             cb.on_fit_end(self)
         return self.history
@@ -233,7 +241,9 @@ class Trainer:
         if isinstance(train, TensorBatches | LoaderBatches):
             return train
         if _is_dataset(train):
-            return LoaderBatches(train, self.batch_size or 256, device, self.shuffle, self.state.seed, self.num_workers)
+            return LoaderBatches(
+                train, self.batch_size or 256, device, self.shuffle, self.state.seed, self.num_workers, dtype
+            )
         X, y = self._pair(train, "train", device, dtype)
         return TensorBatches(X, y, self.batch_size, self.shuffle, self.state.seed)
 
@@ -259,13 +269,17 @@ class Trainer:
     def _run_epoch(self, step_callbacks: list[Callback]) -> None:
         state, model = self.state, self.model
         started = time.perf_counter()
-        lr = self.optimizer_.param_groups[0]["lr"]
+        if state.batch == 0 or state.epoch_lr is None:  # a resumed epoch keeps the rate it began with
+            state.epoch_lr = self.optimizer_.param_groups[0]["lr"]
+        lr = state.epoch_lr
         model.train()
         graphed = self._graphed
-        if graphed is not None and graphed.batches.full_batch:
+        if graphed is not None and graphed.batches.full_batch and state.batch == 0:
             train_loss, val_loss = graphed.full_batch_epoch(state.epoch, self._eager_full_batch_epoch)
             state.epoch_losses = [train_loss]
             state.batch, state.step = 1, state.step + 1
+            for cb in step_callbacks:
+                cb.on_step_end(self)
             if self._signal is not None:
                 self._interrupt()
         else:
@@ -278,7 +292,8 @@ class Trainer:
         logs = EpochLogs(state.epoch, train_loss, val_loss, lr, time.perf_counter() - started)
 
         # Keep what is needed to name a diverging batch; read it only when values are read.
-        losses = state.epoch_losses  # a copy if they live in a buffer the next epoch overwrites
+        # Batch losses that live in a buffer the next epoch overwrites are copied (one cat).
+        losses = state.epoch_losses
         single = len(losses) == 1 and losses[0].dim() == 0
         batch_losses = losses[0] if single else torch.cat([t.reshape(-1) for t in losses])
         self._pending.append((state.epoch, batch_losses, val_loss))
@@ -414,7 +429,8 @@ class Trainer:
     # ------------------------------------------------------ state (resume)
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this fit exactly: tensors and plain values only."""
-        state = asdict(self.state)
+        state = {f.name: getattr(self.state, f.name) for f in fields(FitState)}
+        state["stop"] = self.state.stop or self.stop_training  # early stopping's decision at this epoch's end
         losses = self._epoch_losses_so_far()
         state["epoch_losses"] = torch.cat([t.reshape(-1) for t in losses]).cpu() if losses else torch.zeros(0)
         return {
@@ -430,6 +446,11 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer_.load_state_dict(state["optimizer"])
+        # How to compute (not what): a checkpoint written on a GPU resumes on a CPU and back.
+        for group in self.optimizer_.param_groups:
+            for key in ("capturable", "foreach", "fused", "differentiable"):
+                if key in self.optimizer_.defaults:
+                    group[key] = self.optimizer_.defaults[key]
         if self.schedule is not None and state.get("scheduler") is not None:
             self.schedule.scheduler.load_state_dict(state["scheduler"])
         saved = state.get("callbacks", {})
@@ -472,7 +493,7 @@ class Trainer:
                 batches = torch.utils.data.DataLoader(data, batch_size=self.eval_batch_size or 4096)
             total, rows = torch.zeros((), device=self.device_), 0
             for xb, yb in batches:
-                xb, yb = xb.to(self.device_), yb.to(self.device_)
+                xb, yb = xb.to(self.device_, self.dtype_), yb.to(self.device_, self.dtype_)
                 y_pred = forward(xb)
                 check_shapes(y_pred, yb)
                 total = total + loss_fn(y_pred, yb).float() * len(xb)

@@ -70,7 +70,10 @@ def prepare(config: TrainConfig, data: Any = None, table: Table | None = None) -
         raise InputError("no target: pass --target COLUMN (or 'target' in the config file)")
     selected = select(table, config.target, config.features, drop_missing=config.drop_missing)
     n = len(selected.X)
-    train, val, test = split_indices(n, config.val, config.test, shuffle=config.shuffle, seed=config.seed)
+    try:
+        train, val, test = split_indices(n, config.val, config.test, shuffle=config.shuffle, seed=config.seed)
+    except InputError as exc:
+        raise InputError(f"{table.source}: {exc}") from None
     parts = {"train": train, "val": val, "test": test}
     assert selected.y is not None
     if config.standardize:

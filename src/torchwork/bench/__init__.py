@@ -52,6 +52,16 @@ def machine(device: torch.device) -> dict[str, str]:
     return info
 
 
+def _scratch() -> str:
+    """A folder for the benchmark's checkpoints, removed when the process exits."""
+    folder = tempfile.TemporaryDirectory(prefix="torchwork-bench-")
+    _SCRATCH.append(folder)
+    return folder.name
+
+
+_SCRATCH: list[tempfile.TemporaryDirectory[str]] = []
+
+
 def _rounds(runners: dict[str, Callable[[], Any]], repeats: int, echo: Callable[[str], Any]) -> dict[str, Any]:
     """Run each runner ``repeats`` times, interleaved; keep every result."""
     results: dict[str, list[Any]] = {name: [] for name in runners}
@@ -71,7 +81,7 @@ def tutorial_case(
 ) -> dict[str, Any]:
     from torchwork.bench import peers as peer_runs
 
-    tmp = tempfile.mkdtemp(prefix="torchwork-bench-")
+    tmp = _scratch()
     runners: dict[str, Callable[[], float]] = {
         "hand loop (the tutorial's)": lambda: cases.tutorial_hand_loop(device, epochs),
         "torchwork": lambda: cases.steady(lambda e: cases.tutorial_torchwork(device, e), epochs, device),
@@ -98,7 +108,7 @@ def tabular_case(kind: str, device: torch.device, rows_n: int, repeats: int, pee
 
     batch = 4096 if device.type == "cuda" else 1024
     X, y = cases.tabular_data(rows_n)
-    tmp = tempfile.mkdtemp(prefix="torchwork-bench-")
+    tmp = _scratch()
     runners: dict[str, Callable[[], tuple[float, int]]] = {
         "DataLoader(TensorDataset)": lambda: cases.tabular_dataloader(X, y, kind, batch, device, slow_rows),
         "hand index-slicing loop": lambda: cases.tabular_index_loop(X, y, kind, batch, device),

@@ -36,13 +36,17 @@ def timed(fn: Callable[[], Any], device: torch.device) -> float:
 
 
 # ----------------------------------------------------------------- tutorial
-def tutorial_hand_loop(device: torch.device, epochs: int = 1000) -> float:
-    """The tutorial's loop as written, recording losses every 10 epochs."""
+def tutorial_setup(device: torch.device) -> tuple[Any, ...]:
+    """The tutorial's data, model (seed 42), L1 loss and SGD(lr=0.01), on ``device``."""
     Xtr, ytr, Xte, yte = tutorial_data(device)
     torch.manual_seed(42)
     model = LinearRegressionModel().to(device)
-    loss_fn = nn.L1Loss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    return Xtr, ytr, Xte, yte, model, nn.L1Loss(), torch.optim.SGD(model.parameters(), lr=0.01)
+
+
+def tutorial_hand_loop(device: torch.device, epochs: int = 1000) -> float:
+    """The tutorial's loop as written, recording losses every 10 epochs."""
+    Xtr, ytr, Xte, yte, model, loss_fn, optimizer = tutorial_setup(device)
     history: list[tuple[int, float, float]] = []
 
     def run() -> None:
@@ -81,11 +85,7 @@ def tutorial_torchwork(device: torch.device, epochs: int = 1000, callbacks: list
 
 def tutorial_cuda_graph(device: torch.device, epochs: int = 1000) -> float:
     """The tutorial's epoch (step + testing loop) captured once in a CUDA graph, replayed."""
-    Xtr, ytr, Xte, yte = tutorial_data(device)
-    torch.manual_seed(42)
-    model = LinearRegressionModel().to(device)
-    loss_fn = nn.L1Loss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    Xtr, ytr, Xte, yte, model, loss_fn, optimizer = tutorial_setup(device)
     train_losses = torch.zeros(epochs, device=device)
     test_losses = torch.zeros(epochs, device=device)
     slot = torch.zeros((), dtype=torch.long, device=device)
