@@ -18,7 +18,16 @@ from torchwork import __version__
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-@click.group(context_settings=CONTEXT)
+class InOrder(click.Group):
+    """Commands listed in the order of the workflow, not alphabetically."""
+
+    ORDER = ("demo", "train", "predict", "evaluate", "inspect", "resume", "export", "bench")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(self.commands, key=lambda name: (*self.ORDER, name).index(name))
+
+
+@click.group(cls=InOrder, context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="torchwork")
 def cli() -> None:
     """torchwork: the whole PyTorch workflow (data, model, loss and optimizer, training and
@@ -204,7 +213,7 @@ def export(run_dir: str, fmt: str, out: str | None, data: str | None, trust_mode
 
 
 @cli.command()
-@click.option("--quick", is_flag=True, help="3 rounds instead of 7; slow references time 200k rows, not 1M.")
+@click.option("--quick", is_flag=True, help="5 rounds instead of 9; slow references time 200k rows, not 1M.")
 @click.option("--json", "json_path", metavar="FILE", help="Also write the full results as JSON.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--no-peers", is_flag=True, help="Leave out PyTorch Lightning, skorch and Keras even if installed.")

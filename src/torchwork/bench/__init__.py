@@ -170,7 +170,7 @@ def run(
     from torchwork.devices import resolve_device
 
     dev = resolve_device(device)
-    repeats = 3 if quick else 7
+    repeats = 5 if quick else 9
     peers = available() if with_peers else {}
     echo(f"peers: {', '.join(n for n, ok in peers.items() if ok) or 'none installed'}")
     result: dict[str, Any] = {"machine": machine(dev), "device": str(dev), "quick": quick, "cases": {}}
