@@ -128,23 +128,9 @@ class TrainConfig:
             raise InputError(f"{self.where('dropout')}: must be below 1, got {self.dropout}")
         if not self.hidden:
             raise InputError(f"{self.where('hidden')}: needs at least one layer size")
-        optimizer = OPTIMIZERS.get(self.optimizer)
-        for key, value in self.optimizer_args.items():
-            if key not in optimizer.options:
-                raise InputError(
-                    f"{self.where('optimizer_args')}: optimizer {self.optimizer!r} takes no option {key!r}; "
-                    f"valid options: {', '.join(optimizer.options)}"
-                )
-            self.optimizer_args[key] = _coerce(value, NESTED_KINDS[key], f"{self.where('optimizer_args')}.{key}")
+        self._check_nested("optimizer_args", "optimizer", self.optimizer, OPTIMIZERS.get(self.optimizer).options)
         if self.scheduler is not None:
-            scheduler = SCHEDULERS.get(self.scheduler)
-            for key, value in self.scheduler_args.items():
-                if key not in scheduler.options:
-                    raise InputError(
-                        f"{self.where('scheduler_args')}: scheduler {self.scheduler!r} takes no option {key!r}; "
-                        f"valid options: {', '.join(scheduler.options)}"
-                    )
-                self.scheduler_args[key] = _coerce(value, NESTED_KINDS[key], f"{self.where('scheduler_args')}.{key}")
+            self._check_nested("scheduler_args", "scheduler", self.scheduler, SCHEDULERS.get(self.scheduler).options)
         if self.model == "mlp":
             for key in self.model_args:
                 if key in ("hidden", "activation", "dropout", "in_features", "out_features"):
@@ -153,6 +139,16 @@ class TrainConfig:
 
         resolve_device(self.device)  # an unknown or absent device fails before any data is read
         return self
+
+    def _check_nested(self, key: str, kind: str, name: str, valid: tuple[str, ...]) -> None:
+        """Each option in the table ``key`` (e.g. optimizer_args) is one ``name`` takes, of the right kind."""
+        table = getattr(self, key)
+        for option, value in table.items():
+            if option not in valid:
+                raise InputError(
+                    f"{self.where(key)}: {kind} {name!r} takes no option {option!r}; valid options: {', '.join(valid)}"
+                )
+            table[option] = _coerce(value, NESTED_KINDS[option], f"{self.where(key)}.{option}")
 
 
 # The kinds of the options inside optimizer_args and scheduler_args (see _coerce).
