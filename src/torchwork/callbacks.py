@@ -73,8 +73,9 @@ class EpochLogs:
         return self._values is not None
 
     def finite(self) -> bool:
-        values = self.values()
-        return all(math.isfinite(values[k]) for k in ("train_loss", "val_loss") if k in values)
+        self.values()
+        values = self._values or {}
+        return math.isfinite(values["train_loss"]) and math.isfinite(values.get("val_loss", 0.0))
 
     def monitored(self) -> float:
         """The loss that early stopping and plateau schedulers watch: validation, else training."""
