@@ -1,7 +1,7 @@
 # Common commands. Each target sets up what it needs in .venv on first use.
 #   make demo   - install torchwork and run the tutorial (writes demo-out/)
 #   make test   - install torchwork with its test dependencies and run the test suite
-#   make lint   - ruff (lint + format check) and mypy
+#   make lint   - ruff (lint + format check), mypy, and the layer contracts (import-linter)
 #   make bench  - the quick benchmark table (see benchmarks/)
 PYTHON ?= python3
 VENV ?= .venv
@@ -36,6 +36,7 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests $(wildcard benchmarks) examples
 	$(BIN)/ruff format --check src tests $(wildcard benchmarks) examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(VENV)/.runtime
 	$(BIN)/torchwork bench --quick

@@ -40,8 +40,8 @@ def run(name: str, cmd: list[str], out: Path, timeout: int) -> tuple[bool, float
 
 SWITCHES = """
 import torch, time
-from torchwork.trainer import Trainer
-from torchwork.models import MLP
+from torchwork.training.trainer import Trainer
+from torchwork.models.mlp import MLP
 from torchwork.bench.cases import tabular_data
 X, y = tabular_data(200_000)
 for options in ({"precision": "bf16-mixed"}, {"compile": True}):
@@ -51,8 +51,8 @@ for options in ({"precision": "bf16-mixed"}, {"compile": True}):
     start = time.perf_counter()
     h = t.fit(model, (X, y), (X[:4096], y[:4096]))
     torch.cuda.synchronize()
-    print(options, "val_loss", [round(v, 4) for v in h["val_loss"]], "graphs", t._graphed is not None,
-          "notes", t.notes, f"{time.perf_counter() - start:.1f}s")
+    print(options, "val_loss", [round(v, 4) for v in h["val_loss"]], "engine", t.last_fit.engine,
+          "notes", t.last_fit.notes, f"{time.perf_counter() - start:.1f}s")
     assert h["val_loss"][-1] < h["val_loss"][0]
 """
 
@@ -67,7 +67,7 @@ def main() -> int:
     results = {}
     results["cuda tests"] = run(
         "tests", [py, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-o", "filterwarnings=default",
-                  "tests/test_cuda_graphs.py", "tests/test_trainer.py"], out, 180,
+                  "tests/training/test_cuda_graphs.py", "tests/training/test_loop.py"], out, 180,
     )  # fmt: skip
     results["demo --device cuda"] = run(
         "demo", [py, "-m", "torchwork", "demo", "--device", "cuda", "--out", str(out / "demo")], out, 90

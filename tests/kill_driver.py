@@ -4,10 +4,11 @@ For the resume tests: a real SIGKILL, at a moment chosen exactly.
 
     python -m tests.kill_driver MODE N torchwork-arguments...
 
-MODE ``after-save``: right after the N-th checkpoint is written (between epochs or mid-epoch,
-as the checkpoint settings say); ``in-write``: while the N-th checkpoint is being written (its
-temporary file is complete, the rename has not happened); ``step``: right after optimizer
-step N, between checkpoints; ``none``: never.
+MODE ``after-save``: right after the N-th checkpoint is on disk (written between epochs or
+mid-epoch, as the checkpoint settings say; the kill comes from the writer thread, while
+training goes on); ``in-write``: while the N-th checkpoint is being written (its temporary
+file is complete, the rename has not happened); ``step``: right after optimizer step N,
+between checkpoints; ``none``: never.
 """
 
 from __future__ import annotations
@@ -25,19 +26,19 @@ def main() -> int:
     mode, n, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
     count = [0]
     if mode == "after-save":
-        from torchwork.checkpoint import Checkpointer
+        from torchwork.files.checkpoint import Checkpointer
 
-        save = Checkpointer.save
+        written = Checkpointer.written
 
-        def save_then_die(self, trainer):
-            save(self, trainer)
+        def written_then_die(self, where):
+            written(self, where)
             count[0] += 1
             if count[0] == n:
                 die()
 
-        Checkpointer.save = save_then_die
+        Checkpointer.written = written_then_die
     elif mode == "in-write":
-        import torchwork.files as files
+        import torchwork.files.atomic as files
 
         replace = files.os.replace
 
@@ -51,7 +52,7 @@ def main() -> int:
 
         files.os.replace = replace_or_die
     elif mode == "step":
-        import torchwork.trainer as trainer_module
+        import torchwork.training.trainer as trainer_module
 
         make_train_step = trainer_module.make_train_step
 

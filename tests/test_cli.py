@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TUTORIAL_FIXTURES, assert_one_line_error, run_cli
+from tests.support import TUTORIAL_FIXTURES, assert_one_line_error, run_cli
 
 
 def test_help_does_not_import_torch():

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from torchwork.config import load_config
-from torchwork.runs import Run, load_run, resume
+from torchwork.runs.config import load_config
+from torchwork.runs.folder import load_run
+from torchwork.runs.lifecycle import resume_run as resume
+from torchwork.runs.run import Run
 
 __all__ = ["load_run", "resume", "train"]
 
@@ -31,7 +33,7 @@ def train(
     >>> run = torchwork.train("houses.csv", target="price", out="runs/houses")   # doctest: +SKIP
     >>> run.metrics["model"]["test"]["r2"], run.predict(new_rows)                 # doctest: +SKIP
     """
-    from torchwork.runs import train as train_run
+    from torchwork.runs.lifecycle import train_run
 
     overrides = dict(options)
     if target is not None:

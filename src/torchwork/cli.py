@@ -68,12 +68,13 @@ def inspect(path: str, as_json: bool) -> None:
     from pathlib import Path
 
     if Path(path).is_dir():
-        from torchwork.runs import format_run_summary, read_run_summary
+        from torchwork.report.inspect import format_run_summary
+        from torchwork.runs.folder import read_run_summary
 
         summary = read_run_summary(path)
         click.echo(json.dumps(summary, indent=2) if as_json else format_run_summary(summary))
         return
-    from torchwork.inspection import describe_weights, format_description
+    from torchwork.report.inspect import describe_weights, format_description
 
     desc = describe_weights(path)
     click.echo(json.dumps(desc, indent=2) if as_json else format_description(desc))
@@ -81,7 +82,7 @@ def inspect(path: str, as_json: bool) -> None:
 
 def _train_options(f: Any) -> Any:
     """The training flags; defaults (and their help) come from TrainConfig, flags override --config."""
-    from torchwork.config import help_of
+    from torchwork.runs.config import help_of
 
     options = [
         click.option(
@@ -139,8 +140,8 @@ def train(
     (safetensors + JSON), history.csv, metrics.json (with a closed-form least-squares
     baseline on the same split), plots and report.html.
     """
-    from torchwork.config import load_config
-    from torchwork.runs import train as train_run
+    from torchwork.runs.config import load_config
+    from torchwork.runs.lifecycle import train_run
 
     if data is not None:
         flags["data"] = data
@@ -165,13 +166,13 @@ def resume(run_dir: str, quiet: bool, trust_model_code: bool) -> None:
     The data file must be unchanged (its SHA-256 is checked). The result is bit-identical to
     a run that was never interrupted (same device).
     """
-    from torchwork.runs import resume as resume_run
+    from torchwork.runs.lifecycle import resume_run
 
     _print_summary(resume_run(run_dir, trust_model_code=trust_model_code, verbose=not quiet))
 
 
 def _print_summary(run: Any) -> None:
-    from torchwork.report import verdict
+    from torchwork.report.html import verdict
 
     test = run.metrics["model"].get("test") or run.metrics["model"].get("val") or run.metrics["model"]["train"]
     click.echo(f"run:     {run.path}")
@@ -199,9 +200,8 @@ def export(run_dir: str, fmt: str, out: str | None, data: str | None, trust_mode
     """
     from pathlib import Path
 
-    from torchwork.export import FORMATS, check_rows
-    from torchwork.export import export as export_run
-    from torchwork.runs import load_run
+    from torchwork.runs.export import FORMATS, check_rows, export_run
+    from torchwork.runs.folder import load_run
 
     run = load_run(run_dir, trust_model_code=trust_model_code)
     target = Path(out) if out else Path(run_dir.rstrip("/") + FORMATS[fmt])
@@ -224,7 +224,7 @@ def bench(quick: bool, json_path: str | None, device: str, no_peers: bool) -> No
     Adam). Each case runs in one process against its references on the same data.
     """
     from torchwork.bench import format_table, run
-    from torchwork.files import atomic_write
+    from torchwork.files.atomic import atomic_write
 
     result = run(quick=quick, device=device, with_peers=not no_peers, echo=lambda s: click.echo(s, err=True))
     click.echo(format_table(result))
@@ -254,16 +254,17 @@ def predict(
     DATA must have the model's feature columns (in any order); a missing or unexpected
     column is an error that names it. The target column may be present.
     """
-    from torchwork.runs import load_run, write_predictions
+    from torchwork.files.tables import write_table
+    from torchwork.runs.folder import load_run
 
     run = load_run(run_dir, trust_model_code=trust_model_code)
-    frame, dropped = run.predict_frame(data, column=column, drop_missing=drop_missing, allow_extra=allow_extra_columns)
+    frame, dropped = run.predict_table(data, column=column, drop_missing=drop_missing, allow_extra=allow_extra_columns)
     if dropped:
         click.echo(f"{dropped} rows have a missing value: their prediction is empty", err=True)
     if out is None:
         click.echo(frame.to_csv(index=False), nl=False)
     else:
-        write_predictions(frame, out)
+        write_table(frame, out)
         click.echo(f"wrote {len(frame)} predictions to {out}", err=True)
 
 
@@ -274,7 +275,7 @@ def predict(
 @_run_options
 def evaluate(run_dir: str, data: str, as_json: bool, drop_missing: bool, trust_model_code: bool) -> None:
     """Metrics (MAE, MSE, RMSE, R²) of RUN_DIR's model, and of its least-squares line, on labelled DATA."""
-    from torchwork.runs import load_run
+    from torchwork.runs.folder import load_run
 
     run = load_run(run_dir, trust_model_code=trust_model_code)
     result = run.evaluate(data, drop_missing=drop_missing)
@@ -300,8 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except click.ClickException as exc:
         ctx = getattr(exc, "ctx", None)
-        where = ctx.command_path if ctx is not None else "torchwork"
-        click.echo(f"{where}: error: {_one_line(exc.format_message())}", err=True)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        click.echo(f"torchwork: error: {_one_line(exc.format_message()).rstrip('.')}{hint}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("torchwork: interrupted", err=True)
@@ -309,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return 0
     except Exception as exc:
-        from torchwork.errors import TorchworkError
+        from torchwork.core.errors import TorchworkError
 
         if isinstance(exc, TorchworkError):
             click.echo(f"torchwork: error: {_one_line(str(exc))}", err=True)

@@ -12,14 +12,15 @@ from typing import Any
 
 import torch
 
-from torchwork.callbacks import EpochPrinter
-from torchwork.data import make_line, split
-from torchwork.devices import resolve_device
-from torchwork.files import ensure_dir
-from torchwork.models import LinearRegressionModel, LinearRegressionModelV2
-from torchwork.persistence import load_into, save_state_dict
-from torchwork.plots import plot_loss_curves, plot_predictions
-from torchwork.trainer import Trainer
+from torchwork.core.devices import resolve_device
+from torchwork.data.line import make_line
+from torchwork.data.split import split
+from torchwork.files.atomic import ensure_dir
+from torchwork.files.weights import load_into, save_state_dict
+from torchwork.models.tutorial import LinearRegressionModel, LinearRegressionModelV2
+from torchwork.report.plots import plot_loss_curves, plot_predictions
+from torchwork.training.callbacks import EpochPrinter
+from torchwork.training.trainer import Trainer
 
 WEIGHT, BIAS = 0.7, 0.3
 MODEL_0 = "01_pytorch_workflow_model_0.pth"
@@ -29,7 +30,7 @@ MODEL_1 = "01_pytorch_workflow_model_1.pth"
 def run_demo(out: str | Path = ".", device: str = "auto", echo: Callable[..., Any] = print) -> dict[str, Any]:
     """Run the whole tutorial; return its models, predictions and histories for inspection."""
     out = Path(out)
-    target = resolve_device(device)  # fail on a bad --device before printing anything
+    target = resolve_device(device, "--device")  # fail on a bad --device before printing anything
     models_dir, plots_dir = ensure_dir(out / "models"), ensure_dir(out / "plots")
 
     def heading(text: str) -> None:
@@ -66,11 +67,11 @@ def run_demo(out: str | Path = ".", device: str = "auto", echo: Callable[..., An
     # 3. Train: L1 loss, SGD(lr=0.01), 100 epochs, a log line every 10.
     heading("3. Train the model")
     trainer.callbacks.append(
-        EpochPrinter("Epoch: {epoch} | MAE Train Loss: {train_loss} | MAE Test Loss: {val_loss} ", 10, echo)
+        EpochPrinter("Epoch: {index} | MAE Train Loss: {train_loss} | MAE Test Loss: {val_loss} ", 10, echo)
     )
     history_0 = trainer.fit(model_0, (X_train, y_train), (X_test, y_test))
     plot_loss_curves(
-        history_0["epoch"],
+        [epoch - 1 for epoch in history_0["epoch"]],  # the tutorial's loop index, as printed above
         history_0["train_loss"],
         history_0["val_loss"],
         path=plots_dir / "03_loss_curves.png",
@@ -112,7 +113,7 @@ def run_demo(out: str | Path = ".", device: str = "auto", echo: Callable[..., An
         log_every=100,
         seed=42,
         device=target,
-        callbacks=[EpochPrinter("Epoch: {epoch} | Train loss: {train_loss} | Test loss: {val_loss}", 100, echo)],
+        callbacks=[EpochPrinter("Epoch: {index} | Train loss: {train_loss} | Test loss: {val_loss}", 100, echo)],
     )
     history_1 = trainer_1.fit(model_1, (X_train, y_train), (X_test, y_test))
     show("next(model_1.parameters()).device", next(model_1.parameters()).device)

@@ -19,9 +19,9 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("torchwork.Regressor needs scikit-learn: pip install 'torchwork[sklearn]'") from exc
 
-from torchwork.config import TrainConfig
-from torchwork.tables import Table
-from torchwork.workflow import architecture, build, make_trainer, predict_raw, prepare
+from torchwork.data.tables import Table
+from torchwork.runs.config import TrainConfig
+from torchwork.runs.recipe import fit, predict_target, prepare
 
 
 class Regressor(RegressorMixin, BaseEstimator):
@@ -107,22 +107,21 @@ class Regressor(RegressorMixin, BaseEstimator):
         frame = pd.DataFrame(np.column_stack([X, y2]), columns=names + targets)
         config = self._config(len(X)).updated({"target": targets if len(targets) > 1 else "y"}, source="Regressor")
         prepared = prepare(config, table=Table(frame, "X"))
-        spec = architecture(config, X.shape[1], y2.shape[1])
-        model = build(spec, config.seed)
         callbacks = []
         if self.verbose:
-            from torchwork.callbacks import Progress
+            from torchwork.training.callbacks import Progress
 
             callbacks.append(Progress(config.epochs))
-        trainer = make_trainer(config, callbacks)
-        self.history_ = trainer.fit(model, prepared.tensors("train"), prepared.tensors("val"))
-        self.model_ = model.cpu().eval()
-        self.x_scaler_, self.y_scaler_ = prepared.x_scaler, prepared.y_scaler
-        self.n_epochs_ = trainer.state.epoch
+        fitted = fit(config, prepared, callbacks=callbacks)
+        self.history_ = fitted.history
+        self.model_ = fitted.model
+        self.preprocessor_ = prepared.pre
+        self.x_scaler_, self.y_scaler_ = prepared.pre.x_scaler, prepared.pre.y_scaler
+        self.n_epochs_ = fitted.epochs_run
         return self
 
     def predict(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        preds = predict_raw(self.model_, X, self.x_scaler_, self.y_scaler_)
+        preds = predict_target(self.model_, self.preprocessor_, X)
         return preds.ravel() if self._y_ndim == 1 else preds

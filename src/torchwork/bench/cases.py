@@ -15,10 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchwork.data import make_line, split
-from torchwork.devices import synchronize
-from torchwork.models import MLP, LinearRegressionModel
-from torchwork.trainer import Trainer
+from torchwork.core.devices import synchronize
+from torchwork.data.line import make_line
+from torchwork.data.split import split
+from torchwork.models.mlp import MLP
+from torchwork.models.tutorial import LinearRegressionModel
+from torchwork.training.trainer import Trainer
 
 
 def tutorial_data(device: torch.device) -> tuple[Any, ...]:
@@ -230,8 +232,8 @@ def overhead_callbacks(
     tmp: str, epochs: int, every_epochs: int | None = None, every_steps: int | None = None
 ) -> list[Any]:
     """Progress lines and checkpoints (atomic, fsynced): what a real run has on."""
-    from torchwork.callbacks import Progress
-    from torchwork.checkpoint import Checkpointer
+    from torchwork.files.checkpoint import Checkpointer
+    from torchwork.training.callbacks import Progress
 
     progress = Progress(epochs, file=io.StringIO(), interactive=False)
     return [progress, Checkpointer(f"{tmp}/last.safetensors", every_epochs, every_steps)]

@@ -24,7 +24,7 @@ def measure(kind: str, rows: int, batch: int, device_name: str) -> dict[str, flo
     import torch
 
     from torchwork.bench.cases import tabular_data, tabular_model
-    from torchwork.trainer import Trainer
+    from torchwork.training.trainer import Trainer
 
     device = torch.device(device_name)
     # Everything torch needs once (optimizer machinery, kernels) is loaded before the baseline.

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from torchwork.bench.cases import tabular_model, timed, tutorial_data
-from torchwork.models import LinearRegressionModel
+from torchwork.models.tutorial import LinearRegressionModel
 
 
 def available() -> dict[str, bool]:

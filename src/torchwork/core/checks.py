@@ -1,0 +1,120 @@
+"""The rules for option values, checked once where a value enters.
+
+One function, :func:`check`, knows every kind of value (a count, a fraction, a list of
+names, ...). Each entry point passes the words its caller uses: the CLI ``--epochs``, a
+config file ``run.toml: key 'epochs'``, Python ``Trainer(epochs=...)``. The same rule
+then reads naturally wherever it is broken.
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+from typing import Any
+
+from torchwork.core.errors import InputError
+
+KINDS = ("str", "path", "bool", "int", "count", "count0", "positive", "nonnegative", "fraction", "ints",
+         "floats", "names", "columns", "dict", "any")  # fmt: skip
+
+
+def check(value: Any, kind: str, where: str) -> Any:
+    """``value`` checked (and converted, e.g. ``"3"`` to 3) as ``kind``; ``kind?`` allows None.
+
+    ``where`` names the value in the caller's words; the error reads ``{where}: {rule}``.
+    """
+    optional = kind.endswith("?")
+    kind = kind.rstrip("?")
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("", "none", "null")):
+        if optional or kind in ("path", "columns", "names", "any"):
+            return None
+        raise InputError(f"{where}: a value is required")
+    if kind == "any":
+        return value
+    if kind in ("str", "path"):
+        if not isinstance(value, str):
+            raise InputError(f"{where}: expected a string, got {value!r}")
+        return value
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise InputError(f"{where}: expected true or false, got {value!r}")
+    if kind in ("int", "count", "count0"):
+        floor = {"int": None, "count": 1, "count0": 0}[kind]
+        return number(value, where, integer=True, floor=floor)
+    if kind in ("positive", "nonnegative", "fraction"):
+        x = float(number(value, where, integer=False))
+        if kind == "positive" and not x > 0:
+            raise InputError(f"{where}: must be > 0, got {value!r}")
+        if kind == "nonnegative" and not x >= 0:
+            raise InputError(f"{where}: must be >= 0, got {value!r}")
+        if kind == "fraction" and not 0.0 <= x < 1.0:
+            raise InputError(f"{where}: must be a fraction in [0, 1), got {value!r}")
+        return x
+    if kind in ("ints", "floats", "names", "columns"):
+        return _items(value, kind, where)
+    if kind == "dict":
+        if not isinstance(value, dict):
+            raise InputError(f"{where}: expected a table of key = value, got {value!r}")
+        return dict(value)
+    raise AssertionError(f"unknown kind {kind!r}")
+
+
+def _items(value: Any, kind: str, where: str) -> Any:
+    if isinstance(value, str):
+        items: Any = value.split(",")
+    elif isinstance(value, numbers.Integral) and kind == "columns":
+        items = [value]  # an array's column number: target=-1
+    else:
+        items = value
+    if isinstance(items, tuple):
+        items = list(items)
+    if not isinstance(items, list):
+        raise InputError(f"{where}: expected a list, got {value!r}")
+    if kind == "ints":
+        return [number(v.strip() if isinstance(v, str) else v, where, integer=True, floor=1) for v in items]
+    if kind == "floats":
+        return [float(number(v, where, integer=False)) for v in items]
+    names = []
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, str | numbers.Integral):
+            raise InputError(f"{where}: expected column names, got {v!r}")
+        names.append(str(v).strip())
+    if any(not n for n in names):
+        raise InputError(f"{where}: has an empty name")
+    dups = sorted({n for n in names if names.count(n) > 1})
+    if dups:
+        raise InputError(f"{where}: names {', '.join(map(repr, dups))} more than once")
+    return names
+
+
+def number(value: Any, where: str, *, integer: bool, floor: int | None = None) -> Any:
+    """An int (or float), from a number or its digits; NaN and booleans are refused."""
+    if isinstance(value, bool):
+        raise InputError(f"{where}: expected a number, got {value!r}")
+    result: float
+    if integer:
+        # int, NumPy's integers (np.arange grids), or the digits of one
+        if isinstance(value, numbers.Integral) or (isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value)):
+            result = int(value)
+        else:
+            raise InputError(f"{where}: expected an integer, got {value!r}")
+    else:
+        try:
+            result = float(value)
+        except (TypeError, ValueError, OverflowError):
+            raise InputError(f"{where}: expected a number, got {value!r}") from None
+        if result != result:  # NaN
+            raise InputError(f"{where}: expected a number, got {value!r}")
+    if floor is not None and result < floor:
+        raise InputError(f"{where}: must be >= {floor}, got {result}")
+    return result
+
+
+def choice(value: Any, choices: tuple[str, ...], where: str) -> str:
+    """``value`` if it is one of ``choices`` (case-insensitive), else an error listing them."""
+    if isinstance(value, str) and value.strip().lower() in choices:
+        return value.strip().lower()
+    raise InputError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")

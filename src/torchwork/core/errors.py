@@ -1,0 +1,102 @@
+"""The errors torchwork raises on purpose.
+
+Every one carries a message meant for a person: one line that names the file, column,
+key or flag at fault and the rule it broke. The CLI prints that line and exits with the
+error's ``exit_code`` (a property of the class, or of the error's own attributes, never
+patched onto an instance); it never shows a traceback for these.
+"""
+
+from __future__ import annotations
+
+import signal as _signal
+
+
+class TorchworkError(Exception):
+    """Base class: a problem torchwork understood and can explain in one line."""
+
+    exit_code = 1
+
+
+class InputError(TorchworkError, ValueError):
+    """Bad input: a file, column, option or value that breaks a rule. Exit code 2."""
+
+    exit_code = 2
+
+
+class UnknownNameError(InputError, KeyError):
+    """A name (loss, optimizer, model, ...) that no registry knows."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class IntegrityError(TorchworkError):
+    """A file does not match its recorded SHA-256, or is truncated. Exit code 2."""
+
+    exit_code = 2
+
+
+class UnsafeFileError(TorchworkError):
+    """A file would run code when loaded, or needs consent to; refused, nothing ran. Exit code 2."""
+
+    exit_code = 2
+
+
+class OutputError(TorchworkError):
+    """A file could not be written (read-only folder, full disk, ...). Exit code 1."""
+
+
+class BusyError(TorchworkError):
+    """Another process holds the folder (a run being written). Exit code 75 (EX_TEMPFAIL)."""
+
+    exit_code = 75
+
+
+class TrainingDiverged(TorchworkError):
+    """The loss or a weight became NaN or infinite. Exit code 1.
+
+    ``quantity`` is what went bad ("training loss", "validation loss", "weight net.0.bias"),
+    ``value`` its value, ``epoch`` (1-based) and ``batch`` (1-based, or None) where;
+    ``checkpoint`` describes the last good checkpoint once someone knows it.
+    """
+
+    def __init__(
+        self, quantity: str, value: float, epoch: int, batch: int | None = None, checkpoint: str | None = None
+    ) -> None:
+        super().__init__(quantity, value, epoch, batch, checkpoint)
+        self.quantity, self.value, self.epoch, self.batch, self.checkpoint = quantity, value, epoch, batch, checkpoint
+
+    def __str__(self) -> str:
+        where = f"epoch {self.epoch}" + (f", batch {self.batch}" if self.batch is not None else "")
+        text = f"training diverged: the {self.quantity} became {self.value} at {where}"
+        return f"{text}; {self.checkpoint}" if self.checkpoint else text
+
+
+class TrainingInterrupted(TorchworkError):
+    """SIGINT/SIGTERM arrived and the fit stopped cleanly. Exit code 128 + the signal (130, 143).
+
+    ``epoch`` is the running epoch (from 1) and ``batch`` the batches it had completed;
+    ``checkpoint`` says what was saved and ``resume`` how to continue, once someone knows.
+    """
+
+    def __init__(
+        self, signum: int, epoch: int, batch: int, checkpoint: str | None = None, resume: str | None = None
+    ) -> None:
+        super().__init__(signum, epoch, batch, checkpoint, resume)
+        self.signum, self.epoch, self.batch, self.checkpoint, self.resume = signum, epoch, batch, checkpoint, resume
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return 128 + self.signum  # the shell's convention
+
+    def __str__(self) -> str:
+        name = _signal.Signals(self.signum).name
+        if self.batch:
+            text = f"interrupted by {name} in epoch {self.epoch}, after batch {self.batch}"
+        else:
+            text = f"interrupted by {name} after epoch {self.epoch - 1}"
+        if self.checkpoint:
+            text += f"; {self.checkpoint}"
+        if self.resume:
+            text += f"; continue with: {self.resume}"
+        return text

@@ -1,0 +1,214 @@
+"""Checkpoints: the whole state of a fit in one file that holds no code.
+
+A checkpoint is a safetensors file. Its tensors are every tensor of
+:meth:`Fit.state_dict` (model, optimizer, scheduler, early stopping's best weights, RNG
+states, the running epoch's batch losses); everything else (epoch, step, position in the
+epoch, history, configuration, ...) is JSON in the file's header, with the tensors'
+places marked. A SHA-256 over the JSON and every tensor's bytes, also in the header, is
+checked on load, so a flipped bit or a truncation is refused rather than resumed from.
+
+Files are written atomically (:func:`~torchwork.files.atomic.atomic_write`): a kill during
+a write leaves the previous checkpoint whole. :class:`Checkpointer` serialises the state
+between two steps (the bytes are the copy: training goes on changing the tensors) and
+leaves the write, with its two fsyncs, to a background thread; training waits for a write
+only if the previous one has not finished. (Serialising in that thread too was measured
+slower: its Python work competes with the training loop for the GIL.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from safetensors.torch import save as safetensors_save
+
+from torchwork.core.errors import IntegrityError, TrainingDiverged
+from torchwork.files.atomic import atomic_write, ensure_dir
+from torchwork.files.safeload import load_weights
+from torchwork.training.callbacks import Callback
+
+if TYPE_CHECKING:
+    from torchwork.training.fit import EpochLogs, Fit
+
+FORMAT = "torchwork-checkpoint/1"
+_KEY = "torchwork_checkpoint"
+_HASH = "sha256"
+
+
+_PLAIN = frozenset({float, int, str, bool, type(None)})
+
+
+def _flatten(obj: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
+    """JSON-ready copy of ``obj`` with each tensor moved into ``tensors`` under its path.
+
+    Plain values (the bulk: history rows, configuration) pass through without a call each.
+    """
+    kind = type(obj)
+    if kind in _PLAIN:
+        return obj
+    if isinstance(obj, torch.Tensor):
+        tensors[path] = obj.detach()
+        return {"__tensor__": path}
+    if kind is dict or isinstance(obj, dict):
+        if all(type(k) is str for k in obj):
+            return {k: v if type(v) in _PLAIN else _flatten(v, tensors, f"{path}/{k}") for k, v in obj.items()}
+        return {"__items__": [[k, _flatten(v, tensors, f"{path}/{k}")] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_flatten(v, tensors, f"{path}/{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [v if type(v) in _PLAIN else _flatten(v, tensors, f"{path}/{i}") for i, v in enumerate(obj)]
+    if isinstance(obj, bool | int | float | str):  # subclasses of the plain types (NumPy's float64, ...)
+        return obj
+    raise TypeError(f"cannot store {type(obj).__name__} at {path} in a checkpoint")
+
+
+def _unflatten(obj: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, dict):
+        if "__tensor__" in obj:
+            return tensors[obj["__tensor__"]]
+        if "__items__" in obj:
+            return {k: _unflatten(v, tensors) for k, v in obj["__items__"]}
+        if "__tuple__" in obj:
+            return tuple(_unflatten(v, tensors) for v in obj["__tuple__"])
+        return {k: _unflatten(v, tensors) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_unflatten(v, tensors) for v in obj]
+    return obj
+
+
+def _digest(header: str, tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256(header.encode())
+    for key in sorted(tensors):
+        t = tensors[key].detach().cpu().contiguous()
+        h.update(key.encode())
+        h.update(str(t.dtype).encode())
+        h.update(repr(tuple(t.shape)).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def checkpoint_bytes(state: dict[str, Any], extra: dict[str, Any] | None = None) -> bytes:
+    """The bytes of a checkpoint holding ``state`` (a :meth:`Fit.state_dict`) and ``extra`` (plain values)."""
+    tensors: dict[str, torch.Tensor] = {}
+    tree = _flatten({"format": FORMAT, "state": state, "extra": extra or {}}, tensors, "")
+    header = json.dumps(tree, separators=(",", ":"))
+    plain = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}  # no storage shared
+    return safetensors_save(plain, metadata={_KEY: header, _HASH: _digest(header, plain)})
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any], extra: dict[str, Any] | None = None) -> Path:
+    return atomic_write(path, checkpoint_bytes(state, extra))
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(state, extra)`` from a checkpoint, after its SHA-256 is checked."""
+    weights = load_weights(path, safetensors_only=True)
+    header = weights.metadata.get(_KEY)
+    recorded = weights.metadata.get(_HASH)
+    if weights.format != "safetensors" or header is None or recorded is None:
+        raise IntegrityError(f"{path}: not a torchwork checkpoint")
+    actual = _digest(header, weights.tensors)
+    if actual != recorded:
+        raise IntegrityError(f"{path}: damaged: expected sha256 {recorded}, actual {actual}")
+    tree = _unflatten(json.loads(header), weights.tensors)
+    if tree.get("format") != FORMAT:
+        raise IntegrityError(f"{path}: unknown checkpoint format {tree.get('format')!r}")
+    return tree["state"], tree["extra"]
+
+
+class Checkpointer(Callback):
+    """Write a checkpoint every ``every_epochs`` epochs and/or ``every_steps`` steps, and on SIGINT/SIGTERM.
+
+    A checkpoint is taken only if every loss since the last check and every weight is
+    finite: a diverged fit never overwrites the last good checkpoint, and the error says
+    which checkpoint is good. Writes run in a background thread (one at a time); a failed
+    write is raised at the next checkpoint or when the fit ends, and ``saved`` changes only
+    once a checkpoint is on disk.
+    """
+
+    order = 100  # after early stopping, so that its decision is in the checkpoint
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        every_epochs: int | None = None,
+        every_steps: int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.every_epochs = every_epochs
+        self.every_n_steps = every_steps or 0  # 0: no step checkpoints, on_step_end is never called
+        self.extra = extra or {}
+        self.saved: tuple[int, int] | None = None  # (epochs completed, step) of the last good checkpoint
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+
+    def on_step_end(self, fit: Fit) -> None:
+        self.save(fit)
+
+    def on_epoch_end(self, fit: Fit, logs: EpochLogs) -> None:
+        if self.every_epochs and fit.state.epoch % self.every_epochs == 0:
+            self.save(fit)
+
+    def on_interrupt(self, fit: Fit) -> None:
+        self.save(fit)
+        self.close()
+
+    def on_fit_end(self, fit: Fit) -> None:
+        self.close()
+
+    def on_exception(self, fit: Fit, exc: BaseException) -> None:
+        with contextlib.suppress(Exception):  # the exception that ended the fit is the one to report
+            self.close()  # let a write in flight finish: it is a good checkpoint
+
+    def good(self) -> str:
+        """Which checkpoint is the last good one, in words."""
+        if self.saved is None:
+            return "no checkpoint was written"
+        epochs, step = self.saved
+        return f"the last good checkpoint is {self.path} (after {epochs} epochs and {step} steps)"
+
+    def save(self, fit: Fit) -> None:
+        """Take a copy of the fit's state now; write it in the background."""
+        try:
+            fit.check_finite(running=True)
+        except TrainingDiverged as exc:
+            self.wait()
+            exc.checkpoint = self.good()
+            raise
+        data = checkpoint_bytes(fit.state_dict(), self.extra)  # a copy: training may go on
+        where = (fit.state.epoch, fit.state.step)
+        self.wait()  # one write at a time; a failed one is raised here
+        if self._pool is None:
+            ensure_dir(self.path.parent)
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchwork-checkpoint")
+        self._pending = self._pool.submit(self._write, data, where)
+
+    def _write(self, data: bytes, where: tuple[int, int]) -> None:
+        atomic_write(self.path, data)  # the bytes to disk and fsyncs: no Python work to compete for the GIL
+        self.written(where)
+
+    def written(self, where: tuple[int, int]) -> None:
+        """Called (in the writer thread) once a checkpoint is on disk."""
+        self.saved = where
+
+    def wait(self) -> None:
+        """Wait for the write in flight, if any; raise its error if it failed."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        """Wait for the last write and stop the writer thread."""
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None

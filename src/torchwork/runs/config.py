@@ -1,0 +1,237 @@
+"""The configuration of a training run: every option, its default, and its checks.
+
+One :class:`TrainConfig` describes a run whether it comes from command-line flags, a TOML
+or YAML file (``--config``), or Python. Flags override the file. Every value is checked
+before any data is read, and an error names the flag (``--epochs``) or the file and key
+(``run.toml: key 'epochs'``) it came from. The resolved configuration, defaults included,
+is saved in the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torchwork.core.checks import check
+from torchwork.core.errors import InputError
+
+
+def _opt(default: Any, kind: str, help: str, **kw: Any) -> Any:
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"kind": kind, "help": help, **kw})
+    return field(default=default, metadata={"kind": kind, "help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    # data
+    data: str | None = _opt(None, "path", "Data file: CSV, Parquet, .npy or .npz.")
+    target: list[str] | None = _opt(None, "columns", "Target column (several: comma-separated).")
+    features: list[str] | None = _opt(
+        None, "names", "Feature columns, comma-separated.", default_help="every other column"
+    )
+    drop_missing: bool = _opt(False, "bool", "Drop rows with a missing value (and say how many) instead of failing.")
+    val: float = _opt(0.15, "fraction", "Fraction of rows for validation (early stopping watches it).")
+    test: float = _opt(0.15, "fraction", "Fraction of rows held out for the final test.")
+    shuffle: bool = _opt(True, "bool", "Shuffle rows before splitting, and batches every epoch.")
+    standardize: bool = _opt(True, "bool", "Standardize features and target (fitted on the training split).")
+    # model
+    model: str = _opt("mlp", "str", "linear, mlp, or package.module:Class (your nn.Module).")
+    hidden: list[int] = _opt([64, 64], "ints", "MLP hidden layer sizes, comma-separated.")
+    activation: str = _opt("relu", "str", "MLP activation: relu, gelu, silu, tanh, sigmoid, leaky_relu, elu.")
+    dropout: float = _opt(0.0, "fraction", "MLP dropout probability.")
+    model_args: dict[str, Any] = _opt({}, "dict", "Constructor arguments for your own model class (config file).")
+    # optimisation
+    loss: str = _opt("mse", "str", "l1 (mae), mse (l2), huber or smooth_l1.")
+    optimizer: str = _opt("adam", "str", "sgd, adam, adamw or rmsprop.")
+    lr: float = _opt(1e-3, "positive", "Learning rate.")
+    weight_decay: float = _opt(0.0, "nonnegative", "Weight decay (L2 penalty; decoupled for adamw).")
+    optimizer_args: dict[str, Any] = _opt({}, "dict", "More optimizer options, e.g. momentum (config file).")
+    scheduler: str | None = _opt(None, "str?", "step, multistep, exponential, cosine, plateau or onecycle.")
+    scheduler_args: dict[str, Any] = _opt({}, "dict", "Scheduler options, e.g. step_size, gamma (config file).")
+    clip_grad: float | None = _opt(None, "positive?", "Clip the gradient norm to this value.")
+    epochs: int = _opt(1000, "count", "Most epochs to train (early stopping usually ends sooner).")
+    batch_size: int = _opt(64, "count", "Rows per batch.")
+    early_stopping: int = _opt(
+        30,
+        "count0",
+        "Stop after this many epochs without a better validation loss (0: off); the best weights are restored.",
+    )
+    seed: int = _opt(0, "int", "Seed for the split, the initial weights, shuffling and dropout.")
+    device: str = _opt("auto", "str", "auto (cuda, then mps, then cpu), cpu, cuda or cuda:N.")
+    precision: str = _opt("32", "str", "32 or bf16-mixed.")
+    compile: bool = _opt(False, "bool", "Compile the model with torch.compile.")
+    # outputs
+    tensorboard: bool = _opt(False, "bool", "Write TensorBoard event files to RUN_DIR/tensorboard.")
+    checkpoint_every: int | None = _opt(None, "count?", "Write a checkpoint every N epochs.")
+    checkpoint_every_steps: int | None = _opt(None, "count?", "Write a checkpoint every N optimizer steps.")
+
+    # Where each value came from, for error messages: "--epochs" or "run.toml: key 'epochs'".
+    sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def where(self, key: str) -> str:
+        return self.sources.get(key, f"--{key.replace('_', '-')}")
+
+    def from_file(self, key: str) -> bool:
+        """True if ``key``'s value came from a config file (not a flag or a Python argument)."""
+        return key in self.sources and ": key " in self.sources[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in option_fields()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def updated(self, values: dict[str, Any], source: str | None = None) -> TrainConfig:
+        """A copy with ``values`` set (each checked); ``source`` names a config file (or ``train()``)."""
+        new = dataclasses.replace(self, sources=dict(self.sources))
+        known = {f.name: f for f in option_fields()}
+        for raw_key, value in values.items():
+            key = str(raw_key).replace("-", "_")
+            where = f"{source}: key {raw_key!r}" if source else f"--{key.replace('_', '-')}"
+            if key not in known:
+                raise InputError(f"{where}: unknown option; valid keys: {', '.join(known)}")
+            setattr(new, key, check(value, known[key].metadata["kind"], where))
+            new.sources[key] = where
+        return new
+
+    def validate(self) -> TrainConfig:
+        """Check names against the registries and values against each other; return self."""
+        from torchwork.core.devices import resolve_device
+        from torchwork.core.registry import check_options
+        from torchwork.models.registry import ACTIVATIONS, MODELS
+        from torchwork.training.losses import LOSSES
+        from torchwork.training.optim import OPTIMIZERS, SCHEDULERS
+        from torchwork.training.trainer import PRECISIONS
+
+        for key, registry in (("loss", LOSSES), ("optimizer", OPTIMIZERS), ("activation", ACTIVATIONS)):
+            registry.canonical(getattr(self, key), self.where(key))
+        if self.scheduler is not None:
+            SCHEDULERS.canonical(self.scheduler, self.where("scheduler"))
+        if ":" not in self.model and self.model not in MODELS:
+            raise InputError(
+                f"{self.where('model')}: unknown model {self.model!r}; valid names: {MODELS.describe()}, "
+                "or package.module:Class"
+            )
+        if self.precision not in PRECISIONS:
+            raise InputError(
+                f"{self.where('precision')}: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}"
+            )
+        if self.val + self.test >= 1.0:
+            raise InputError(f"{self.where('val')} + {self.where('test')} must leave rows for training")
+        if not self.hidden:
+            raise InputError(f"{self.where('hidden')}: needs at least one layer size")
+        self.optimizer_args = check_options(
+            OPTIMIZERS, self.optimizer, self.optimizer_args, self.where("optimizer_args")
+        )
+        if self.scheduler is not None:
+            self.scheduler_args = check_options(
+                SCHEDULERS, self.scheduler, self.scheduler_args, self.where("scheduler_args")
+            )
+        elif self.scheduler_args:
+            raise InputError(f"{self.where('scheduler_args')}: given without a scheduler")
+        if self.model == "mlp":
+            for key in self.model_args:
+                if key in ("hidden", "activation", "dropout", "in_features", "out_features"):
+                    raise InputError(f"{self.where('model_args')}: give {key!r} as its own option, not in model_args")
+        resolve_device(self.device, self.where("device"))  # an unknown or absent device fails before any data is read
+        return self
+
+
+def option_fields() -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(TrainConfig) if f.name != "sources"]
+
+
+def _field(name: str) -> dataclasses.Field[Any]:
+    return next(f for f in option_fields() if f.name == name)
+
+
+def default_of(name: str) -> Any:
+    f = _field(name)
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def help_of(name: str) -> str:
+    """The help text of an option, with its default: the CLI's help comes from here."""
+    f = _field(name)
+    default = f.metadata.get("default_help")
+    if default is None:
+        value = default_of(name)
+        default = ",".join(map(str, value)) if isinstance(value, list) else "none" if value is None else value
+    return f"{f.metadata['help']} [default: {default}]"
+
+
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class _NoAliasLoader:
+    """A YAML safe loader that refuses anchors and aliases (a "billion laughs" expands them)."""
+
+    @staticmethod
+    def load(text: str, source: str) -> Any:
+        import yaml
+
+        class Loader(yaml.SafeLoader):
+            def compose_node(self, parent: Any, index: Any) -> Any:
+                if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None):
+                    event = self.peek_event()
+                    raise InputError(
+                        f"{source}: line {event.start_mark.line + 1}: YAML anchors and aliases are not accepted "
+                        "in config files"
+                    )
+                return super().compose_node(parent, index)
+
+        return yaml.load(text, Loader=Loader)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The mapping in a TOML (``.toml``) or YAML (``.yaml``/``.yml``) file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such config file")
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise InputError(f"{path}: config files are .toml, .yaml or .yml")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise InputError(f"{path}: larger than {MAX_CONFIG_BYTES >> 20} MiB; not a config file")
+    try:
+        text = path.read_text(encoding="utf-8")
+        doc = tomllib.loads(text) if suffix == ".toml" else _NoAliasLoader.load(text, str(path))
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text file") from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("yaml"):
+            raise InputError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+        raise
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: expected a table of key = value at the top level")
+    # A relative data path is relative to the config file's folder.
+    if isinstance(doc.get("data"), str) and not os.path.isabs(doc["data"]):
+        doc["data"] = str(path.parent / doc["data"])
+    return doc
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    overrides_source: str | None = None,
+) -> TrainConfig:
+    """Defaults, then the file's values, then ``overrides`` (the command-line flags).
+
+    Errors in ``overrides`` name the flag (``--epochs``), or ``overrides_source`` and the key.
+    """
+    config = TrainConfig()
+    if path is not None:
+        config = config.updated(read_config_file(path), source=str(path))
+    if overrides:
+        config = config.updated({k: v for k, v in overrides.items() if v is not None}, source=overrides_source)
+    return config

@@ -1,0 +1,257 @@
+"""Batches for the training and evaluation loops.
+
+The fast path, :class:`TensorBatches`, keeps features and targets as tensors on the
+training device and takes each epoch's batches by indexing a permutation: no per-row
+``__getitem__``, no collate, no worker processes. Rows are gathered a chunk of batches at
+a time (one large ``index_select`` instead of many small ones) and batches are views into
+that chunk, so memory stays at the data plus one chunk.
+
+The permutation of an epoch is a pure function of ``(seed, epoch)``: a resumed run, and
+every rank of a multi-process run, computes the same order without sharing state. A rank
+takes every ``world_size``-th row of it.
+
+:class:`LoaderBatches` wraps a ``torch.utils.data.Dataset`` in a ``DataLoader`` driven by
+the same permutation, for data that does not fit in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from torchwork.core.errors import InputError
+from torchwork.training.predict import as_tensor
+
+# Rows gathered per index_select when shuffling: large enough to amortise the call,
+# small enough (a few MB for typical widths) to keep peak memory near the data's size.
+CHUNK_ROWS = 65536
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed for ``epoch``'s permutation, well mixed from ``(seed, epoch)``."""
+    state = np.random.SeedSequence([seed % 2**63, epoch]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def epoch_permutation(n: int, seed: int, epoch: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The order of the ``n`` rows in ``epoch`` (a CPU ``int64`` tensor, written to ``out`` if given)."""
+    generator = torch.Generator()
+    generator.manual_seed(epoch_seed(seed, epoch))
+    if out is not None:
+        return torch.randperm(n, generator=generator, out=out)
+    return torch.randperm(n, generator=generator)
+
+
+class Batches(Protocol):
+    n_rows: int
+    batch_size: int
+
+    @property
+    def n_batches(self) -> int: ...
+
+    def batch_sizes(self) -> list[int]: ...
+
+    def set_seed(self, seed: int) -> None: ...
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Any, Any]]: ...
+
+
+class TensorBatches:
+    """Mini-batches of in-memory tensors, batched by index.
+
+    ``batch_size=None`` (or one at least the number of rows) gives one full batch per
+    epoch, in the data's order, as the tutorial trains.
+    """
+
+    def __init__(
+        self,
+        X: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if len(X) != len(y):
+            raise InputError(f"features have {len(X)} rows but targets have {len(y)}")
+        if len(X) == 0:
+            raise InputError("no rows to train on")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world size {world_size}")
+        self.X, self.y = X, y
+        self.shuffle, self.seed = shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        # Every rank sees the same number of rows: the remainder of the division is dropped.
+        self.n_rows = len(X) // world_size
+        if self.n_rows == 0:
+            raise InputError(f"{len(X)} rows cannot be shared among {world_size} processes")
+        self.batch_size = min(batch_size or self.n_rows, self.n_rows)
+
+    def set_seed(self, seed: int) -> None:
+        self.seed = seed
+
+    @property
+    def full_batch(self) -> bool:
+        return self.batch_size == self.n_rows and self.world_size == 1
+
+    @property
+    def n_batches(self) -> int:
+        return -(-self.n_rows // self.batch_size)
+
+    def batch_sizes(self) -> list[int]:
+        full, rest = divmod(self.n_rows, self.batch_size)
+        return [self.batch_size] * full + ([rest] if rest else [])
+
+    def order(self, epoch: int, out: torch.Tensor | None = None) -> torch.Tensor | None:
+        """This rank's row indices for ``epoch``; ``None`` means the data's own order."""
+        if self.world_size == 1:
+            return epoch_permutation(self.n_rows, self.seed, epoch, out) if self.shuffle else None
+        n_all = len(self.X)
+        order = epoch_permutation(n_all, self.seed, epoch) if self.shuffle else torch.arange(n_all)
+        return order[self.rank : self.n_rows * self.world_size : self.world_size]
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of ``epoch`` from batch number ``start`` on."""
+        B, n = self.batch_size, self.n_rows
+        if self.full_batch:
+            if start == 0:
+                yield self.X, self.y
+            return
+        order = self.order(epoch)
+        if order is None:  # sequential: batches are views, nothing is copied
+            for lo in range(start * B, n, B):
+                yield self.X[lo : lo + B], self.y[lo : lo + B]
+            return
+        order = order.to(self.X.device, non_blocking=True)
+        chunk = max(1, CHUNK_ROWS // B) * B
+        # One buffer per epoch, refilled chunk by chunk: no allocation per chunk or per batch.
+        # A batch is a view into it, valid until the next chunk is gathered (after its step).
+        Xbuf = self.X.new_empty((min(chunk, n), *self.X.shape[1:]))
+        ybuf = self.y.new_empty((min(chunk, n), *self.y.shape[1:]))
+        for lo in range(start * B, n, chunk):
+            idx = order[lo : lo + chunk]
+            m = len(idx)
+            Xc = torch.index_select(self.X, 0, idx, out=Xbuf[:m])
+            yc = torch.index_select(self.y, 0, idx, out=ybuf[:m])
+            for b in range(0, m, B):
+                yield Xc[b : b + B], yc[b : b + B]
+
+
+def eval_batches(
+    X: torch.Tensor, y: torch.Tensor, batch_size: int | None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Evaluation batches: consecutive views, or the whole set at once."""
+    n = len(X)
+    B = n if batch_size is None else max(1, batch_size)
+    for lo in range(0, n, B):
+        yield X[lo : lo + B], y[lo : lo + B]
+
+
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """A sampler that yields :func:`epoch_permutation` (or ``0..n-1``) for the current epoch."""
+
+    def __init__(self, n: int, shuffle: bool, seed: int) -> None:
+        self.n, self.shuffle, self.seed, self.epoch, self.start = n, shuffle, seed, 0, 0
+
+    def __iter__(self) -> Iterator[int]:
+        order = epoch_permutation(self.n, self.seed, self.epoch) if self.shuffle else torch.arange(self.n)
+        return iter(order[self.start :].tolist())
+
+    def __len__(self) -> int:
+        return self.n - self.start
+
+
+class LoaderBatches:
+    """Batches from a ``Dataset`` through a ``DataLoader``, for data that does not fit in memory.
+
+    Each item must be an ``(x, y)`` pair; batches are moved to ``device`` as they come.
+    """
+
+    def __init__(
+        self,
+        dataset: torch.utils.data.Dataset[Any],
+        batch_size: int,
+        device: torch.device,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_workers: int = 0,
+        dtype: torch.dtype | None = None,
+        target_dtype: torch.dtype | None = None,
+    ) -> None:
+        self.n_rows = len(dataset)  # type: ignore[arg-type]
+        if self.n_rows == 0:
+            raise InputError("no rows to train on")
+        self.batch_size = min(batch_size, self.n_rows)
+        self.device, self.dtype, self.target_dtype = device, dtype, target_dtype
+        self.sampler = EpochSampler(self.n_rows, shuffle, seed)
+        self.loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=self.sampler,
+            num_workers=num_workers,
+            pin_memory=device.type == "cuda",
+            # Its own generator: iterating must not draw from the global one (dropout's), or a
+            # resumed run would see another dropout stream.
+            generator=torch.Generator(),
+        )
+
+    @property
+    def n_batches(self) -> int:
+        return -(-self.n_rows // self.batch_size)
+
+    def batch_sizes(self) -> list[int]:
+        full, rest = divmod(self.n_rows, self.batch_size)
+        return [self.batch_size] * full + ([rest] if rest else [])
+
+    def set_seed(self, seed: int) -> None:
+        self.sampler.seed = seed
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        self.sampler.epoch, self.sampler.start = epoch, start * self.batch_size
+        for xb, yb in self.loader:
+            yield (
+                xb.to(self.device, self.dtype or xb.dtype, non_blocking=True),
+                yb.to(self.device, self.target_dtype or yb.dtype, non_blocking=True),
+            )
+
+
+def is_dataset(data: Any) -> bool:
+    return isinstance(data, torch.utils.data.Dataset) and not isinstance(data, tuple | list)
+
+
+def as_pair(data: Any, name: str, device: torch.device, dtype: torch.dtype, targets: str) -> tuple[torch.Tensor, ...]:
+    """``(X, y)`` as tensors on ``device``: features in ``dtype``, targets in ``dtype`` or as class indices."""
+    try:
+        X, y = data
+    except (TypeError, ValueError):
+        raise InputError(f"{name} data must be an (X, y) pair or a Dataset") from None
+    X = as_tensor(X, dtype).to(device)
+    y = as_tensor(y)
+    if targets == "classes":
+        if y.is_floating_point() and not bool((y == y.round()).all()):
+            raise InputError(f"{name}: the loss takes class indices, but y holds non-integer values")
+        y = y.long()
+    else:
+        y = y.to(dtype)
+    y = y.to(device)
+    if len(X) != len(y):
+        raise InputError(f"{name}: X has {len(X)} rows but y has {len(y)}")
+    return X, y
+
+
+def train_batches(
+    train: Any, batch_size: int | None, shuffle: bool, seed: int, num_workers: int, device: torch.device,
+    dtype: torch.dtype, targets: str,
+) -> Batches:  # fmt: skip
+    """The training batches for ``(X, y)`` (batched by index) or a ``Dataset`` (through a DataLoader)."""
+    if isinstance(train, TensorBatches | LoaderBatches):
+        return train
+    if is_dataset(train):
+        y_dtype = torch.long if targets == "classes" else dtype
+        return LoaderBatches(train, batch_size or 256, device, shuffle, seed, num_workers, dtype, y_dtype)
+    X, y = as_pair(train, "train", device, dtype, targets)
+    return TensorBatches(X, y, batch_size, shuffle, seed)

@@ -1,0 +1,232 @@
+"""Callbacks: code that runs at fixed points of :meth:`Trainer.fit`.
+
+A callback subclasses :class:`Callback` and overrides the hooks it needs; the others are
+no-ops and cost nothing (the trainer calls ``on_step_end`` only on callbacks that
+override it, and only every ``every_n_steps`` steps when a callback sets it). Every hook
+receives the :class:`~torchwork.training.fit.Fit`: the model, optimizer, state, history.
+Callbacks that keep state implement ``state_dict``/``load_state_dict`` so that a
+checkpoint holds it and a resumed fit continues exactly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from torchwork.core.checks import check
+
+if TYPE_CHECKING:
+    from torchwork.training.fit import EpochLogs, Fit
+
+
+class Callback:
+    """Base class with no-op hooks. ``order`` sorts callbacks (checkpointing runs last).
+
+    ``every_n_steps = N`` makes ``on_step_end`` run only after every N-th optimizer step
+    (``None``: after every step; ``0``: never); between those steps an engine may run
+    several steps at once.
+    """
+
+    order = 0
+    every_n_steps: int | None = None
+
+    def on_fit_start(self, fit: Fit) -> None:
+        pass
+
+    def on_step_end(self, fit: Fit) -> None:
+        pass
+
+    def on_epoch_end(self, fit: Fit, logs: EpochLogs) -> None:
+        pass
+
+    def on_interrupt(self, fit: Fit) -> None:
+        """SIGINT/SIGTERM arrived: the fit stops after this (a checkpointer saves here)."""
+
+    def on_fit_end(self, fit: Fit) -> None:
+        pass
+
+    def on_exception(self, fit: Fit, exc: BaseException) -> None:
+        """Fitting stopped with an exception: release what the callback holds (files, bars)."""
+
+    def reset(self) -> None:
+        """Forget what an earlier fit left (called before each fit, before a resume loads state)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class EarlyStopping(Callback):
+    """Stop when the monitored loss has not improved by ``min_delta`` for ``patience`` epochs.
+
+    The best weights are kept (on the device) and always restored when fitting ends, whether
+    it stopped early or ran all its epochs. Stopping sets a flag; nothing is raised.
+    ``best_epoch`` is counted from 1, as everywhere.
+    """
+
+    def __init__(self, patience: int = 10, min_delta: float = 0.0, restore_best: bool = True) -> None:
+        self.patience = check(patience, "count", "EarlyStopping(patience=...)")
+        self.min_delta = check(min_delta, "nonnegative", "EarlyStopping(min_delta=...)")
+        self.restore_best = restore_best
+        self.reset()
+
+    def reset(self) -> None:
+        self.best = math.inf
+        self.best_epoch: int | None = None
+        self.wait = 0
+        self.best_weights: dict[str, torch.Tensor] | None = None
+
+    def on_epoch_end(self, fit: Fit, logs: EpochLogs) -> None:
+        current = logs.monitored()
+        if current < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = current, logs.epoch, 0
+            if self.restore_best:
+                self.best_weights = {k: v.detach().clone() for k, v in fit.model.state_dict().items()}
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                fit.stop_training = True
+
+    def on_fit_end(self, fit: Fit) -> None:
+        if self.restore_best and self.best_weights is not None:
+            fit.model.load_state_dict(self.best_weights)
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+        if self.best_weights is not None:
+            state["best_weights"] = self.best_weights
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        self.best_weights = state.get("best_weights")
+
+
+class EpochPrinter(Callback):
+    """Print one formatted line every ``every`` epochs, from the first (the tutorial's log).
+
+    ``fmt`` receives ``epoch`` (from 1), ``index`` (from 0: the tutorial's loop variable),
+    ``train_loss``, ``val_loss``, ``lr`` and ``seconds``; ``echo`` prints a line.
+    """
+
+    def __init__(self, fmt: str, every: int = 1, echo: Callable[[str], Any] = print) -> None:
+        self.fmt, self.every, self.echo = fmt, every, echo
+
+    def on_epoch_end(self, fit: Fit, logs: EpochLogs) -> None:
+        if (logs.epoch - 1) % self.every == 0:
+            values = logs.values()
+            self.echo(self.fmt.format(index=logs.epoch - 1, **values))
+
+
+class Progress(Callback):
+    """A progress bar on a terminal; plain lines otherwise (CI logs, pipes).
+
+    Either way the display refreshes at most ``1 / interval`` times a second, whatever the
+    epoch rate, and reads the losses (a synchronisation on a GPU) only when it refreshes.
+    Plain mode prints the first epoch, then an epoch at least ``interval`` seconds after
+    the last line, and always the last epoch.
+    """
+
+    def __init__(
+        self, total_epochs: int, file: Any = None, interactive: bool | None = None, interval: float = 0.1
+    ) -> None:
+        self.file = file or sys.stderr
+        self.total = total_epochs
+        is_tty = getattr(self.file, "isatty", lambda: False)()
+        self.interactive = is_tty if interactive is None else interactive
+        self.interval = interval
+        self.bar: Any = None
+        self._last = -math.inf
+        self._unprinted: EpochLogs | None = None
+
+    def reset(self) -> None:
+        self._last, self._unprinted = -math.inf, None
+
+    def on_fit_start(self, fit: Fit) -> None:
+        if self.interactive:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=self.total, initial=fit.state.epoch, unit="epoch", file=self.file, mininterval=self.interval
+            )
+
+    def _line(self, logs: EpochLogs) -> str:
+        v = logs.values()
+        val = f" | val_loss {v['val_loss']:.6g}" if "val_loss" in v else ""
+        return (
+            f"epoch {logs.epoch}/{self.total} | train_loss {v['train_loss']:.6g}{val}"
+            f" | lr {v['lr']:.3g} | {v['seconds']:.3f}s"
+        )
+
+    def on_epoch_end(self, fit: Fit, logs: EpochLogs) -> None:
+        now = time.monotonic()
+        due = now - self._last >= self.interval
+        if self.bar is not None:
+            self.bar.update(1)
+            if due:  # read the device only when the bar may redraw
+                self._last = now
+                v = logs.values()
+                postfix = {"train_loss": f"{v['train_loss']:.4g}"}
+                if "val_loss" in v:
+                    postfix["val_loss"] = f"{v['val_loss']:.4g}"
+                self.bar.set_postfix(postfix, refresh=False)
+            return
+        if due:
+            self._last = now
+            self._unprinted = None
+            print(self._line(logs), file=self.file, flush=True)
+        else:
+            self._unprinted = logs
+
+    def on_fit_end(self, fit: Fit) -> None:
+        if self._unprinted is not None:
+            print(self._line(self._unprinted), file=self.file, flush=True)
+            self._unprinted = None
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def on_exception(self, fit: Fit, exc: BaseException) -> None:
+        with contextlib.suppress(Exception):  # never hide the exception that ended the fit
+            self.on_fit_end(fit)
+
+    on_interrupt = on_fit_end
+
+
+class TensorBoard(Callback):
+    """Write train/validation loss and learning rate to TensorBoard event files in ``log_dir``."""
+
+    def __init__(self, log_dir: str) -> None:
+        self.log_dir = log_dir
+        self.writer: Any = None
+
+    def on_fit_start(self, fit: Fit) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # needs the 'tensorboard' package
+
+        self.writer = SummaryWriter(log_dir=self.log_dir)
+
+    def on_epoch_end(self, fit: Fit, logs: EpochLogs) -> None:
+        v = logs.values()
+        self.writer.add_scalar("loss/train", v["train_loss"], logs.epoch)
+        if "val_loss" in v:
+            self.writer.add_scalar("loss/val", v["val_loss"], logs.epoch)
+        self.writer.add_scalar("lr", v["lr"], logs.epoch)
+
+    def on_fit_end(self, fit: Fit) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def on_exception(self, fit: Fit, exc: BaseException) -> None:
+        with contextlib.suppress(Exception):  # never hide the exception that ended the fit
+            self.on_fit_end(fit)
+
+    on_interrupt = on_fit_end

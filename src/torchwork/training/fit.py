@@ -1,0 +1,241 @@
+"""One fit in progress: its objects, where it stands, and what callbacks see of it.
+
+Epochs are counted from 1 wherever a person reads them (history, logs, errors,
+checkpoints); :attr:`FitState.epoch` counts the epochs completed, so the running epoch is
+``state.epoch + 1``. A checkpoint is :meth:`Fit.state_dict`: tensors and plain values only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchwork.core.errors import TrainingDiverged
+from torchwork.core.seeding import rng_state, set_rng_state
+from torchwork.training.history import History
+
+
+@dataclass
+class FitState:
+    """Where a fit stands: enough, with the weights and RNG states, to continue it exactly."""
+
+    epoch: int = 0  # epochs completed; the running epoch is epoch + 1
+    batch: int = 0  # batches completed in the running epoch
+    step: int = 0  # optimizer steps taken in all
+    seed: int = 0  # the shuffling seed
+    stop: bool = False  # a callback asked to stop after the last completed epoch
+    epoch_lr: float | None = None  # the learning rate when the running epoch began (for its history row)
+
+
+class EpochLosses:
+    """The batch losses of the running epoch, kept on the device in one buffer.
+
+    Written in place (one buffer for the whole fit): keeping a small tensor alive per step
+    fragments the C heap between the large per-step activations. A fit with one batch per
+    epoch (the tutorial) keeps that batch's loss tensor as it is, with no copy.
+    """
+
+    def __init__(self, batch_sizes: list[int], dtype: torch.dtype, device: torch.device) -> None:
+        self.n = len(batch_sizes)
+        self.buffer = torch.zeros(self.n, dtype=dtype, device=device)
+        self.single: torch.Tensor | None = None
+        n_rows = sum(batch_sizes)
+        if len(set(batch_sizes)) > 1:  # a short last batch weighs less in the epoch's mean
+            self.weights: torch.Tensor | None = torch.tensor(batch_sizes, dtype=dtype, device=device) / n_rows
+        else:
+            self.weights = None
+
+    def record(self, batch: int, loss: torch.Tensor) -> None:
+        if self.n == 1:
+            self.single = loss
+        else:
+            self.buffer.select(0, batch).copy_(loss)
+
+    def upto(self, batch: int) -> torch.Tensor:
+        """The losses of batches ``0 .. batch-1`` of the running epoch (a 1-D tensor)."""
+        if self.n == 1:
+            return self.single.reshape(1) if (self.single is not None and batch) else self.buffer[:0]
+        return self.buffer[:batch]
+
+    def mean(self) -> torch.Tensor:
+        """The epoch's training loss: the mean over rows of the batch losses."""
+        if self.n == 1:
+            assert self.single is not None
+            return self.single
+        if self.weights is None:
+            return self.buffer.mean()
+        return (self.buffer * self.weights).sum()
+
+    def restore(self, values: torch.Tensor) -> None:
+        """Put back the losses of a resumed epoch's completed batches."""
+        if len(values):
+            if self.n == 1:
+                self.single = values.to(self.buffer)[0]
+            else:
+                self.buffer[: len(values)].copy_(values)
+
+
+class EpochLogs:
+    """What one epoch produced. The losses stay on the device until someone reads them."""
+
+    def __init__(
+        self, epoch: int, train_loss: torch.Tensor, val_loss: torch.Tensor | None, lr: float, seconds: float
+    ) -> None:
+        self.epoch, self.train_loss, self.val_loss, self.lr, self.seconds = epoch, train_loss, val_loss, lr, seconds
+        self._values: dict[str, Any] | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The epoch's numbers as Python values (reads the device: a synchronisation on a GPU)."""
+        if self._values is None:
+            out: dict[str, Any] = {"epoch": self.epoch, "train_loss": self.train_loss.item()}
+            if self.val_loss is not None:
+                out["val_loss"] = self.val_loss.item()
+            out["lr"], out["seconds"] = self.lr, self.seconds
+            self._values = out
+        return dict(self._values)
+
+    @property
+    def read(self) -> bool:
+        return self._values is not None
+
+    def finite(self) -> bool:
+        values = self.values()
+        return math.isfinite(values["train_loss"]) and math.isfinite(values.get("val_loss", 0.0))
+
+    def monitored(self) -> float:
+        """The loss that early stopping and plateau schedulers watch: validation, else training."""
+        values = self.values()
+        return float(values.get("val_loss", values["train_loss"]))
+
+
+def first_non_finite(epochs: list[tuple[int, torch.Tensor, torch.Tensor | None]]) -> TrainingDiverged | None:
+    """The first NaN or infinite loss among ``(epoch, batch_losses, val_loss)``, as an error; or None.
+
+    One synchronisation when everything is finite (the common case).
+    """
+    if not epochs:
+        return None
+    values = [t.reshape(-1) for _, t, _ in epochs] + [v.reshape(-1) for _, _, v in epochs if v is not None]
+    if bool(torch.isfinite(torch.cat(values)).all()):
+        return None
+    for epoch, batch_losses, val_loss in epochs:
+        losses = batch_losses.reshape(-1)
+        bad = torch.nonzero(~torch.isfinite(losses))
+        if len(bad):
+            batch = int(bad[0])
+            return TrainingDiverged("training loss", float(losses[batch]), epoch, batch + 1)
+        if val_loss is not None and not math.isfinite(float(val_loss)):
+            return TrainingDiverged("validation loss", float(val_loss), epoch)
+    return None
+
+
+class Fit:
+    """A fit in progress, as callbacks see it.
+
+    Callbacks read ``model``, ``optimizer``, ``scheduler``, ``device``, ``engine``, ``epochs``, ``state``
+    (``epoch``, ``batch``, ``step``), ``history`` and ``notes``; they set ``stop_training``
+    to end the fit after the current epoch; a checkpoint is :meth:`state_dict`.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        device: torch.device,
+        epochs: int,
+        callbacks: list[Any],
+        losses: EpochLosses,
+        seed: int,
+        engine: str,
+        note: Callable[[str], None],
+    ) -> None:
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.engine = engine  # the name of the engine that runs the steps
+        self.device, self.epochs, self.callbacks = device, epochs, callbacks
+        self.losses = losses
+        self.state = FitState(seed=seed)
+        self.history = History()
+        self.notes: list[str] = []
+        self.stop_training = False
+        self._note = note
+        # Losses of completed epochs not yet checked for NaN/inf: (epoch, batch losses, val loss).
+        self.pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
+
+    def note(self, text: str) -> None:
+        """A one-line remark about how the fit runs (e.g. why CUDA graphs are off)."""
+        self.notes.append(text)
+        self._note(text)
+
+    # ----------------------------------------------------------- divergence
+    def check_finite(self, *, running: bool = False) -> None:
+        """Raise :class:`TrainingDiverged` if a loss since the last check is NaN or infinite.
+
+        Losses stay on the device until this runs: at each history record, when a callback
+        reads an epoch's values, and when fitting ends. ``running=True`` (before a
+        checkpoint) also checks the running epoch's losses so far and every weight.
+        """
+        pending, self.pending = self.pending, []
+        problem = first_non_finite(pending)
+        if problem is None and running:
+            problem = first_non_finite([(self.state.epoch + 1, self.losses.upto(self.state.batch), None)])
+            if problem is None:
+                problem = self._non_finite_weight()
+        if problem is not None:
+            raise problem
+
+    def _non_finite_weight(self) -> TrainingDiverged | None:
+        for name, p in self.model.state_dict().items():
+            if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+                bad = p.detach().reshape(-1)
+                value = float(bad[~torch.isfinite(bad)][0])
+                return TrainingDiverged(f"weight {name}", value, self.state.epoch + 1, self.state.batch or None)
+        return None
+
+    # ---------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this fit exactly: tensors and plain values only."""
+        state = {f.name: getattr(self.state, f.name) for f in fields(FitState)}
+        state["stop"] = self.state.stop or self.stop_training  # early stopping's decision at this epoch's end
+        state["epoch_losses"] = self.losses.upto(self.state.batch).detach().cpu().clone()
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "callbacks": {_callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
+            "fit": state,
+            "history": list(self.history.rows),
+            "rng": rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        # How to compute (not what): a checkpoint written on a GPU resumes on a CPU and back.
+        for group in self.optimizer.param_groups:
+            for key in ("capturable", "foreach", "fused", "differentiable"):
+                if key in self.optimizer.defaults:
+                    group[key] = self.optimizer.defaults[key]
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        saved = state.get("callbacks", {})
+        for i, cb in enumerate(self.callbacks):
+            key = _callback_key(i, cb)
+            if key in saved:
+                cb.load_state_dict(saved[key])
+        fit = dict(state["fit"])
+        self.losses.restore(fit.pop("epoch_losses"))
+        self.state = FitState(**fit)
+        self.history = History(state.get("history", []))
+        self.stop_training = self.state.stop
+        set_rng_state(state["rng"])
+
+
+def _callback_key(index: int, cb: Any) -> str:
+    return f"{index}:{type(cb).__name__}"

@@ -1,0 +1,204 @@
+"""Optimizers and learning-rate schedulers by name, each with the one table of options it takes.
+
+Optimizers: ``sgd`` (momentum, nesterov, weight decay), ``adam``, ``adamw``, ``rmsprop``,
+and ``lbfgs`` (full-batch quasi-Newton with a strong-Wolfe line search: a linear model
+trained with it lands on the least-squares answer). Schedulers: ``step``, ``multistep``,
+``exponential``, ``cosine``, ``plateau``, ``onecycle``. :func:`check_options` checks a
+table of options against the entry's table (the config and the Trainer both call it, with
+their own words for where the table came from).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from torchwork.core.errors import InputError
+from torchwork.core.registry import Registry, check_options
+
+__all__ = ["OPTIMIZERS", "SCHEDULERS", "build_optimizer", "build_scheduler", "check_options"]
+
+
+@dataclass(frozen=True)
+class OptimizerEntry:
+    cls: type[torch.optim.Optimizer]
+    options: dict[str, str]  # option -> kind (see core.checks)
+    closure: bool = False  # steps with a closure that re-evaluates the loss (L-BFGS)
+
+
+_ADAM = {"betas": "floats", "eps": "positive", "weight_decay": "nonnegative", "amsgrad": "bool", "foreach": "bool",
+         "fused": "bool", "capturable": "bool"}  # fmt: skip
+OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizer")
+OPTIMIZERS.add(
+    "sgd",
+    OptimizerEntry(
+        torch.optim.SGD,
+        {
+            "momentum": "nonnegative",
+            "dampening": "nonnegative",
+            "weight_decay": "nonnegative",
+            "nesterov": "bool",
+            "foreach": "bool",
+            "fused": "bool",
+        },
+    ),
+)
+OPTIMIZERS.add("adam", OptimizerEntry(torch.optim.Adam, _ADAM))
+OPTIMIZERS.add("adamw", OptimizerEntry(torch.optim.AdamW, _ADAM))
+OPTIMIZERS.add(
+    "rmsprop",
+    OptimizerEntry(
+        torch.optim.RMSprop,
+        {
+            "alpha": "nonnegative",
+            "eps": "positive",
+            "weight_decay": "nonnegative",
+            "momentum": "nonnegative",
+            "centered": "bool",
+            "foreach": "bool",
+            "capturable": "bool",
+        },
+    ),
+)
+OPTIMIZERS.add(
+    "lbfgs",
+    OptimizerEntry(
+        torch.optim.LBFGS,
+        {
+            "max_iter": "count",
+            "history_size": "count",
+            "tolerance_grad": "nonnegative",
+            "tolerance_change": "nonnegative",
+        },
+        closure=True,
+    ),
+    aliases=("l_bfgs",),
+)
+
+
+def build_optimizer(
+    spec: str | Callable[..., torch.optim.Optimizer],
+    params: Iterable[torch.nn.Parameter],
+    lr: float,
+    **options: Any,
+) -> torch.optim.Optimizer:
+    """An optimizer over ``params``: a registered name (options checked already), or a factory
+    ``spec(params, lr=...)``."""
+    if not isinstance(spec, str):
+        return spec(params, lr=lr, **options)
+    entry = OPTIMIZERS.get(spec)
+    if "betas" in options:
+        options["betas"] = tuple(options["betas"])
+    if entry.closure:
+        options.setdefault("line_search_fn", "strong_wolfe")
+        options.pop("foreach", None)
+    cls: Any = entry.cls
+    try:
+        return cls(params, lr=lr, **options)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"optimizer {OPTIMIZERS.canonical(spec)!r}: {' '.join(str(exc).split())}") from None
+
+
+def uses_closure(spec: Any) -> bool:
+    return isinstance(spec, str) and OPTIMIZERS.get(spec).closure
+
+
+@dataclass(frozen=True)
+class SchedulerEntry:
+    """``build(optimizer, epochs, steps_per_epoch, **options)``; ``interval`` says when it steps."""
+
+    build: Callable[..., Any]
+    options: dict[str, str]
+    interval: str = "epoch"  # or "step"
+    monitors_loss: bool = False  # ReduceLROnPlateau steps on the monitored loss
+
+
+SCHEDULERS: Registry[SchedulerEntry] = Registry("scheduler")
+SCHEDULERS.add(
+    "step",
+    SchedulerEntry(
+        lambda opt, epochs, steps, step_size=None, gamma=0.1: torch.optim.lr_scheduler.StepLR(
+            opt, step_size=step_size or max(1, epochs // 3), gamma=gamma
+        ),
+        {"step_size": "count", "gamma": "positive"},
+    ),
+    aliases=("steplr",),
+)
+SCHEDULERS.add(
+    "multistep",
+    SchedulerEntry(
+        lambda opt, epochs, steps, milestones=None, gamma=0.1: torch.optim.lr_scheduler.MultiStepLR(
+            opt, milestones=list(milestones or [epochs // 2, (3 * epochs) // 4]), gamma=gamma
+        ),
+        {"milestones": "ints", "gamma": "positive"},
+    ),
+    aliases=("multisteplr",),
+)
+SCHEDULERS.add(
+    "exponential",
+    SchedulerEntry(
+        lambda opt, epochs, steps, gamma=0.95: torch.optim.lr_scheduler.ExponentialLR(opt, gamma=gamma),
+        {"gamma": "positive"},
+    ),
+    aliases=("exponentiallr", "exp"),
+)
+SCHEDULERS.add(
+    "cosine",
+    SchedulerEntry(
+        lambda opt, epochs, steps, t_max=None, eta_min=0.0: torch.optim.lr_scheduler.CosineAnnealingLR(
+            opt, T_max=t_max or epochs, eta_min=eta_min
+        ),
+        {"t_max": "count", "eta_min": "nonnegative"},
+    ),
+    aliases=("cosineannealinglr", "cosine_annealing"),
+)
+SCHEDULERS.add(
+    "plateau",
+    SchedulerEntry(
+        lambda opt, epochs, steps, factor=0.1, patience=10, threshold=1e-4, min_lr=0.0: (
+            torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, factor=factor, patience=patience, threshold=threshold, min_lr=min_lr
+            )
+        ),
+        {"factor": "positive", "patience": "count0", "threshold": "nonnegative", "min_lr": "nonnegative"},
+        monitors_loss=True,
+    ),
+    aliases=("reducelronplateau", "reduce_on_plateau"),
+)
+SCHEDULERS.add(
+    "onecycle",
+    SchedulerEntry(
+        lambda opt, epochs, steps, max_lr=None, pct_start=0.3: torch.optim.lr_scheduler.OneCycleLR(
+            opt,
+            max_lr=max_lr or opt.param_groups[0]["lr"],
+            total_steps=epochs * steps,
+            pct_start=pct_start,
+        ),
+        {"max_lr": "positive", "pct_start": "fraction"},
+        interval="step",
+    ),
+    aliases=("onecyclelr", "one_cycle"),
+)
+
+
+@dataclass
+class Schedule:
+    """A built scheduler and how the loop drives it."""
+
+    scheduler: Any
+    interval: str
+    monitors_loss: bool
+
+
+def build_scheduler(
+    spec: str, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int, **options: Any
+) -> Schedule:
+    entry = SCHEDULERS.get(spec)
+    try:
+        scheduler = entry.build(optimizer, epochs, steps_per_epoch, **options)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"scheduler {SCHEDULERS.canonical(spec)!r}: {' '.join(str(exc).split())}") from None
+    return Schedule(scheduler, entry.interval, entry.monitors_loss)

@@ -1,0 +1,42 @@
+"""SIGINT and SIGTERM during a fit: noted, acted on between steps, never mid-step."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+class Signals:
+    """The signal that arrived during a fit (``received``), if any."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+
+
+@contextmanager
+def catch_signals(enabled: bool) -> Iterator[Signals]:
+    """While active, SIGINT/SIGTERM set ``received`` instead of acting; a second one acts as usual.
+
+    Only in the main thread (Python delivers signals there); elsewhere, or when not
+    ``enabled``, signals keep their usual handlers.
+    """
+    caught = Signals()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum: int, frame: Any) -> None:
+        caught.received = signum
+        signal.signal(signum, previous[signal.Signals(signum)])  # a second signal acts as it always does
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield caught
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

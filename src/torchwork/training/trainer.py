@@ -1,0 +1,364 @@
+"""The Trainer: the tutorial's training loop and testing loop, for any ``nn.Module``.
+
+``fit`` sets up, then for each epoch: the engine runs the training steps (the tutorial's
+five: forward pass, loss, zero the gradients, backward pass, optimizer step) on every
+batch, the testing loop runs on the validation set under ``model.eval()`` and
+``torch.inference_mode()``, and the epoch ends (history, schedule, callbacks, signals).
+Batches come from :mod:`~torchwork.training.batching`; losses stay on the device and are
+read only when something needs them, never once per step.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchwork.core.checks import check, choice
+from torchwork.core.devices import resolve_device
+from torchwork.core.errors import InputError, TrainingInterrupted
+from torchwork.core.registry import check_options
+from torchwork.core.seeding import seed_everything
+from torchwork.evaluation.metrics import regression_metrics
+from torchwork.training.batching import Batches, TensorBatches, as_pair, eval_batches, is_dataset, train_batches
+from torchwork.training.callbacks import Callback, EarlyStopping
+from torchwork.training.cuda_graphs import CudaGraphEngine, choose_engine
+from torchwork.training.engines import Engine, EpochJob
+from torchwork.training.fit import EpochLogs, EpochLosses, Fit
+from torchwork.training.history import History
+from torchwork.training.losses import LOSSES, get_loss, target_kind
+from torchwork.training.optim import OPTIMIZERS, SCHEDULERS, Schedule, build_optimizer, build_scheduler, uses_closure
+from torchwork.training.predict import as_tensor, model_dtype, predict
+from torchwork.training.signals import Signals, catch_signals
+from torchwork.training.steps import autocast_for, check_shapes, fast_loss, make_train_step
+
+log = logging.getLogger("torchwork")
+
+PRECISIONS = ("32", "bf16-mixed")
+ENGINES = ("auto", "eager", "cuda_graphs")
+
+
+@dataclass
+class _Loop:
+    """The parts of a fit that only the loop uses."""
+
+    engine: Engine
+    batches: Batches
+    val: Any
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    autocast: Callable[[], Any]
+    targets: str
+    schedule: Schedule | None
+    step_callbacks: list[Callback]
+    interval: int | None  # step callbacks run every this many steps
+    signals: Signals
+
+
+class Trainer:
+    """Fit, predict and evaluate any ``nn.Module`` with the tutorial's loops.
+
+    Every argument is a plain value that a run can record, checked here; ``loss`` and
+    ``optimizer`` also accept a loss module and an optimizer factory ``factory(params, lr=...)``.
+    ``batch_size=None`` trains on the whole set at once, as the tutorial does; ``log_every``
+    records the first epoch and every ``log_every``-th after it in the history. ``engine``
+    is ``"auto"`` (CUDA graphs on CUDA when the fit allows, else eager), ``"eager"``,
+    ``"cuda_graphs"``, or an engine object.
+    """
+
+    def __init__(
+        self,
+        *,
+        loss: str | nn.Module = "l1",
+        optimizer: str | Callable[..., torch.optim.Optimizer] = "sgd",
+        lr: float = 0.01,
+        epochs: int = 100,
+        batch_size: int | None = None,
+        shuffle: bool = True,
+        seed: int | None = None,
+        device: str | torch.device = "auto",
+        log_every: int = 1,
+        loss_options: dict[str, Any] | None = None,
+        optimizer_options: dict[str, Any] | None = None,
+        scheduler: str | None = None,
+        scheduler_options: dict[str, Any] | None = None,
+        clip_grad: float | None = None,
+        early_stopping: int | EarlyStopping | None = None,
+        callbacks: Sequence[Callback] = (),
+        eval_batch_size: int | None = 65536,
+        precision: str = "32",
+        compile: bool = False,
+        handle_signals: bool = False,
+        num_workers: int = 0,
+        engine: str | Engine = "auto",
+    ) -> None:
+        def where(name: str) -> str:
+            return f"Trainer({name}=...)"
+
+        self.loss = LOSSES.canonical(loss, where("loss")) if isinstance(loss, str) else loss
+        self.loss_options = self._options(LOSSES, self.loss, loss_options, where("loss_options"))
+        self.optimizer = (
+            OPTIMIZERS.canonical(optimizer, where("optimizer")) if isinstance(optimizer, str) else optimizer
+        )
+        self.optimizer_options = self._options(
+            OPTIMIZERS, self.optimizer, optimizer_options, where("optimizer_options")
+        )
+        self.scheduler = SCHEDULERS.canonical(scheduler, where("scheduler")) if scheduler is not None else None
+        self.scheduler_options = self._options(
+            SCHEDULERS, self.scheduler, scheduler_options, where("scheduler_options")
+        )
+        self.lr = check(lr, "positive", where("lr"))
+        self.epochs = check(epochs, "count", where("epochs"))
+        self.batch_size = check(batch_size, "count?", where("batch_size"))
+        self.shuffle = check(shuffle, "bool", where("shuffle"))
+        self.seed = check(seed, "int?", where("seed"))
+        self.device = device if isinstance(device, torch.device) else resolve_device(device, where("device"))
+        self.log_every = check(log_every, "count", where("log_every"))
+        self.clip_grad = check(clip_grad, "positive?", where("clip_grad"))
+        if isinstance(early_stopping, EarlyStopping) or early_stopping is None:
+            self.early_stopping = early_stopping
+        else:
+            self.early_stopping = EarlyStopping(check(early_stopping, "count", where("early_stopping")))
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise InputError(f"{where('callbacks')}: {cb!r} is not a torchwork.Callback")
+        self.eval_batch_size = check(eval_batch_size, "count?", where("eval_batch_size"))
+        self.precision = choice(precision, PRECISIONS, where("precision"))
+        self.compile = check(compile, "bool", where("compile"))
+        self.handle_signals = check(handle_signals, "bool", where("handle_signals"))
+        self.num_workers = check(num_workers, "count0", where("num_workers"))
+        self.engine = engine if not isinstance(engine, str) else choice(engine, ENGINES, where("engine"))
+        self.last_fit: Fit | None = None  # the fit running now, or the last one
+
+    @staticmethod
+    def _options(registry: Any, name: Any, options: dict[str, Any] | None, where: str) -> dict[str, Any]:
+        if not options:
+            return {}
+        if not isinstance(name, str):
+            raise InputError(f"{where}: options apply only to a {registry.kind} given by name")
+        return check_options(registry, name, dict(options), where)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, model: nn.Module, train: Any, val: Any = None, *, resume: dict[str, Any] | None = None) -> History:
+        """Train ``model`` on ``train`` and run the testing loop on ``val`` after every epoch.
+
+        ``train`` and ``val`` are ``(X, y)`` pairs of tensors or arrays (the fast in-memory
+        path) or ``torch.utils.data.Dataset``s of ``(x, y)`` items. ``resume`` is a
+        :meth:`Fit.state_dict` from a checkpoint: the fit continues exactly where it stopped.
+        """
+        fit, loop = self._start(model, train, val)
+        self.last_fit = fit
+        for cb in fit.callbacks:
+            cb.reset()  # a callback used in an earlier fit starts afresh (a resume then loads its state)
+        if resume is not None:
+            fit.load_state_dict(resume)
+        loop.engine.start(self._job(fit, loop))
+        for cb in fit.callbacks:
+            cb.on_fit_start(fit)
+        try:
+            with catch_signals(self.handle_signals) as signals:
+                loop.signals = signals
+                while fit.state.epoch < self.epochs and not fit.state.stop:
+                    self._epoch(fit, loop)
+            fit.check_finite()
+        except BaseException as exc:
+            for cb in fit.callbacks:
+                cb.on_exception(fit, exc)
+            raise
+        for cb in fit.callbacks:
+            cb.on_fit_end(fit)
+        return fit.history
+
+    def _start(self, model: nn.Module, train: Any, val: Any) -> tuple[Fit, _Loop]:
+        device = self.device
+        if self.seed is not None:
+            seed_everything(self.seed)
+        seed = self.seed if self.seed is not None else secrets.randbits(62)
+        model = model.to(device)
+        dtype, targets = model_dtype(model), target_kind(self.loss)
+        loss_module = get_loss(self.loss, **self.loss_options)
+        if isinstance(loss_module, nn.Module):
+            loss_module.to(device)
+        batches = train_batches(train, self.batch_size, self.shuffle, seed, self.num_workers, device, dtype, targets)
+        val_data = None if val is None or is_dataset(val) else as_pair(val, "val", device, dtype, targets)
+        callbacks = list(self.callbacks)
+        if self.early_stopping is not None:
+            callbacks.append(self.early_stopping)
+        callbacks.sort(key=lambda cb: cb.order)
+        engine, note = choose_engine(
+            self.engine, device, in_memory=isinstance(batches, TensorBatches), compiled=self.compile,
+            scheduler=self.scheduler, optimizer=self.optimizer, optimizer_options=self.optimizer_options,
+        )  # fmt: skip
+        notes = [note] if note else []
+        graphs = isinstance(engine, CudaGraphEngine)
+        options = dict(self.optimizer_options)
+        if isinstance(self.optimizer, str):
+            table = OPTIMIZERS.get(self.optimizer).options
+            if graphs and device.type == "cuda" and "capturable" in table:
+                options.setdefault("capturable", True)  # Adam's step count stays on the GPU
+            if device.type == "cpu" and "foreach" in table:
+                options.setdefault("foreach", True)  # one dispatch per step for all tensors; same arithmetic
+        optimizer = build_optimizer(self.optimizer, model.parameters(), self.lr, **options)
+        batches_per_epoch = batches.n_batches
+        schedule = None
+        if self.scheduler is not None:
+            schedule = build_scheduler(
+                self.scheduler, optimizer, self.epochs, batches_per_epoch, **self.scheduler_options
+            )
+        step_callbacks = [
+            cb for cb in callbacks if type(cb).on_step_end is not Callback.on_step_end and cb.every_n_steps != 0
+        ]
+        interval = None
+        if step_callbacks:
+            interval = 1 if any(cb.every_n_steps is None for cb in step_callbacks) else 0
+            for cb in step_callbacks:
+                interval = math.gcd(interval, cb.every_n_steps or 1)
+        loop = _Loop(
+            engine=engine,
+            batches=batches,
+            val=val if val_data is None else val_data,
+            forward=torch.compile(model) if self.compile else model,
+            loss_fn=fast_loss(loss_module),
+            autocast=autocast_for(self.precision, device, cache=not graphs),
+            targets=targets,
+            schedule=schedule,
+            step_callbacks=step_callbacks,
+            interval=interval,
+            signals=Signals(),
+        )
+        fit = Fit(
+            model=model, optimizer=optimizer, scheduler=schedule.scheduler if schedule else None, device=device,
+            epochs=self.epochs, callbacks=callbacks, losses=EpochLosses(batches.batch_sizes(), dtype, device),
+            seed=seed, engine=engine.name, note=lambda text: log.warning("torchwork: note: %s", text),
+        )  # fmt: skip
+        for text in notes:
+            fit.note(text)
+        return fit, loop
+
+    def _job(self, fit: Fit, loop: _Loop) -> EpochJob:
+        after = loop.schedule.scheduler.step if loop.schedule and loop.schedule.interval == "step" else None
+        step = make_train_step(
+            loop.forward, loop.loss_fn, fit.optimizer, clip_grad=self.clip_grad, after_step=after,
+            autocast=loop.autocast, targets=loop.targets, closure=uses_closure(self.optimizer),
+        )  # fmt: skip
+        batches = loop.batches
+        batches.set_seed(fit.state.seed)  # a resumed fit shuffles as the original did
+        state, callbacks, interval = fit.state, loop.step_callbacks, loop.interval
+
+        def after_steps(k: int) -> None:
+            state.batch += k
+            state.step += k
+            for cb in callbacks:
+                if cb.every_n_steps is None or state.step % cb.every_n_steps == 0:
+                    cb.on_step_end(fit)
+            if loop.signals.received is not None:
+                self._interrupt(fit, loop)
+
+        def until_boundary() -> int | None:
+            return None if interval is None else interval - state.step % interval
+
+        testing_step = None
+        val = loop.val
+        if isinstance(val, tuple) and self._one_batch(val):
+
+            def testing_step() -> torch.Tensor:
+                fit.model.eval()
+                with torch.no_grad(), loop.autocast():
+                    return loop.loss_fn(loop.forward(val[0]), val[1])
+
+        params = [p for group in fit.optimizer.param_groups for p in group["params"]]
+        return EpochJob(
+            step=step, batches=batches, losses=fit.losses, after_steps=after_steps, step_interval=interval,
+            until_boundary=until_boundary, testing_step=testing_step, params=params, device=fit.device,
+            dtype=fit.losses.buffer.dtype, epochs=self.epochs, log_every=self.log_every, note=fit.note,
+        )  # fmt: skip
+
+    def _one_batch(self, data: Any) -> bool:
+        return isinstance(data, tuple) and (self.eval_batch_size is None or len(data[0]) <= self.eval_batch_size)
+
+    # --------------------------------------------------------------- epochs
+    def _epoch(self, fit: Fit, loop: _Loop) -> None:
+        state = fit.state
+        started = time.perf_counter()
+        if state.batch == 0 or state.epoch_lr is None:  # a resumed epoch keeps the rate it began with
+            state.epoch_lr = fit.optimizer.param_groups[0]["lr"]
+        lr = state.epoch_lr
+        fit.model.train()
+        val_loss = loop.engine.run_epoch(state.epoch, state.batch)
+        train_loss = fit.losses.mean()
+        if val_loss is None and loop.val is not None:
+            val_loss = self._testing_loop(fit, loop, loop.val)
+        self._end_epoch(fit, loop, EpochLogs(state.epoch + 1, train_loss, val_loss, lr, time.perf_counter() - started))
+
+    def _end_epoch(self, fit: Fit, loop: _Loop, logs: EpochLogs) -> None:
+        state, losses = fit.state, fit.losses
+        # Keep what is needed to name a diverging batch; read it only when values are read.
+        batch_losses = losses.single if losses.single is not None and losses.n == 1 else losses.buffer.clone()
+        fit.pending.append((logs.epoch, batch_losses, logs.val_loss))
+        if (logs.epoch - 1) % self.log_every == 0:
+            fit.check_finite()
+            fit.history.append(logs.values())
+        if loop.schedule is not None and loop.schedule.interval == "epoch":
+            if loop.schedule.monitors_loss:
+                loop.schedule.scheduler.step(logs.monitored())
+            else:
+                loop.schedule.scheduler.step()
+        state.epoch += 1
+        state.batch = 0
+        for cb in fit.callbacks:
+            cb.on_epoch_end(fit, logs)
+        if logs.read and not logs.finite():
+            fit.check_finite()
+        if fit.stop_training:
+            state.stop = True
+        if loop.signals.received is not None:
+            self._interrupt(fit, loop)
+
+    def _interrupt(self, fit: Fit, loop: _Loop) -> None:
+        signum = loop.signals.received
+        assert signum is not None
+        for cb in fit.callbacks:
+            cb.on_interrupt(fit)
+        raise TrainingInterrupted(signum, fit.state.epoch + 1, fit.state.batch)
+
+    def _testing_loop(self, fit: Fit, loop: _Loop, data: Any) -> torch.Tensor:
+        """The mean loss over ``data`` under ``eval()`` and ``inference_mode()``."""
+        fit.model.eval()
+        forward, loss_fn, device = loop.forward, loop.loss_fn, fit.device
+        with torch.inference_mode(), loop.autocast():
+            if self._one_batch(data):
+                X, y = data
+                y_pred = forward(X)
+                check_shapes(y_pred, y, loop.targets)
+                return loss_fn(y_pred, y)
+            if isinstance(data, tuple):
+                batches: Any = eval_batches(data[0], data[1], self.eval_batch_size)
+            else:
+                batches = torch.utils.data.DataLoader(data, batch_size=self.eval_batch_size or 4096)
+            dtype = fit.losses.buffer.dtype
+            total, rows = torch.zeros((), device=device), 0
+            for xb, yb in batches:
+                xb = xb.to(device, dtype)
+                yb = yb.to(device, torch.long if loop.targets == "classes" else dtype)
+                y_pred = forward(xb)
+                check_shapes(y_pred, yb, loop.targets)
+                total = total + loss_fn(y_pred, yb).float() * len(xb)
+                rows += len(xb)
+            return total / rows
+
+    # ---------------------------------------------- evaluation & inference
+    def predict(self, model: nn.Module, X: Any, batch_size: int | None = None) -> torch.Tensor:
+        """The model's outputs for ``X`` on the CPU, made as the tutorial does (eval + inference mode)."""
+        return predict(model, X, batch_size or self.eval_batch_size)
+
+    def evaluate(self, model: nn.Module, X: Any, y: Any) -> dict[str, float]:
+        """MAE, MSE, RMSE and R² of the model's predictions for ``X`` against ``y``."""
+        return regression_metrics(as_tensor(y), self.predict(model, X))

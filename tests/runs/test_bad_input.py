@@ -1,0 +1,229 @@
+"""Bad input: one line on stderr naming the file, column, row or flag and the rule; exit 2;
+no run folder left behind, not even a partial one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.support import assert_one_line_error, cli, run_cli
+
+
+@pytest.fixture
+def good_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.normal(size=(60, 3)), columns=["a", "b", "c"])
+    df["y"] = df.a - 2 * df.b + 0.5
+    path = tmp_path / "good.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def train_fails(tmp_path, *args, fragments=(), code=2):
+    out = tmp_path / "run"
+    result = cli("train", *args, "--out", str(out), "--epochs", "3", "-q")
+    line = assert_one_line_error(result, *fragments, code=code)
+    assert not out.exists() and not (tmp_path / "run.partial").exists()
+    return line
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_missing_file_in_a_new_process(tmp_path):
+    """One case end to end through a real process: no traceback, exit 2, nothing written."""
+    out = tmp_path / "run"
+    result = run_cli("train", str(tmp_path / "nope.csv"), "--target", "y", "--out", str(out))
+    assert_one_line_error(result, "nope.csv", "no such file")
+    assert not out.exists() and not (tmp_path / "run.partial").exists()
+
+
+def test_missing_file(tmp_path):
+    train_fails(tmp_path, str(tmp_path / "nope.csv"), "--target", "y", fragments=("nope.csv", "no such file"))
+
+
+def test_empty_file(tmp_path):
+    path = write(tmp_path, "empty.csv", "")
+    train_fails(tmp_path, str(path), "--target", "y", fragments=("empty.csv", "empty file"))
+
+
+def test_header_only(tmp_path):
+    path = write(tmp_path, "header.csv", "a,y\n")
+    train_fails(tmp_path, str(path), "--target", "y", fragments=("header.csv", "no rows"))
+
+
+def test_a_directory(tmp_path):
+    (tmp_path / "adir.csv").mkdir()
+    train_fails(tmp_path, str(tmp_path / "adir.csv"), "--target", "y", fragments=("adir.csv", "is a folder"))
+
+
+def test_non_numeric_value_names_column_and_row(tmp_path):
+    path = write(tmp_path, "text.csv", "a,b,y\n1,2,3\n4,five,6\n7,8,9\n")
+    train_fails(tmp_path, str(path), "--target", "y",
+                fragments=("text.csv", "column 'b'", "row 2 (line 3)", "'five' is not a number"))  # fmt: skip
+
+
+def test_missing_value_names_column_and_row(tmp_path):
+    path = write(tmp_path, "gaps.csv", "a,b,y\n1,2,3\n4,,6\n7,8,9\n")
+    train_fails(tmp_path, str(path), "--target", "y",
+                fragments=("gaps.csv", "column 'b'", "row 2 (line 3)", "missing value", "--drop-missing"))  # fmt: skip
+
+
+def test_nan_is_missing(tmp_path):
+    path = write(tmp_path, "nan.csv", "a,y\n1,3\nnan,6\n7,9\n")
+    train_fails(tmp_path, str(path), "--target", "y", fragments=("column 'a'", "row 2 (line 3)", "missing value"))
+
+
+def test_infinite_value(tmp_path):
+    path = write(tmp_path, "inf.csv", "a,y\n1,3\n4,inf\n7,9\n")
+    train_fails(tmp_path, str(path), "--target", "y", fragments=("column 'y'", "row 2 (line 3)", "infinite value"))
+
+
+def test_value_too_large_for_float32(tmp_path):
+    path = write(tmp_path, "big.csv", "a,y\n1,3\n1e300,6\n7,9\n")
+    train_fails(tmp_path, str(path), "--target", "y", fragments=("column 'a'", "row 2", "does not fit in float32"))
+
+
+def test_ragged_rows_name_the_line(tmp_path):
+    path = write(tmp_path, "ragged.csv", "a,b,y\n1,2,3\n4,5,6\n7,8\n1,2,3\n")
+    train_fails(tmp_path, str(path), "--target", "y",
+                fragments=("ragged.csv", "line 4 has 2 fields but the header has 3"))  # fmt: skip
+
+
+def test_too_many_fields(tmp_path):
+    path = write(tmp_path, "wide.csv", "a,b,y\n1,2,3\n4,5,6,7\n")
+    train_fails(tmp_path, str(path), "--target", "y", fragments=("line 3 has 4 fields but the header has 3",))
+
+
+def test_missing_target_column_lists_columns(good_csv, tmp_path):
+    train_fails(tmp_path, str(good_csv), "--target", "price",
+                fragments=("no column 'price'", "columns are 'a', 'b', 'c', 'y'"))  # fmt: skip
+
+
+def test_missing_feature_column(good_csv, tmp_path):
+    train_fails(tmp_path, str(good_csv), "--target", "y", "--features", "a,zz", fragments=("no column 'zz'",))
+
+
+def test_duplicated_column(tmp_path):
+    path = write(tmp_path, "dup.csv", "a,b,a,y\n1,2,3,4\n5,6,7,8\n")
+    train_fails(tmp_path, str(path), "--target", "y", fragments=("dup.csv", "duplicated column 'a'"))
+
+
+def test_target_is_also_a_feature(good_csv, tmp_path):
+    train_fails(tmp_path, str(good_csv), "--target", "y", "--features", "a,y",
+                fragments=("column 'y' is the target and also a feature",))  # fmt: skip
+
+
+def test_too_few_rows_for_the_split(tmp_path):
+    path = write(tmp_path, "tiny.csv", "a,y\n1,2\n3,4\n")
+    train_fails(tmp_path, str(path), "--target", "y", fragments=("too few rows for the split", "2 rows"))
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "fragments"),
+    [
+        ("--epochs", "0", ("--epochs", "must be >= 1, got 0")),
+        ("--lr", "-1", ("--lr", "must be > 0")),
+        ("--val", "1.5", ("--val", "fraction in [0, 1)")),
+        ("--batch-size", "abc", ("--batch-size", "'abc' is not a valid integer")),
+        ("--hidden", "64,x", ("--hidden", "expected an integer, got 'x'")),
+        ("--dropout", "1.0", ("--dropout", "fraction in [0, 1)")),
+        ("--device", "tpu", ("--device 'tpu'", "expected one of")),
+    ],
+)
+def test_bad_flag_value(good_csv, tmp_path, flag, value, fragments):
+    out = tmp_path / "run"
+    result = cli("train", str(good_csv), "--target", "y", "--out", str(out), "-q", flag, value)
+    assert_one_line_error(result, *fragments)
+    assert not out.exists() and not (tmp_path / "run.partial").exists()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "fragments"),
+    [
+        ("--model", "transformer", ("unknown model 'transformer'", "valid names: linear, mlp")),
+        ("--loss", "hinge", ("unknown loss 'hinge'", "l1 (mae, l1loss), mse (l2, mseloss)")),
+        ("--optimizer", "nadam", ("unknown optimizer 'nadam'", "sgd, adam, adamw, rmsprop, lbfgs")),
+        ("--scheduler", "warm", ("unknown scheduler 'warm'", "cosine")),
+        ("--activation", "swoosh", ("unknown activation 'swoosh'", "relu")),
+        ("--model", "os:system", ("model 'os:system' is not an nn.Module subclass",)),
+        ("--model", "nosuchmodule:Net", ("cannot import module 'nosuchmodule'",)),
+    ],
+)
+def test_unknown_names(good_csv, tmp_path, flag, value, fragments):
+    train_fails(tmp_path, str(good_csv), "--target", "y", flag, value, fragments=fragments)
+
+
+def test_config_file_errors_name_the_key(good_csv, tmp_path):
+    bad = write(tmp_path, "run.toml", 'target = "y"\nepochz = 3\n')
+    train_fails(tmp_path, str(good_csv), "--config", str(bad), fragments=("run.toml: key 'epochz'", "unknown option"))
+    bad = write(tmp_path, "run.yaml", "target: y\nlr: fast\n")
+    train_fails(tmp_path, str(good_csv), "--config", str(bad), fragments=("run.yaml: key 'lr'", "expected a number"))
+    bad = write(tmp_path, "broken.toml", "target = \n")
+    train_fails(tmp_path, str(good_csv), "--config", str(bad), fragments=("broken.toml: not valid TOML",))
+    bad = write(tmp_path, "list.yaml", "- 1\n- 2\n")
+    train_fails(tmp_path, str(good_csv), "--config", str(bad), fragments=("list.yaml: expected a table",))
+
+
+def test_no_target(good_csv, tmp_path):
+    train_fails(tmp_path, str(good_csv), fragments=("no target", "--target"))
+
+
+def test_unknown_file_type(tmp_path):
+    path = write(tmp_path, "data.xlsx", "a,b")
+    train_fails(tmp_path, str(path), "--target", "y", fragments=("unknown file type '.xlsx'",))
+
+
+def test_binary_garbage_as_csv(tmp_path):
+    path = tmp_path / "junk.csv"
+    path.write_bytes(b"\x00\x01\x02\xff\xfe\x00garbage")
+    train_fails(tmp_path, str(path), "--target", "y", fragments=("junk.csv",))
+
+
+def test_npy_with_pickled_objects_is_refused(tmp_path):
+    path = tmp_path / "objects.npy"
+    np.save(path, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    train_fails(tmp_path, str(path), "--target", "0", fragments=("objects.npy", "refused", "never loads pickles"))
+
+
+def test_existing_out_needs_overwrite(good_csv, tmp_path):
+    (tmp_path / "run").mkdir()
+    result = cli("train", str(good_csv), "--target", "y", "--out", str(tmp_path / "run"), "-q", "--epochs", "2")
+    assert_one_line_error(result, "exists; pass --overwrite")
+
+
+def test_drop_missing_drops_and_says_how_many(tmp_path):
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame(rng.normal(size=(80, 2)), columns=["a", "y"])
+    df.loc[[3, 10, 11], "a"] = np.nan
+    path = tmp_path / "gaps.csv"
+    df.to_csv(path, index=False)
+    result = cli("train", str(path), "--target", "y", "--out", str(tmp_path / "run"), "-q", "--epochs", "2",
+                     "--drop-missing")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "dropped 3 rows with missing values (of 80)" in result.stderr
+    import json
+
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["data"]["rows_used"] == 77 and info["data"]["dropped"] == 3
+
+
+def test_nested_option_tables_are_checked_before_any_data_is_read(good_csv, tmp_path):
+    bad = write(tmp_path, "opt.toml", 'target = "y"\n[optimizer_args]\nmomentun = 0.9\n')
+    train_fails(tmp_path, str(good_csv), "--config", str(bad),
+                fragments=("opt.toml: key 'optimizer_args'", "takes no option 'momentun'"))  # fmt: skip
+    bad = write(tmp_path, "sch.toml", 'target = "y"\nscheduler = "step"\n[scheduler_args]\nstep_size = "x"\n')
+    train_fails(tmp_path, str(good_csv), "--config", str(bad),
+                fragments=("sch.toml: key 'scheduler_args'.step_size: expected an integer, got 'x'",))  # fmt: skip
+    bad = write(tmp_path, "mod.toml", 'target = "y"\n[model_args]\nhidden = [4]\n')
+    train_fails(tmp_path, str(good_csv), "--config", str(bad), fragments=("give 'hidden' as its own option",))
+
+
+def test_line_numbers_are_left_out_when_lines_are_not_rows(tmp_path):
+    path = write(tmp_path, "blank.csv", "a,y\n1,2\n\n3,x\n4,5\n")
+    line = train_fails(tmp_path, str(path), "--target", "y", fragments=("column 'y', row 2: 'x' is not a number",))
+    assert "(line" not in line
