@@ -50,7 +50,8 @@ def standalone(run: Run) -> StandardizedModel:
 def check_rows(run: Run, data: Any = None) -> np.ndarray:
     """Feature rows to check an export on: ``data``'s, or the run's validation rows."""
     if data is not None:
-        from torchwork.data.tables import read_table, select
+        from torchwork.data.readers import read_table
+        from torchwork.data.tables import select
 
         return select(read_table(data), None, run.features).X
     from torchwork.runs.config import TrainConfig

@@ -23,8 +23,9 @@ from torch import nn
 
 from torchwork.core.errors import InputError
 from torchwork.data.preprocess import Preprocessor
+from torchwork.data.readers import read_table
 from torchwork.data.split import split_indices
-from torchwork.data.tables import Selected, Table, read_table, select
+from torchwork.data.tables import Selected, Table, select
 from torchwork.evaluation.baselines import LeastSquares
 from torchwork.evaluation.metrics import regression_metrics
 from torchwork.models.registry import build_model, model_spec

@@ -11,7 +11,8 @@ from torch import nn
 
 from torchwork.core.errors import InputError
 from torchwork.data.preprocess import Preprocessor
-from torchwork.data.tables import Selected, Table, check_schema, read_table, select
+from torchwork.data.readers import read_table
+from torchwork.data.tables import Selected, Table, check_schema, select
 from torchwork.evaluation.baselines import LeastSquares
 from torchwork.evaluation.metrics import regression_metrics
 from torchwork.runs.recipe import predict_target
