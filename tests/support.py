@@ -131,7 +131,7 @@ class Killed(Exception):
     pass
 
 
-def KillAfter(path, every_epochs=None, every_steps=None, extra=None, *, at_step=None, at_epoch=None):
+def KillAfter(path, every_epochs=None, every_steps=None, extra=None, final=False, *, at_step=None, at_epoch=None):
     """A Checkpointer that checkpoints as asked, then stops the fit dead after step (or epoch) N's checkpoint."""
     from torchwork.files.checkpoint import Checkpointer
 
@@ -148,4 +148,4 @@ def KillAfter(path, every_epochs=None, every_steps=None, extra=None, *, at_step=
                 self.close()
                 raise Killed
 
-    return _KillAfter(path, every_epochs, every_steps, extra)
+    return _KillAfter(path, every_epochs, every_steps, extra, final)

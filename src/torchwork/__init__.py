@@ -40,6 +40,7 @@ _EXPORTS = {
     "Run": "torchwork.runs.run",
     "TrainConfig": "torchwork.runs.config",
     "Regressor": "torchwork.estimator",
+    "Classifier": "torchwork.estimator",
     "TorchworkError": "torchwork.core.errors",
     "InputError": "torchwork.core.errors",
     "IntegrityError": "torchwork.core.errors",
@@ -77,7 +78,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from torchwork.data.line import make_line
     from torchwork.data.split import split
-    from torchwork.estimator import Regressor
+    from torchwork.estimator import Classifier, Regressor
     from torchwork.evaluation.baselines import LeastSquares
     from torchwork.evaluation.metrics import regression_metrics
     from torchwork.files.weights import load_into, load_state_dict, save_state_dict

@@ -53,7 +53,7 @@ def test_export_round_trip_without_torchwork(run_dir, tmp_path, fmt):
     out = tmp_path / f"model.{fmt}"
     result = cli("export", str(run_dir), "--format", fmt, "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert "its predictions match torchwork's on 30 rows" in result.stdout
+    assert "its outputs match torchwork's on 30 rows" in result.stdout
     rows = np.random.default_rng(1).normal(size=(17, 3))
     np.save(tmp_path / "x.npy", rows)
     script = SCRIPT.format(load=LOADERS[fmt])

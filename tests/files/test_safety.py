@@ -295,7 +295,9 @@ def test_failed_save_is_never_reported_as_saved(tmp_path, monkeypatch):
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
-def test_failed_run_save_leaves_no_run_folder(tmp_path, monkeypatch):
+def test_a_failed_run_save_keeps_the_trained_run_to_finish_later(tmp_path, monkeypatch):
+    """Training had finished (its last checkpoint is on disk): a failed write keeps it, never reports it saved,
+    and `torchwork resume` finishes it without training again."""
     rng = np.random.default_rng(0)
     pd.DataFrame(rng.normal(size=(60, 2)), columns=["a", "y"]).to_csv(tmp_path / "d.csv", index=False)
     real_replace = os.replace
@@ -311,7 +313,13 @@ def test_failed_run_save_leaves_no_run_folder(tmp_path, monkeypatch):
     )
     assert_one_line_error(result, "manifest.json", "Read-only file system", code=1)
     assert "run:" not in result.stdout
-    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+    assert not (tmp_path / "run").exists()
+    _, extra = load_checkpoint(tmp_path / "run.partial" / "checkpoints" / "last.safetensors")
+    assert extra["finished"] is True
+    monkeypatch.setattr(os, "replace", real_replace)  # the disk works again
+    resumed = cli("resume", str(tmp_path / "run"), "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "training had finished" in resumed.stderr and (tmp_path / "run" / MANIFEST).exists()
 
 
 def test_full_disk_for_real(tmp_path):
@@ -338,7 +346,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path):
     (tmp_path / "c.toml").write_text('model = "tests.custom_models:NaNAfter"\n[model_args]\nafter = 14\n')
     result = cli("train", str(tmp_path / "d.csv"), "--target", "y", "--config", str(tmp_path / "c.toml"),
                  "--batch-size", "20", "--epochs", "10", "--checkpoint-every", "1", "--early-stopping", "0",
-                 "--out", str(tmp_path / "run"), "-q")  # fmt: skip
+                 "--out", str(tmp_path / "run"), "-q", "--trust-model-code")  # fmt: skip
     # 70 training rows in batches of 20 = 4 steps an epoch; step 15 is epoch 4, batch 3.
     line = assert_one_line_error(result, "training diverged", "epoch 4, batch 3", code=1)
     assert "the last good checkpoint is" in line and "(after 3 epochs and 12 steps)" in line

@@ -61,21 +61,44 @@ def test_a_directory(tmp_path):
     train_fails(tmp_path, str(tmp_path / "adir.csv"), "--target", "y", fragments=("adir.csv", "is a folder"))
 
 
-def test_non_numeric_value_names_column_and_row(tmp_path):
-    path = write(tmp_path, "text.csv", "a,b,y\n1,2,3\n4,five,6\n7,8,9\n")
+def numbers_csv(tmp_path, name, column, row, value, rows=30):
+    """A CSV of numbers (a, b, y) with ``value`` put in ``column`` at 0-based data row ``row``."""
+    lines = ["a,b,y"] + [f"{i},{2 * i + 1},{3 * i - 2}" for i in range(rows)]
+    cells = lines[row + 1].split(",")
+    cells["aby".index(column)] = value
+    lines[row + 1] = ",".join(cells)
+    return write(tmp_path, name, "\n".join(lines) + "\n")
+
+
+def test_a_word_among_numbers_names_column_and_row(tmp_path):
+    path = numbers_csv(tmp_path, "text.csv", "b", 1, "five")
     train_fails(tmp_path, str(path), "--target", "y",
-                fragments=("text.csv", "column 'b'", "row 2 (line 3)", "'five' is not a number"))  # fmt: skip
-
-
-def test_missing_value_names_column_and_row(tmp_path):
-    path = write(tmp_path, "gaps.csv", "a,b,y\n1,2,3\n4,,6\n7,8,9\n")
+                fragments=("text.csv", "column 'b'", "row 2 (line 3)", "'five' is not a number",
+                           "--categorical b"))  # fmt: skip
+    path = numbers_csv(tmp_path, "target.csv", "y", 4, "n/a?")
     train_fails(tmp_path, str(path), "--target", "y",
-                fragments=("gaps.csv", "column 'b'", "row 2 (line 3)", "missing value", "--drop-missing"))  # fmt: skip
+                fragments=("column 'y'", "row 5 (line 6)", "'n/a?' is not a number",
+                           "--task classification"))  # fmt: skip
 
 
-def test_nan_is_missing(tmp_path):
-    path = write(tmp_path, "nan.csv", "a,y\n1,3\nnan,6\n7,9\n")
-    train_fails(tmp_path, str(path), "--target", "y", fragments=("column 'a'", "row 2 (line 3)", "missing value"))
+def test_missing_values_are_filled_and_counted(tmp_path):
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame(rng.normal(size=(80, 3)), columns=["a", "b", "y"])
+    df.loc[[3, 10, 11], "a"] = np.nan
+    df.loc[[5, 6], "y"] = np.nan
+    df.to_csv(tmp_path / "gaps.csv", index=False)
+    result = cli("train", str(tmp_path / "gaps.csv"), "--target", "y", "--out", str(tmp_path / "run"), "--epochs", "2")
+    assert result.returncode == 0, result.stderr
+    assert "dropped 2 rows with a missing target" in result.stderr
+    import json
+
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["data"]["rows_used"] == 78 and info["data"]["dropped"] == {"missing_target": 2}
+    assert info["data"]["filled"] == {"a": 3}
+    meta = json.loads((tmp_path / "run" / "model.json").read_text())
+    a = next(c for c in meta["preprocessing"]["columns"] if c["name"] == "a")
+    train_rows = df.dropna(subset=["y"])  # the split is shuffled: the median is of the training rows
+    assert a["indicator"] is True and train_rows["a"].min() <= a["fill"] <= train_rows["a"].max()
 
 
 def test_infinite_value(tmp_path):
@@ -84,7 +107,7 @@ def test_infinite_value(tmp_path):
 
 
 def test_value_too_large_for_float32(tmp_path):
-    path = write(tmp_path, "big.csv", "a,y\n1,3\n1e300,6\n7,9\n")
+    path = write(tmp_path, "big.csv", "a,y\n1,3\n1e300,6\n7,9\n")  # found before the rows are split
     train_fails(tmp_path, str(path), "--target", "y", fragments=("column 'a'", "row 2", "does not fit in float32"))
 
 
@@ -129,7 +152,7 @@ def test_too_few_rows_for_the_split(tmp_path):
         ("--epochs", "0", ("--epochs", "must be >= 1, got 0")),
         ("--lr", "-1", ("--lr", "must be > 0")),
         ("--val", "1.5", ("--val", "fraction in [0, 1)")),
-        ("--batch-size", "abc", ("--batch-size", "'abc' is not a valid integer")),
+        ("--batch-size", "abc", ("--batch-size: expected an integer, got 'abc'",)),
         ("--hidden", "64,x", ("--hidden", "expected an integer, got 'x'")),
         ("--dropout", "1.0", ("--dropout", "fraction in [0, 1)")),
         ("--device", "tpu", ("--device 'tpu'", "expected one of")),
@@ -202,14 +225,14 @@ def test_drop_missing_drops_and_says_how_many(tmp_path):
     df.loc[[3, 10, 11], "a"] = np.nan
     path = tmp_path / "gaps.csv"
     df.to_csv(path, index=False)
-    result = cli("train", str(path), "--target", "y", "--out", str(tmp_path / "run"), "-q", "--epochs", "2",
-                     "--drop-missing")  # fmt: skip
+    result = cli("train", str(path), "--target", "y", "--out", str(tmp_path / "run"), "--epochs", "2",
+                 "--drop-missing")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "dropped 3 rows with missing values (of 80)" in result.stderr
+    assert "dropped 3 rows with missing values (--drop-missing)" in result.stderr
     import json
 
     info = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert info["data"]["rows_used"] == 77 and info["data"]["dropped"] == 3
+    assert info["data"]["rows_used"] == 77 and info["data"]["dropped"] == {"missing_target": 0, "missing_value": 3}
 
 
 def test_nested_option_tables_are_checked_before_any_data_is_read(good_csv, tmp_path):
@@ -224,6 +247,66 @@ def test_nested_option_tables_are_checked_before_any_data_is_read(good_csv, tmp_
 
 
 def test_line_numbers_are_left_out_when_lines_are_not_rows(tmp_path):
-    path = write(tmp_path, "blank.csv", "a,y\n1,2\n\n3,x\n4,5\n")
+    body = "".join(f"{i},{i + 1}\n" for i in range(20))
+    path = write(tmp_path, "blank.csv", "a,y\n1,2\n\n3,x\n" + body)
     line = train_fails(tmp_path, str(path), "--target", "y", fragments=("column 'y', row 2: 'x' is not a number",))
     assert "(line" not in line
+
+
+# ------------------------------------------------- columns and classes (issue 9)
+def test_an_identifier_column_is_refused_with_a_hint(tmp_path):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"id": [f"cust-{i:05d}" for i in range(200)], "a": rng.normal(size=200)})
+    df["y"] = 2 * df.a
+    df.to_csv(tmp_path / "ids.csv", index=False)
+    train_fails(tmp_path, str(tmp_path / "ids.csv"), "--target", "y",
+                fragments=("column 'id' looks like an identifier", "200 distinct values in 200 rows",
+                           "--features", "--categorical id"))  # fmt: skip
+
+
+def test_decimal_commas_get_a_hint(tmp_path):
+    lines = ["a;y"] + [f"{i},5;{i}" for i in range(30)]
+    path = write(tmp_path, "eu.csv", "\n".join(lines) + "\n")
+    train_fails(tmp_path, str(path), "--target", "y", fragments=("column 'a'", "decimal comma", "--decimal ,"))
+
+
+def labels_csv(tmp_path, labels, name="labels.csv"):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(size=len(labels)), "label": labels})
+    df.to_csv(tmp_path / name, index=False)
+    return tmp_path / name
+
+
+def test_a_target_with_one_class(tmp_path):
+    path = labels_csv(tmp_path, ["yes"] * 40)
+    train_fails(tmp_path, str(path), "--target", "label", fragments=("one class ('yes')", "nothing to classify"))
+
+
+def test_a_class_too_small_for_a_stratified_split(tmp_path):
+    path = labels_csv(tmp_path, ["cat"] * 30 + ["dog"] * 30 + ["emu"])
+    train_fails(tmp_path, str(path), "--target", "label",
+                fragments=("class 'emu' has 1 row", "stratified split into 3 parts"))  # fmt: skip
+
+
+def test_more_classes_than_the_limit(tmp_path):
+    path = labels_csv(tmp_path, [f"c{i % 8}" for i in range(80)])
+    train_fails(tmp_path, str(path), "--target", "label", "--max-classes", "5",
+                fragments=("8 classes, more than --max-classes 5",))  # fmt: skip
+
+
+def test_regression_on_a_text_target(tmp_path):
+    path = labels_csv(tmp_path, ["cat", "dog"] * 20)
+    train_fails(tmp_path, str(path), "--target", "label", "--task", "regression",
+                fragments=("--task regression needs numbers", "'label' holds labels"))  # fmt: skip
+
+
+def test_a_label_never_seen_in_training_is_named_by_evaluate(tmp_path):
+    path = labels_csv(tmp_path, ["cat", "dog"] * 30)
+    assert (
+        cli("train", str(path), "--target", "label", "--epochs", "2", "--out", str(tmp_path / "run"), "-q").returncode
+        == 0
+    )
+    other = labels_csv(tmp_path, ["cat", "dog", "ferret", "dog"], name="new.csv")
+    assert_one_line_error(cli("evaluate", str(tmp_path / "run"), str(other)),
+                          "column 'label', row 3", "label 'ferret' was never seen in training",
+                          "'cat', 'dog'")  # fmt: skip

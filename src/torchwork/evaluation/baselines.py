@@ -1,16 +1,39 @@
-"""Baselines a model is measured against, fitted on the same training rows."""
+"""Baselines a model is measured against, fitted on the same training rows.
+
+Regression: :class:`LeastSquares` (closed form, or streamed chunk by chunk). Classification:
+:class:`MajorityClass` (the training class frequencies) and :class:`LogisticRegression` (the
+same objective and coefficients as scikit-learn's, fitted with L-BFGS in torch float64). Each
+saves itself as plain JSON (``to_json``/``from_json``) so a run folder can hold it.
+"""
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-from torchwork.evaluation.metrics import _as_2d
+from torchwork.core.checks import check
+from torchwork.core.errors import InputError
+from torchwork.evaluation.metrics import _as_2d, _as_codes
 
 
 class LeastSquares:
-    """Ordinary least squares with an intercept, solved in closed form (``numpy.linalg.lstsq``)."""
+    """Ordinary least squares with an intercept, solved in closed form (``numpy.linalg.lstsq``).
+
+    ``fit`` solves at once; ``partial_fit`` (any number of chunks) then ``finish`` accumulates
+    the normal equations in float64 and solves them, for tables that do not fit in memory.
+    """
+
+    def __init__(self) -> None:
+        self._gram: np.ndarray | None = None
+        self._cross: np.ndarray | None = None
+        self._shift_x: np.ndarray | None = None
+        self._shift_y: np.ndarray | None = None
+        self.n_rows_ = 0
 
     def fit(self, X: Any, y: Any) -> LeastSquares:
         A = _as_2d(X)
@@ -21,3 +44,217 @@ class LeastSquares:
 
     def predict(self, X: Any) -> np.ndarray:
         return _as_2d(X) @ self.coef_ + self.intercept_
+
+    def partial_fit(self, X: Any, y: Any) -> LeastSquares:
+        """Adds a chunk of rows to the normal equations ``[X 1]ᵀ[X 1] b = [X 1]ᵀ y``.
+
+        The rows are shifted by the first chunk's means before they are accumulated, which keeps
+        the sums well conditioned when a column sits far from zero (the intercept absorbs the shift).
+        """
+        A, Y = _as_2d(X), _as_2d(y)
+        if len(A) != len(Y):
+            raise InputError(f"partial_fit: X has {len(A)} rows but y {len(Y)}")
+        if len(A) == 0:
+            return self
+        if self._gram is None or self._cross is None or self._shift_x is None or self._shift_y is None:
+            self._shift_x, self._shift_y = A.mean(axis=0), Y.mean(axis=0)
+            d, k = A.shape[1], Y.shape[1]
+            self._gram, self._cross = np.zeros((d + 1, d + 1)), np.zeros((d + 1, k))
+        elif A.shape[1] != len(self._shift_x) or Y.shape[1] != len(self._shift_y):
+            raise InputError(
+                f"partial_fit: a chunk has {A.shape[1]} feature and {Y.shape[1]} target columns, "
+                f"the first had {len(self._shift_x)} and {len(self._shift_y)}"
+            )
+        A1 = np.hstack([A - self._shift_x, np.ones((len(A), 1))])
+        self._gram += A1.T @ A1
+        self._cross += A1.T @ (Y - self._shift_y)
+        self.n_rows_ += len(A)
+        return self
+
+    def finish(self) -> LeastSquares:
+        """Solves the accumulated normal equations (``lstsq``: the least-norm solution if rank deficient)."""
+        if self._gram is None or self._cross is None or self._shift_x is None or self._shift_y is None:
+            raise InputError("finish: no rows were given to partial_fit")
+        coef, *_ = np.linalg.lstsq(self._gram, self._cross, rcond=None)
+        self.coef_ = coef[:-1]
+        self.intercept_ = coef[-1] + self._shift_y - self._shift_x @ self.coef_
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"coef": (d x k), "intercept": (k)}`` as lists: the run folder's ``baseline`` entry."""
+        return {"coef": self.coef_.tolist(), "intercept": self.intercept_.tolist()}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> LeastSquares:
+        ls = cls()
+        ls.coef_ = np.asarray(doc["coef"], dtype=np.float64)
+        ls.intercept_ = np.asarray(doc["intercept"], dtype=np.float64)
+        return ls
+
+
+def _check_n_classes(n_classes: Any, where: str) -> int:
+    return int(check(n_classes, "count", where))
+
+
+class MajorityClass:
+    """Predicts the training class frequencies for every row (so its log loss means something).
+
+    The predicted class is the most frequent one, ties to the lowest code, as an argmax would pick.
+    """
+
+    def fit(self, y: Any, n_classes: int) -> MajorityClass:
+        n_classes = _check_n_classes(n_classes, "MajorityClass.fit(n_classes=...)")
+        codes = _as_codes(y, n_classes, "y")
+        if len(codes) == 0:
+            raise InputError("MajorityClass.fit: y has no rows")
+        self.frequencies_ = np.bincount(codes, minlength=n_classes) / len(codes)
+        return self
+
+    @property
+    def class_(self) -> int:
+        return int(np.argmax(self.frequencies_))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """The training frequencies, one row per row of X, shape (n, n_classes)."""
+        return np.tile(self.frequencies_, (len(X), 1))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.full(len(X), self.class_, dtype=np.int64)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"frequencies": self.frequencies_.tolist()}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> MajorityClass:
+        model = cls()
+        model.frequencies_ = np.asarray(doc["frequencies"], dtype=np.float64)
+        return model
+
+
+class LogisticRegression:
+    """L2-penalized logistic regression with the objective of scikit-learn's ``LogisticRegression(C=C)``.
+
+    Minimizes ``C * sum(log loss) + ½‖W‖²`` (the intercept is not penalized): one logit and a
+    sigmoid for two classes, a softmax over every class for more, exactly as scikit-learn does,
+    so ``coef_`` (shape (1, d) or (K, d)) and ``intercept_`` compare with its attributes. Full-batch
+    L-BFGS (strong Wolfe line search) in torch float64, from zeros, until the largest gradient
+    entry of the per-row objective is below ``tol`` or no step lowers it in float64: deterministic,
+    and fast on thousands of rows.
+
+    Like scikit-learn, the model is fitted on the classes present in y (``classes_``); a class
+    of ``n_classes`` with no training rows gets probability 0.
+    """
+
+    def __init__(self, C: float = 1.0, max_iter: int = 1000, tol: float = 1e-10) -> None:
+        self.C = check(C, "positive", "LogisticRegression(C=...)")
+        self.max_iter = check(max_iter, "count", "LogisticRegression(max_iter=...)")
+        self.tol = check(tol, "positive", "LogisticRegression(tol=...)")
+
+    def fit(self, X: Any, y: Any, n_classes: int) -> LogisticRegression:
+        """Fits on features X (n, d) and class codes y (n,) in 0..n_classes-1."""
+        n_classes = _check_n_classes(n_classes, "LogisticRegression.fit(n_classes=...)")
+        A = _as_2d(X)
+        codes = _as_codes(y, n_classes, "y")
+        if len(A) != len(codes):
+            raise InputError(f"LogisticRegression.fit: X has {len(A)} rows but y {len(codes)}")
+        if not np.all(np.isfinite(A)):
+            raise InputError("LogisticRegression.fit: X has NaN or infinite values")
+        classes = np.unique(codes)
+        if len(classes) < 2:
+            raise InputError(f"LogisticRegression.fit: y needs at least 2 classes, got {classes.tolist()}")
+        self.n_classes_ = n_classes
+        self.classes_ = classes
+        self.coef_, self.intercept_, self.n_iter_ = self._lbfgs(A, np.searchsorted(classes, codes), len(classes))
+        return self
+
+    def _lbfgs(self, A: np.ndarray, target: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Minimizes the per-row objective ``mean(log loss) + ‖W‖² / (2 C n)`` (same minimizer)."""
+        n, d = A.shape
+        rows = 1 if k == 2 else k
+        X = torch.from_numpy(np.ascontiguousarray(A))
+        W = torch.zeros(rows, d, dtype=torch.float64, requires_grad=True)
+        b = torch.zeros(rows, dtype=torch.float64, requires_grad=True)
+        t = torch.from_numpy(target.astype(np.float64) if k == 2 else target.astype(np.int64))
+        reg = 0.0 if math.isinf(self.C) else 1.0 / (self.C * n)
+        max_eval = 2 * self.max_iter
+        opt = torch.optim.LBFGS(
+            [W, b],
+            lr=1.0,
+            max_iter=self.max_iter,
+            max_eval=max_eval,
+            tolerance_grad=self.tol,
+            tolerance_change=0.0,  # stop on the gradient only (or when no step makes progress)
+            history_size=20,
+            line_search_fn="strong_wolfe",
+        )
+
+        def objective() -> torch.Tensor:
+            opt.zero_grad()
+            z = torch.addmm(b, X, W.T)
+            loss = F.binary_cross_entropy_with_logits(z[:, 0], t) if k == 2 else F.cross_entropy(z, t)
+            loss = loss + 0.5 * reg * (W * W).sum()
+            loss.backward()
+            return loss
+
+        opt.step(objective)
+        objective()
+        assert W.grad is not None and b.grad is not None
+        worst = max(float(W.grad.abs().max()), float(b.grad.abs().max()))
+        state = opt.state[W]
+        n_iter = int(state.get("n_iter", 0))
+        # L-BFGS stops at tol, or when the line search finds no lower objective in float64 (typically with
+        # a gradient near 1e-10, the optimum to float64 precision); only running out of iterations fails.
+        self.converged_ = worst <= self.tol or (n_iter < self.max_iter and int(state.get("func_evals", 0)) < max_eval)
+        if not self.converged_:
+            warnings.warn(
+                f"LogisticRegression: L-BFGS used all {self.max_iter} iterations and stopped with a gradient of "
+                f"{worst:.3g} (> tol {self.tol:g}); raise max_iter or scale the features",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        coef, intercept = W.detach().numpy().copy(), b.detach().numpy().copy()
+        if rows > 1:
+            intercept -= intercept.mean()  # softmax is unchanged; scikit-learn's intercepts also sum to 0
+        return coef, intercept, n_iter
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """The logits, (n,) for a binary model, (n, K) otherwise, as scikit-learn returns them."""
+        z = _as_2d(X) @ self.coef_.T + self.intercept_
+        return z[:, 0] if len(self.coef_) == 1 else z
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (n, n_classes); classes absent from the training rows get 0."""
+        z = self.decision_function(X)
+        if z.ndim == 1:
+            p1 = np.exp(-np.logaddexp(0.0, -z))
+            fitted = np.stack([1.0 - p1, p1], axis=1)
+        else:
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            fitted = e / e.sum(axis=1, keepdims=True)
+        proba = np.zeros((len(fitted), self.n_classes_))
+        proba[:, self.classes_] = fitted
+        return proba
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.argmax(self.predict_proba(X), axis=1)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "C": None if math.isinf(self.C) else self.C,  # None: no penalty (JSON has no infinity)
+            "max_iter": self.max_iter,
+            "tol": self.tol,
+            "n_classes": self.n_classes_,
+            "classes": self.classes_.tolist(),
+            "coef": self.coef_.tolist(),
+            "intercept": self.intercept_.tolist(),
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> LogisticRegression:
+        model = cls(C=math.inf if doc["C"] is None else doc["C"], max_iter=doc["max_iter"], tol=doc["tol"])
+        model.n_classes_ = int(doc["n_classes"])
+        model.classes_ = np.asarray(doc["classes"], dtype=np.int64)
+        model.coef_ = np.asarray(doc["coef"], dtype=np.float64)
+        model.intercept_ = np.asarray(doc["intercept"], dtype=np.float64)
+        model.n_iter_, model.converged_ = 0, True
+        return model

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from contextlib import suppress
@@ -39,10 +40,19 @@ def fsync_dir(directory: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | str | Callable[[IO[bytes]], None]) -> Path:
-    """Write ``data`` (bytes, text, or a function that writes to a binary file) to ``path`` atomically."""
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes | str | Callable[[IO[bytes]], None], *, keep_mode: bool = False
+) -> Path:
+    """Write ``data`` (bytes, text, or a function that writes to a binary file) to ``path`` atomically.
+
+    ``keep_mode``: a file that is replaced keeps its permission bits (a user's 600 stays 600).
+    """
     path = Path(path)
     directory = path.parent
+    mode = _MODE
+    if keep_mode:
+        with suppress(OSError):
+            mode = stat.S_IMODE(os.stat(path).st_mode)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=directory)
     except OSError as exc:
@@ -55,7 +65,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str | Callable[[IO[
                 f.write(data.encode() if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _MODE)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
         fsync_dir(directory)
     except BaseException as exc:

@@ -140,8 +140,10 @@ class Checkpointer(Callback):
         every_epochs: int | None = None,
         every_steps: int | None = None,
         extra: dict[str, Any] | None = None,
+        final: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.final = final  # write a last checkpoint when fitting ends: the finished state, marked as such
         self.every_epochs = every_epochs
         self.every_n_steps = every_steps or 0  # 0: no step checkpoints, on_step_end is never called
         self.extra = extra or {}
@@ -161,6 +163,13 @@ class Checkpointer(Callback):
         self.close()
 
     def on_fit_end(self, fit: Fit) -> None:
+        if self.final:  # after early stopping restored the best weights (it runs first)
+            self.wait()
+            fit.check_finite(running=True)
+            finished = {"finished": True, "device": str(fit.device), "notes": list(fit.notes)}
+            ensure_dir(self.path.parent)
+            save_checkpoint(self.path, fit.state_dict(), {**self.extra, **finished})
+            self.written((fit.state.epoch, fit.state.step))
         self.close()
 
     def on_exception(self, fit: Fit, exc: BaseException) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from torchwork.core.errors import InputError
 from torchwork.core.registry import Registry
+from torchwork.models.linear import TabularLinear
 
 ACTIVATIONS: Registry[Callable[[], nn.Module]] = Registry("activation")
 ACTIVATIONS.add("relu", nn.ReLU)
@@ -20,8 +22,21 @@ ACTIVATIONS.add("leaky_relu", nn.LeakyReLU)
 ACTIVATIONS.add("elu", nn.ELU)
 
 
+def embedding_size(codes: int) -> int:
+    """Width of a category's embedding: fastai's rule ``1.6 * codes ** 0.56``, at most 32."""
+    return max(1, min(32, round(1.6 * codes**0.56)))
+
+
 class MLP(nn.Module):
-    """A multilayer perceptron: ``in -> hidden[0] -> ... -> out`` with an activation and dropout."""
+    """A multilayer perceptron: ``in -> hidden[0] -> ... -> out`` with an activation and dropout.
+
+    ``categories`` (codes per categorical input) makes the last ``len(categories)`` inputs
+    category codes, each looked up in a learned embedding (:func:`embedding_size`; code 0,
+    "unknown", is fixed at zero). ``skip=True`` adds a linear path from the inputs to the
+    output (:class:`~torchwork.models.linear.TabularLinear`): :meth:`start_from` sets it from
+    a closed-form fit and zeroes the last layer, so the network starts as that straight line
+    and only has to learn what the line misses.
+    """
 
     def __init__(
         self,
@@ -30,6 +45,8 @@ class MLP(nn.Module):
         hidden: Sequence[int] = (64, 64),
         activation: str = "relu",
         dropout: float = 0.0,
+        categories: Sequence[int] = (),
+        skip: bool = False,
     ) -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
@@ -37,8 +54,13 @@ class MLP(nn.Module):
         if any(int(h) < 1 for h in hidden):
             raise InputError(f"mlp hidden sizes must be >= 1, got {list(hidden)}")
         make_activation = ACTIVATIONS.get(activation)
+        self.n_numeric = int(in_features)
+        if categories:
+            self.embeddings = nn.ModuleList(
+                nn.Embedding(int(c), embedding_size(int(c)), padding_idx=0) for c in categories
+            )
         layers: list[nn.Module] = []
-        width = in_features
+        width = self.n_numeric + sum(embedding_size(int(c)) for c in categories)
         for size in hidden:
             layers += [nn.Linear(width, int(size)), make_activation()]
             if dropout:
@@ -46,6 +68,25 @@ class MLP(nn.Module):
             width = int(size)
         layers.append(nn.Linear(width, out_features))
         self.net = nn.Sequential(*layers)
+        if skip:
+            self.skip = TabularLinear(self.n_numeric, out_features, categories)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        if hasattr(self, "embeddings"):
+            codes = x[:, self.n_numeric :].long()
+            h = torch.cat([x[:, : self.n_numeric], *(emb(codes[:, j]) for j, emb in enumerate(self.embeddings))], 1)
+        else:
+            h = x
+        out = self.net(h)
+        if hasattr(self, "skip"):
+            out = out + self.skip(x)
+        return out
+
+    @torch.no_grad()
+    def start_from(self, coef: np.ndarray, intercept: np.ndarray) -> None:
+        """Start as the straight line ``coef``/``intercept`` (needs ``skip=True``): the last layer is zeroed."""
+        self.skip.start_from(coef, intercept)
+        last = self.net[-1]
+        assert isinstance(last, nn.Linear)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)

@@ -1,28 +1,94 @@
-"""``report.html``: one self-contained page (plots embedded) that shows a run."""
+"""``report.html``: one self-contained page (plots embedded) that shows a run.
+
+The page loads nothing and runs no script: the styles are inline and the plots are data URIs.
+It reads at any width from 320 px: tables too wide for a phone scroll inside their own box,
+long paths and code wrap, and plots take the column's width (two columns on wide screens, one
+on phones). Every plot has the same width (``report.plots.FIGSIZE``), so their text shows at
+one size. Regression and classification metrics are both understood (``metrics["task"]``).
+"""
 
 from __future__ import annotations
 
 import base64
 import html
+import json
+import math
+import re
+import struct
+from collections.abc import Sequence
 from typing import Any
 
 _CSS = """
+*,*::before,*::after{box-sizing:border-box}
+html{-webkit-text-size-adjust:100%;text-size-adjust:100%}
 body{font:15px/1.5 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
 main{max-width:1100px;margin:0 auto;padding:24px 32px 64px}
-h1{font-size:26px;margin:8px 0 4px}h2{font-size:19px;margin:32px 0 8px;border-bottom:1px solid #dde1e7;padding-bottom:4px}
+h1{font-size:26px;line-height:1.25;margin:8px 0 6px;overflow-wrap:anywhere}
+h2{font-size:19px;margin:32px 0 8px;border-bottom:1px solid #dde1e7;padding-bottom:4px}
+h3{font-size:16px;margin:20px 0 6px}
+p,li,figcaption{overflow-wrap:anywhere}
 .sub{color:#5b6475;margin:0 0 16px}
 .verdict{padding:12px 16px;border-radius:8px;margin:16px 0;font-weight:600}
 .good{background:#e4f5e9;color:#155c2c}.bad{background:#fdecea;color:#8a1c12}.even{background:#eef1f6;color:#333}
-table{border-collapse:collapse;background:#fff;margin:8px 0;font-variant-numeric:tabular-nums}
-th,td{border:1px solid #dde1e7;padding:5px 10px;text-align:right}th{background:#eef1f6}
-td.l,th.l{text-align:left}
-.cards{display:flex;flex-wrap:wrap;gap:12px}.card{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:10px 14px}
-.card b{display:block;font-size:20px}.card span{color:#5b6475;font-size:13px}
-img{max-width:100%;background:#fff;border:1px solid #dde1e7;border-radius:6px;margin:6px 0}
-.grid{display:grid;grid-template-columns:1fr 1fr;gap:12px}.wide{grid-column:1/-1}@media(max-width:800px){.grid{grid-template-columns:1fr}}
-figure{margin:0}figcaption{color:#5b6475;font-size:13px}
-code{background:#eef1f6;padding:1px 4px;border-radius:4px}
+.notes{background:#fff8e1;border:1px solid #f0dc9c;border-radius:8px;margin:12px 0;padding:8px 16px 8px 32px}
+.notes li{margin:2px 0}
+.scroll{max-width:100%;overflow-x:auto;margin:8px 0}
+table{border-collapse:collapse;background:#fff;font-variant-numeric:tabular-nums}
+th,td{border:1px solid #dde1e7;padding:5px 10px;text-align:right;vertical-align:top}
+thead th{background:#eef1f6}
+th.l,td.l{text-align:left}
+tr.group th{background:#f6f7f9;font-weight:600;padding-top:7px}
+tr.group span{color:#5b6475;font-weight:400;font-size:13px;margin-left:6px}
+tbody th[scope=row]{font-weight:600;background:#fafbfc}
+td.v{font:13px/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:anywhere}
+td.wrap{overflow-wrap:anywhere}
+td.cm{min-width:3em}
+.cmx .n{display:none}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(160px,1fr));grid-auto-flow:dense;gap:10px}
+.card{background:#fff;border:1px solid #dde1e7;border-radius:8px;padding:10px 14px;min-width:0}
+.card.wide{grid-column:span 2}
+.card b{display:block;font-size:19px;line-height:1.3;overflow-wrap:anywhere}.card span{color:#5b6475;font-size:13px}
+.grid{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:16px}
+figure{margin:0;min-width:0}
+figcaption{color:#5b6475;font-size:13px}
+img{display:block;width:100%;height:auto;background:#fff;border:1px solid #dde1e7;border-radius:6px;margin:6px 0}
+code{background:#eef1f6;padding:1px 4px;border-radius:4px;overflow-wrap:anywhere;font-size:.92em}
+@media(max-width:800px){.grid{grid-template-columns:minmax(0,1fr)}}
+@media(max-width:600px){
+main{padding:16px 14px 48px}h1{font-size:22px}h2{font-size:18px}
+th,td{padding:4px 5px}thead th{font-size:13px}
+.cards{grid-template-columns:repeat(2,minmax(0,1fr));gap:8px}.card{padding:8px 10px}.card b{font-size:17px}
+.cmx .n{display:inline}.cmx .name{display:none}
+table.stack{width:100%}.stack thead{display:none}
+.stack tr{display:flex;flex-wrap:wrap;align-items:baseline;gap:0 12px;border:1px solid #dde1e7;border-top:0;padding:6px 10px}
+.stack tr:first-child{border-top:1px solid #dde1e7}
+.stack th,.stack td,.stack tbody th[scope=row]{display:block;border:0;padding:0;background:none;text-align:left;min-width:0}
+.stack td[data-label]{white-space:nowrap}.stack td[data-label]::before{content:attr(data-label) " ";color:#5b6475}
+}
+@media(max-width:380px){main{padding:12px 10px 40px}table{font-size:13px}th,td{padding:3px 4px}tr.group span{display:block;margin:0}}
 """
+
+PARTS = ("train", "val", "test")
+# (key, label, which way is better, format) of each metric in the metrics table.
+REGRESSION_METRICS = (
+    ("mae", "MAE", "lower is better", "num"),
+    ("mse", "MSE", "lower is better", "num"),
+    ("rmse", "RMSE", "lower is better", "num"),
+    ("r2", "R²", "higher is better", "num"),
+)
+CLASSIFICATION_METRICS = (
+    ("accuracy", "accuracy", "higher is better", "pct"),
+    ("balanced_accuracy", "balanced accuracy", "higher is better", "pct"),
+    ("f1_macro", "F1 (macro)", "higher is better", "p3"),
+    ("log_loss", "log loss", "lower is better", "num"),
+    ("roc_auc", "ROC AUC", "higher is better", "p3"),
+)
+REGRESSION_MODELS = (("model", "model"), ("least_squares", "least squares"))
+CLASSIFICATION_MODELS = (
+    ("model", "model"),
+    ("logistic_regression", "logistic regression"),
+    ("majority_class", "majority class"),
+)
 
 
 def _fmt(value: Any) -> str:
@@ -31,26 +97,230 @@ def _fmt(value: Any) -> str:
     return html.escape(str(value))
 
 
+def _num(value: Any, kind: str = "num") -> str:
+    """A metric as the tables show it: ``pct`` 97.1%, ``p3`` 0.971, ``num`` four significant digits."""
+    if value is None:
+        return "—"
+    if isinstance(value, (bool, int)):
+        return str(value)
+    v = float(value)
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "∞" if v > 0 else "−∞"
+    if kind == "pct":
+        return f"{v:.1%}"
+    if kind == "p3":
+        return f"{v:.3f}"
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if 1e-3 <= a < 1e6:
+        return f"{v:.{max(0, 3 - math.floor(math.log10(a)))}f}"
+    return f"{v:.3e}"
+
+
+def _json(value: Any) -> str:
+    """A configuration value in JSON spelling (null, true, [64, 64], {}); text as it is."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _breakable(text: str) -> str:
+    """Escaped text that may wrap after each / \\ : . _ not followed by a digit (long paths and dotted names)."""
+    return re.sub(r"([/\\:._])(?=[^\s\d])", r"\1<wbr>", html.escape(text))
+
+
+def _png_size(png: bytes) -> tuple[int, int] | None:
+    if png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", png[16:24])
+        return int(width), int(height)
+    return None
+
+
 def _img(png: bytes, alt: str) -> str:
     data = base64.b64encode(png).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    size = _png_size(png)
+    dims = f" width={size[0]} height={size[1]}" if size else ""
+    return f'<img alt="{html.escape(alt)}"{dims} src="data:image/png;base64,{data}">'
+
+
+def _is_classification(metrics: dict[str, Any]) -> bool:
+    return metrics.get("task") == "classification" or "logistic_regression" in metrics
+
+
+def _table(body: str, css: str = "") -> str:
+    """A table in its own box, which scrolls sideways when the table is wider than the page.
+
+    ``css="stack"``: on phones each row becomes a block of text instead (no sideways scrolling).
+    """
+    cls = f" class={css}" if css else ""
+    return f"<div class=scroll><table{cls}>{body}</table></div>"
 
 
 def _metrics_table(metrics: dict[str, Any]) -> str:
-    rows = []
-    for part in ("train", "val", "test"):
-        model = metrics["model"].get(part)
-        base = metrics["least_squares"].get(part)
-        if model is None:
+    """Splits as columns; per metric, one row for the model and one per baseline; the best in bold."""
+    classification = _is_classification(metrics)
+    specs = CLASSIFICATION_METRICS if classification else REGRESSION_METRICS
+    sources = CLASSIFICATION_MODELS if classification else REGRESSION_MODELS
+    parts = [p for p in PARTS if p in metrics.get("model", {})]
+    head = "<thead><tr><th class=l scope=col>split</th>" + "".join(f"<th scope=col>{p}</th>" for p in parts)
+    head += "</tr></thead>"
+    counts = metrics.get("rows", {})
+    rows = (
+        "<tbody><tr><th class=l scope=row>rows</th>"
+        + "".join(f"<td>{_num(counts.get(p))}</td>" for p in parts)
+        + "</tr></tbody>"
+    )
+    groups = []
+    for key, label, better, kind in specs:
+        present = [(src, name) for src, name in sources if any(key in metrics.get(src, {}).get(p, {}) for p in parts)]
+        if not present:
             continue
-        cells = "".join(f"<td>{_fmt(model[m])}</td><td>{_fmt(base[m])}</td>" for m in ("mae", "rmse", "r2"))
-        rows.append(f"<tr><td class=l>{part}</td><td>{metrics['rows'][part]}</td>{cells}</tr>")
-    head = "".join(f"<th>{m} model</th><th>{m} least squares</th>" for m in ("MAE", "RMSE", "R²"))
-    return f"<table><tr><th class=l>split</th><th>rows</th>{head}</tr>{''.join(rows)}</table>"
+        best: dict[str, float] = {}
+        for p in parts:
+            values = [metrics[src][p].get(key) for src, _ in present if p in metrics[src]]
+            values = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+            if len(values) > 1 and min(values) != max(values):
+                best[p] = min(values) if better.startswith("lower") else max(values)
+        lines = [f"<tr class=group><th class=l colspan={len(parts) + 1}>{label}<span>{better}</span></th></tr>"]
+        for src, name in present:
+            cells = []
+            for p in parts:
+                value = metrics[src].get(p, {}).get(key)
+                text = _num(value, kind)
+                bold = value is not None and p in best and float(value) == best[p]
+                cells.append(f"<td>{'<b>' + text + '</b>' if bold else text}</td>")
+            lines.append(f"<tr><td class=l>{name}</td>{''.join(cells)}</tr>")
+        groups.append(f"<tbody>{''.join(lines)}</tbody>")
+    return _table(head + rows + "".join(groups))
+
+
+def _class_names(metrics: dict[str, Any], n: int) -> list[str]:
+    names = [str(c) for c in metrics.get("classes") or []]
+    return names if len(names) == n else [f"class {k}" for k in range(n)]
+
+
+def _per_class_section(metrics: dict[str, Any]) -> str:
+    """Per-class precision, recall, F1 and the confusion matrix of the model, on test (else val, else train)."""
+    model = metrics.get("model", {})
+    part = next((p for p in ("test", "val", "train") if model.get(p, {}).get("per_class")), None)
+    if part is None:
+        return ""
+    per_class = model[part]["per_class"]
+    names = _class_names(metrics, len(per_class))
+    head = (
+        "<thead><tr><th class=l scope=col>class</th><th scope=col>precision</th><th scope=col>recall</th>"
+        "<th scope=col>F1</th><th scope=col>rows</th></tr></thead>"
+    )
+    body = "".join(
+        f"<tr><th class=l scope=row>{html.escape(name)}</th><td>{_num(c.get('precision'), 'p3')}</td>"
+        f"<td>{_num(c.get('recall'), 'p3')}</td><td>{_num(c.get('f1'), 'p3')}</td><td>{_num(c.get('support'))}</td></tr>"
+        for name, c in zip(names, per_class, strict=True)
+    )
+    out = [f"<h3>Each class, {part} split</h3>", _table(f"{head}<tbody>{body}</tbody>")]
+    cm = model[part].get("confusion_matrix")
+    if cm and len(cm) == len(names):
+        out.append(f"<h3>Confusion matrix, {part} split</h3>")
+        out.append(
+            "<p class=sub>Rows are the actual class, columns the predicted one; shaded by the share of the row.</p>"
+        )
+        # On phones the columns are headed by the class's number (the rows say which is which).
+        top = "".join(
+            f"<th scope=col><span class=name>{html.escape(n)}</span><span class=n>{k + 1}</span></th>"
+            for k, n in enumerate(names)
+        )
+        lines = []
+        for i, (name, row) in enumerate(zip(names, cm, strict=True)):
+            total = sum(row)
+            cells = []
+            for j, count in enumerate(row):
+                share = count / total if total else 0.0
+                colour = "#fff" if share > 0.55 else "inherit"
+                style = f' style="background:rgba(31,95,191,{share:.2f});color:{colour}"' if share else ""
+                text = f"<b>{count}</b>" if i == j else f"{count}"
+                cells.append(f"<td class=cm{style}>{text}</td>")
+            number = f"<span class=n>{i + 1} </span>"
+            lines.append(f"<tr><th class=l scope=row>{number}{html.escape(name)}</th>{''.join(cells)}</tr>")
+        head = f"<thead><tr><th class=l scope=col>actual \\ predicted</th>{top}</tr></thead>"
+        out.append(_table(f"{head}<tbody>{''.join(lines)}</tbody>", "cmx"))
+    return "".join(out)
+
+
+def _columns_table(columns: Sequence[dict[str, Any]]) -> str:
+    unknown = any(c.get("unknown") is not None for c in columns)
+    head = "<thead><tr><th class=l scope=col>column</th><th class=l scope=col>kind</th>"
+    head += "<th class=l scope=col>detail</th><th scope=col>filled</th>"
+    head += ("<th scope=col>unknown</th>" if unknown else "") + "</tr></thead>"
+    rows = []
+    for c in columns:
+        cells = (
+            f"<th class=l scope=row><code>{html.escape(str(c.get('name', '')))}</code></th>"
+            f"<td class=l>{html.escape(str(c.get('kind', '')))}</td>"
+            f"<td class='l wrap'>{html.escape(str(c.get('detail', '')))}</td>"
+            f"<td data-label=filled>{_num(c.get('filled', 0))}</td>"
+        )
+        if unknown:
+            cells += f"<td data-label=unknown>{_num(c.get('unknown'))}</td>"
+        rows.append(f"<tr>{cells}</tr>")
+    return _table(f"{head}<tbody>{''.join(rows)}</tbody>", "stack")
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def _classification_verdict(metrics: dict[str, Any]) -> tuple[str, str]:
+    model = metrics.get("model", {})
+    base_key, base_name = "logistic_regression", "the logistic regression"
+    if not metrics.get(base_key):
+        base_key, base_name = "majority_class", "the majority-class baseline"
+    base = metrics.get(base_key) or {}
+    part = next((p for p in ("test", "val", "train") if p in model and p in base), None)
+    if part is None:
+        part = next((p for p in ("test", "val", "train") if p in model), None)
+        if part is None:
+            return "No metrics to judge the model by.", "even"
+        return (
+            f"The model's accuracy on the {part} split is {_pct(model[part]['accuracy'])} (no baseline to compare with).",
+            "even",
+        )
+    m, b = model[part], base[part]
+    ours, theirs = float(m["accuracy"]), float(b["accuracy"])
+    loss = ""
+    if m.get("log_loss") is not None and b.get("log_loss") is not None:
+        loss = f" (log loss {float(m['log_loss']):.3g} against {float(b['log_loss']):.3g})"
+    diff = round(ours - theirs, 12)
+    if diff >= 0.005:
+        text = f"The model beats {base_name} on the {part} split: accuracy {_pct(ours)} against {_pct(theirs)}{loss}."
+        css = "good"
+    elif diff <= -0.005:
+        name = base_name[0].upper() + base_name[1:]
+        text = f"{name} beats the model on the {part} split: accuracy {_pct(theirs)} against {_pct(ours)}{loss}."
+        css = "bad"
+    else:
+        text = (
+            f"The model and {base_name} do equally well on the {part} split: accuracy {_pct(ours)} against "
+            f"{_pct(theirs)}, within half a point{loss}."
+        )
+        css = "even"
+    majority = (metrics.get("majority_class") or {}).get(part)
+    if base_key != "majority_class" and majority and ours < float(majority["accuracy"]) + 0.005:
+        text += f" The model does no better than always predicting the most common class ({_pct(float(majority['accuracy']))})."
+        css = "bad"
+    return text, css
 
 
 def verdict(metrics: dict[str, Any]) -> tuple[str, str]:
-    """One sentence on whether the network beats a straight line, and its CSS class."""
+    """One sentence on whether the network beats its baseline, and its CSS class (good, even, bad).
+
+    Regression: the model against the least-squares line, by MSE. Classification: against the
+    logistic regression, by accuracy (equal within half a point), with the log loss beside it.
+    Judged on the test split, else validation, else training.
+    """
+    if _is_classification(metrics):
+        return _classification_verdict(metrics)
     part = next((p for p in ("test", "val", "train") if p in metrics["model"]), "train")
     model, base = metrics["model"][part]["mse"], metrics["least_squares"][part]["mse"]
     if base <= 1e-12 * model or base == 0:  # the target is (almost exactly) linear in the features
@@ -78,6 +348,14 @@ def verdict(metrics: dict[str, Any]) -> tuple[str, str]:
     )
 
 
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
 def render_report(
     *,
     title: str,
@@ -86,47 +364,106 @@ def render_report(
     metrics: dict[str, Any],
     model_meta: dict[str, Any],
     plots: dict[str, bytes],
+    columns: Sequence[dict[str, Any]] | None = None,
+    notes: Sequence[str] | None = None,
 ) -> str:
-    """The HTML of a run's report. ``plots`` maps a caption to PNG bytes."""
+    """The HTML of a run's report. ``plots`` maps a caption to PNG bytes.
+
+    ``columns`` describes the input columns (``name``, ``kind``, ``detail``, ``filled``, optional
+    ``unknown``) for a "Columns" table; ``notes`` (and ``info["notes"]``) are shown near the top.
+    """
     text, css = verdict(metrics)
-    arch = model_meta["architecture"]
-    arch_name = arch.get("name") or arch.get("class")
-    cards = [
-        ("rows used", f"{info['data']['rows_used']}"),
-        ("features", f"{len(model_meta['preprocessing']['features'])}"),
-        ("model", f"{arch_name} · {model_meta['parameters']} parameters"),
-        ("epochs", f"{info['epochs_run']}" + (" (stopped early)" if info.get("stopped_early") else "")),
+    classification = _is_classification(metrics)
+    pre = model_meta.get("preprocessing", {})
+    features, targets = _as_list(pre.get("features")), _as_list(pre.get("target"))
+    arch = model_meta.get("architecture", {})
+    arch_name = arch.get("name") or arch.get("class") or "model"
+    data = info.get("data", {})
+    classes = [str(c) for c in metrics.get("classes") or []]
+    cards = [("rows used", f"{data.get('rows_used', '—')}"), ("features", f"{len(features)}")]
+    if classification:
+        cards.append(("classes", f"{len(classes)}"))
+    params = model_meta.get("parameters")
+    count = f" · {params:,} parameters" if isinstance(params, int) else f" · {params} parameters" if params else ""
+    cards.append(("model", f"{arch_name}{count}"))
+    cards += [
+        ("epochs, stopped early" if info.get("stopped_early") else "epochs", f"{info.get('epochs_run', '—')}"),
         ("best epoch", f"{info['best_epoch']}" if info.get("best_epoch") is not None else "—"),
-        ("time", f"{info['seconds']:.1f} s on {info['device']}"),
     ]
-    cards_html = "".join(f"<div class=card><b>{_fmt(v)}</b><span>{_fmt(k)}</span></div>" for k, v in cards)
-    figures = list(plots.items())
-    grid = "".join(
-        f"<figure{' class=wide' if cap.startswith('Residuals') else ''}>{_img(png, cap)}"
-        f"<figcaption>{_fmt(cap)}</figcaption></figure>"
-        for cap, png in figures
+    if info.get("seconds") is not None:
+        cards.append((f"time on {info.get('device', '?')}", f"{info['seconds']:.1f} s"))
+    cards_html = "".join(
+        f"<div class='card{' wide' if k == 'model' else ''}'><b>{_breakable(v)}</b><span>{_fmt(k)}</span></div>"
+        for k, v in cards
     )
-    config_rows = "".join(f"<tr><td class=l>{_fmt(k)}</td><td class=l>{_fmt(v)}</td></tr>" for k, v in config.items())
-    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-    dropped = info["data"].get("dropped", 0)
+
+    target = ", ".join(targets)
+    source = f" of <code>{_breakable(str(data['source']))}</code>" if data.get("source") else ""
+    dropped = data.get("dropped", 0)
     dropped_note = f" ({dropped} rows with missing values dropped)" if dropped else ""
+    finished = f" Finished {_fmt(info['finished'])}." if info.get("finished") else ""
+    if classification:
+        shown = f" ({_fmt(', '.join(classes))})" if 0 < len(classes) <= 8 else ""
+        what = f"Classifying <code>{_fmt(target)}</code> into {len(classes)} classes{shown}"
+    else:
+        what = f"Predicting <code>{_fmt(target)}</code>"
+    lead = f"{what} from {len(features)} features{source}{dropped_note}.{finished}"
+
+    all_notes = list(dict.fromkeys([*_as_list(info.get("notes")), *_as_list(notes)]))
+    notes_html = (
+        "<ul class=notes>" + "".join(f"<li>{_breakable(n)}</li>" for n in all_notes) + "</ul>" if all_notes else ""
+    )
+
+    if classification:
+        explain = (
+            "Accuracy is the share of rows given the right class; balanced accuracy is the mean of the classes' "
+            "recalls; log loss scores the predicted probabilities."
+        )
+        if metrics.get("logistic_regression"):
+            explain += " The logistic regression is fitted on the same training rows."
+        if metrics.get("majority_class"):
+            explain += " The majority class always predicts the training split's most common class."
+        explain += " The best value of each group is in bold."
+    else:
+        explain = (
+            "In the target's units. The least-squares line is fitted in closed form on the same training rows; "
+            "the better value of each pair is in bold."
+        )
+    figures = "".join(
+        f"<figure>{_img(png, cap)}<figcaption>{_fmt(cap)}</figcaption></figure>" for cap, png in plots.items()
+    )
+    plots_html = f"<h2>Plots</h2>\n<div class=grid>{figures}</div>" if plots else ""
+    if columns:
+        inputs = (
+            "<h2>Columns</h2>\n<p>The model reads "
+            + ", ".join(f"<code>{_fmt(f)}</code>" for f in features)
+            + ". <i>filled</i> counts the missing values that were filled in.</p>\n"
+            + _columns_table(columns)
+        )
+    else:
+        inputs = "<h2>Features</h2>\n<p>" + ", ".join(f"<code>{_fmt(f)}</code>" for f in features) + "</p>"
+    config_rows = "".join(
+        f"<tr><th class=l scope=row>{_fmt(k)}</th><td class='l v'>{_breakable(_json(v))}</td></tr>"
+        for k, v in config.items()
+    )
+    versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
+    per_class = _per_class_section(metrics) if classification else ""
     return f"""<!doctype html>
 <html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width,initial-scale=1">
 <title>{_fmt(title)}</title><style>{_CSS}</style></head><body><main>
 <h1>{_fmt(title)}</h1>
-<p class=sub>Predicting <code>{_fmt(", ".join(model_meta["preprocessing"]["target"]))}</code> from {len(model_meta["preprocessing"]["features"])} features
-of <code>{_fmt(info["data"]["source"])}</code>{dropped_note}. Finished {_fmt(info["finished"])}.</p>
+<p class=sub>{lead}</p>
 <div class="verdict {css}">{_fmt(text)}</div>
+{notes_html}
 <div class=cards>{cards_html}</div>
 <h2>Metrics</h2>
-<p>In the target's units. The least-squares line is fitted in closed form on the same training rows.</p>
+<p>{explain}</p>
 {_metrics_table(metrics)}
-<h2>Plots</h2>
-<div class=grid>{grid}</div>
-<h2>Features</h2>
-<p>{", ".join(f"<code>{_fmt(f)}</code>" for f in model_meta["preprocessing"]["features"])}</p>
+{per_class}
+{plots_html}
+{inputs}
 <h2>Configuration</h2>
-<table>{config_rows}</table>
+{_table(f"<tbody>{config_rows}</tbody>", "stack")}
 <p class=sub>{_fmt(versions)}</p>
 </main></body></html>
 """

@@ -9,6 +9,7 @@ is saved in the run folder.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import json
 import os
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torchwork.core.checks import check
+from torchwork.core.checks import check, choice
 from torchwork.core.errors import InputError
 
 
@@ -31,36 +32,58 @@ def _opt(default: Any, kind: str, help: str, **kw: Any) -> Any:
 class TrainConfig:
     # data
     data: str | None = _opt(None, "path", "Data file: CSV, Parquet, .npy or .npz.")
-    target: list[str] | None = _opt(None, "columns", "Target column (several: comma-separated).")
+    target: list[str] | None = _opt(
+        None, "columns", "Target column (several: comma-separated).", default_help="required"
+    )
     features: list[str] | None = _opt(
         None, "names", "Feature columns, comma-separated.", default_help="every other column"
     )
-    drop_missing: bool = _opt(False, "bool", "Drop rows with a missing value (and say how many) instead of failing.")
+    task: str = _opt(
+        "auto", "str", "auto, regression or classification (auto: labels are classes, numbers regression)."
+    )
+    categorical: list[str] = _opt([], "names", "Columns to treat as categories (e.g. integer codes), comma-separated.")
+    numeric: list[str] = _opt([], "names", "Columns to treat as numbers, comma-separated.")
+    drop_missing: bool = _opt(False, "bool", "Drop rows with a missing value (and say how many) instead of filling.")
     val: float = _opt(0.15, "fraction", "Fraction of rows for validation (early stopping watches it).")
     test: float = _opt(0.15, "fraction", "Fraction of rows held out for the final test.")
-    shuffle: bool = _opt(True, "bool", "Shuffle rows before splitting, and batches every epoch.")
+    shuffle: bool = _opt(True, "bool", "Shuffle rows before splitting (stratified by class), and batches every epoch.")
     standardize: bool = _opt(True, "bool", "Standardize features and target (fitted on the training split).")
+    encoding: str | None = _opt(None, "str?", "Text encoding of a CSV file, e.g. latin-1.", default_help="utf-8")
+    delimiter: str | None = _opt(None, "str?", "CSV delimiter.", default_help="detected: , ; tab or |")
+    decimal: str | None = _opt(None, "str?", "Decimal mark of numbers in a CSV file (, for 1,5).", default_help=".")
     # model
     model: str = _opt("mlp", "str", "linear, mlp, or package.module:Class (your nn.Module).")
     hidden: list[int] = _opt([64, 64], "ints", "MLP hidden layer sizes, comma-separated.")
     activation: str = _opt("relu", "str", "MLP activation: relu, gelu, silu, tanh, sigmoid, leaky_relu, elu.")
     dropout: float = _opt(0.0, "fraction", "MLP dropout probability.")
+    warm_start: bool = _opt(
+        True, "bool", "Start the linear model, and the MLP's linear path, from the baseline fitted in closed form."
+    )
     model_args: dict[str, Any] = _opt({}, "dict", "Constructor arguments for your own model class (config file).")
     # optimisation
-    loss: str = _opt("mse", "str", "l1 (mae), mse (l2), huber or smooth_l1.")
-    optimizer: str = _opt("adam", "str", "sgd, adam, adamw or rmsprop.")
-    lr: float = _opt(1e-3, "positive", "Learning rate.")
+    loss: str = _opt("auto", "str", "auto, l1 (mae), mse (l2), huber, smooth_l1, cross_entropy (ce) or bce.",
+                     default_help="mse; bce for two classes, cross_entropy for more")  # fmt: skip
+    class_weight: str | dict[str, float] | None = _opt(
+        None, "any?", "balanced: weigh classes by the inverse of their frequency (a config file may give a table)."
+    )
+    max_classes: int = _opt(100, "count", "Most classes a classification target may have.")
+    optimizer: str = _opt("auto", "str", "auto, sgd, adam, adamw, rmsprop or lbfgs.",
+                          default_help="lbfgs for the linear model, adam otherwise")  # fmt: skip
+    lr: float | None = _opt(
+        None, "positive?", "Learning rate.", default_help="1 for lbfgs, 0.01 for sgd, 0.001 otherwise"
+    )
     weight_decay: float = _opt(0.0, "nonnegative", "Weight decay (L2 penalty; decoupled for adamw).")
     optimizer_args: dict[str, Any] = _opt({}, "dict", "More optimizer options, e.g. momentum (config file).")
     scheduler: str | None = _opt(None, "str?", "step, multistep, exponential, cosine, plateau or onecycle.")
     scheduler_args: dict[str, Any] = _opt({}, "dict", "Scheduler options, e.g. step_size, gamma (config file).")
     clip_grad: float | None = _opt(None, "positive?", "Clip the gradient norm to this value.")
     epochs: int = _opt(1000, "count", "Most epochs to train (early stopping usually ends sooner).")
-    batch_size: int = _opt(64, "count", "Rows per batch.")
+    batch_size: int | None = _opt(None, "count?", "Rows per batch.", default_help="64; every row at once for lbfgs")
     early_stopping: int = _opt(
         30,
         "count0",
-        "Stop after this many epochs without a better validation loss (0: off); the best weights are restored.",
+        "Stop when the validation loss has not improved for this many epochs and at least 1000 steps "
+        "(0: off); the best weights are restored.",
     )
     seed: int = _opt(0, "int", "Seed for the split, the initial weights, shuffling and dropout.")
     device: str = _opt("auto", "str", "auto (cuda, then mps, then cpu), cpu, cuda or cuda:N.")
@@ -87,6 +110,23 @@ class TrainConfig:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
+    def resolved_optimizer(self) -> str:
+        """``auto``: L-BFGS (full batch) for the linear model, Adam for the others."""
+        if self.optimizer != "auto":
+            return self.optimizer
+        return "lbfgs" if self.model == "linear" else "adam"
+
+    def resolved_lr(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return {"lbfgs": 1.0, "sgd": 0.01}.get(self.resolved_optimizer(), 1e-3)
+
+    def resolved_batch_size(self) -> int | None:
+        """``None`` (every row at once) for L-BFGS, else 64, unless given."""
+        if self.batch_size is not None:
+            return self.batch_size
+        return None if self.resolved_optimizer() == "lbfgs" else 64
+
     def updated(self, values: dict[str, Any], source: str | None = None) -> TrainConfig:
         """A copy with ``values`` set (each checked); ``source`` names a config file (or ``train()``)."""
         new = dataclasses.replace(self, sources=dict(self.sources))
@@ -110,7 +150,27 @@ class TrainConfig:
         from torchwork.training.trainer import PRECISIONS
 
         for key, registry in (("loss", LOSSES), ("optimizer", OPTIMIZERS), ("activation", ACTIVATIONS)):
-            registry.canonical(getattr(self, key), self.where(key))
+            if getattr(self, key) != "auto" or key == "activation":
+                registry.canonical(getattr(self, key), self.where(key))
+        choice(self.task, ("auto", "regression", "classification"), self.where("task"))
+        if isinstance(self.class_weight, dict):
+            self.class_weight = {
+                str(k): check(v, "nonnegative", f"{self.where('class_weight')}.{k}")
+                for k, v in self.class_weight.items()
+            }
+        elif self.class_weight is not None:
+            choice(self.class_weight, ("balanced",), self.where("class_weight"))
+        if self.decimal is not None:
+            choice(self.decimal, (".", ","), self.where("decimal"))
+        if self.delimiter in ("tab", "\\t"):
+            self.delimiter = "\t"
+        if self.delimiter is not None and len(self.delimiter) != 1:
+            raise InputError(f"{self.where('delimiter')}: expected one character (or 'tab'), got {self.delimiter!r}")
+        if self.encoding is not None:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise InputError(f"{self.where('encoding')}: unknown text encoding {self.encoding!r}") from None
         if self.scheduler is not None:
             SCHEDULERS.canonical(self.scheduler, self.where("scheduler"))
         if ":" not in self.model and self.model not in MODELS:
@@ -127,7 +187,7 @@ class TrainConfig:
         if not self.hidden:
             raise InputError(f"{self.where('hidden')}: needs at least one layer size")
         self.optimizer_args = check_options(
-            OPTIMIZERS, self.optimizer, self.optimizer_args, self.where("optimizer_args")
+            OPTIMIZERS, self.resolved_optimizer(), self.optimizer_args, self.where("optimizer_args")
         )
         if self.scheduler is not None:
             self.scheduler_args = check_options(

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,19 +26,20 @@ import torch
 from torchwork.core.errors import (
     InputError,
     IntegrityError,
-    OutputError,
     TrainingDiverged,
     TrainingInterrupted,
     UnsafeFileError,
 )
 from torchwork.core.version import __version__
-from torchwork.files.atomic import atomic_write, ensure_dir, fsync_dir, sha256_file
+from torchwork.files.atomic import atomic_write, sha256_file
 from torchwork.files.checkpoint import Checkpointer, load_checkpoint
+from torchwork.files.folders import lock
 from torchwork.files.manifest import MANIFEST
 from torchwork.models.registry import count_parameters
 from torchwork.runs.config import TrainConfig
-from torchwork.runs.folder import CHECKPOINT, MODEL_FORMAT, RUN_FORMAT, partial_path, write_run
-from torchwork.runs.recipe import PARTS, Prepared, evaluate, fit, prepare
+from torchwork.runs.folder import CHECKPOINT, MODEL_FORMAT, RUN_FORMAT, complete_run_path, partial_path, write_run
+from torchwork.runs.outdir import check_out, claim_run, default_out, move_into_place
+from torchwork.runs.recipe import PARTS, Prepared, evaluate, fit, prepare, resolve, restore
 from torchwork.runs.run import Run
 from torchwork.training.callbacks import Callback, Progress, TensorBoard
 
@@ -61,6 +63,15 @@ def _stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def _consent(config: TrainConfig, trust_model_code: bool) -> None:
+    """A class named in a config file is not consent to import it: that needs --trust-model-code."""
+    if ":" in config.model and config.from_file("model") and not trust_model_code:
+        raise UnsafeFileError(
+            f"{config.where('model')}: names the class {config.model!r}; importing it runs that module's code: "
+            "pass --trust-model-code if you trust it (naming it with --model is consent too)"
+        )
+
+
 def train_run(
     config: TrainConfig,
     data: Any = None,
@@ -69,36 +80,45 @@ def train_run(
     overwrite: bool = False,
     verbose: bool = True,
     echo: Echo | None = None,
+    trust_model_code: bool = False,
+    unique_out: bool = False,
+    model: Any = None,
 ) -> Run:
     """Train as ``config`` says, on ``data`` (or ``config.data``), into the run folder ``out``.
 
-    ``out=None`` trains in memory and writes nothing (no checkpoints). Every input is
-    checked before any folder is made; a failure leaves no run folder behind.
+    ``out=None`` trains in memory and writes nothing (no checkpoints), unless ``unique_out``
+    (the CLI's default folder, ``runs/<data>-<time>``, a free variant of it). Every input is
+    checked before any folder is made; a failure leaves no run folder behind, except a
+    partial one that can be resumed. See :mod:`torchwork.runs.outdir` for what is never replaced.
+    ``model`` is your class, factory or instance (Python only; ``config.model`` names it).
     """
     config = config.validate()
+    _consent(config, trust_model_code)
     if data is None and config.data is not None:  # recorded absolute: resume and export work from anywhere
         config = config.updated({"data": str(Path(config.data).resolve())}, source="config")
     echo = echo or _stderr
-    out_path = Path(out) if out is not None else None
+    out_path = Path(out) if out is not None else (default_out(config.data) if unique_out else None)
     if out_path is not None:
-        _check_out(out_path, overwrite)
-    prepared = prepare(config, data)
-    if prepared.data.dropped:
-        echo(f"dropped {prepared.data.dropped} rows with missing values (of {len(prepared.table.frame)})")
+        check_out(out_path, overwrite, config.data if data is None else None, unique=unique_out)
+    prepared = prepare(config, data, given=model)
+    config = resolve(config, prepared)
+    if verbose:
+        for line in describe(prepared):
+            echo(line)
     data_info = _data_info(config, data, prepared)
     if out_path is None:
-        return _train(config, prepared, data_info, None, verbose)
+        return _train(config, prepared, data_info, None, verbose, given=model)
+    out_path, held = claim_run(out_path, overwrite, unique_out)
     partial = partial_path(out_path)
-    if partial.exists():
-        shutil.rmtree(partial)  # _check_out allowed it: --overwrite
-    ensure_dir(partial)
     try:
         atomic_write(partial / "config.json", config.to_json())
-        run = _train(config, prepared, data_info, partial, verbose)
-        return _finish(run, prepared, partial, out_path)
+        run = _train(config, prepared, data_info, partial, verbose, given=model)
+        return _finish(run, prepared, partial, out_path, overwrite, from_file=data is None)
     except BaseException as exc:
         _after_failure(exc, partial, out_path, from_file=data is None)
         raise
+    finally:
+        held.release()
 
 
 def resume_run(
@@ -108,85 +128,92 @@ def resume_run(
     trust_model_code: bool = False,
     verbose: bool = True,
     echo: Echo | None = None,
+    overwrite: bool = False,
+    model: Any = None,
 ) -> Run:
-    """Continue the unfinished run in ``out.partial`` from its last checkpoint.
+    """Continue the unfinished run in ``out.partial`` from its last checkpoint (``out`` may be either path).
 
     The data is the run's data file, checked against its SHA-256; a run trained from a
     DataFrame or an array needs the same ``data`` again (checked the same way). A run of
-    your own model class needs ``trust_model_code=True``: resuming imports that class.
+    your own model class needs ``trust_model_code=True``: resuming imports that class. A
+    run that had finished training when it was stopped is written out without training.
     """
     echo = echo or _stderr
-    out_path = Path(out)
+    out_path = complete_run_path(out)
     partial = partial_path(out_path)
-    if not partial.is_dir():
+    if partial.is_symlink() or not partial.is_dir():
         if (out_path / MANIFEST).exists():
             raise InputError(f"{out_path}: this run is complete; nothing to resume")
         raise InputError(f"{partial}: no unfinished run to resume")
+    held = lock(partial)
+    try:
+        config, state, extra = _resume_point(partial, echo)
+        _consent(config, trust_model_code or model is not None)
+        if ":" in config.model and not trust_model_code and model is None:
+            raise UnsafeFileError(
+                f"{partial}: the run's model is the class {config.model!r}; resuming imports it, which runs that "
+                "module's code: pass --trust-model-code (trust_model_code=True) if you trust it"
+            )
+        data_info = extra.get("data")
+        if data is None:
+            source = config.data
+            if source is None:
+                raise InputError(
+                    f"{partial}: this run was trained from in-memory data; resume it in Python with "
+                    "torchwork.resume(RUN_DIR, data=<the same data>)"
+                )
+            if not Path(source).is_file():
+                raise InputError(f"{partial}: its data file {source} is gone; a run resumes only from the same data")
+            if data_info is not None and sha256_file(source) != data_info["sha256"]:
+                raise InputError(f"{source}: changed since the run started (SHA-256 differs); cannot resume exactly")
+        prepared = prepare(config, data)
+        if (
+            data is not None
+            and data_info is not None
+            and _data_info(config, data, prepared)["sha256"] != data_info["sha256"]
+        ):
+            raise InputError("the data given to resume is not the data the run started with (SHA-256 differs)")
+        data_info = data_info or _data_info(config, data, prepared)
+        try:
+            if extra.get("finished"):
+                echo(f"{partial}: training had finished; writing the run out")
+                run = _as_run(
+                    config, prepared, data_info, restore(config, prepared, state or {}, extra, model), resumed=True
+                )
+            else:
+                run = _train(config, prepared, data_info, partial, verbose, resume_state=state, given=model)
+            return _finish(run, prepared, partial, out_path, overwrite, from_file=data is None)
+        except BaseException as exc:
+            _after_failure(exc, partial, out_path, keep=True, from_file=data is None)
+            raise
+    finally:
+        held.release()
+
+
+def _resume_point(partial: Path, echo: Echo) -> tuple[TrainConfig, dict[str, Any] | None, dict[str, Any]]:
+    """The configuration, the checkpoint's state (None: start again) and its extra values."""
     ckpt = partial / CHECKPOINT
     if ckpt.exists():
         state, extra = load_checkpoint(ckpt)
-        config = TrainConfig().updated(extra["config"], source=str(ckpt))
-        data_info = extra["data"]
-    else:
-        config_file = partial / "config.json"
-        try:
-            config = TrainConfig().updated(json.loads(config_file.read_text()), source=str(config_file))
-        except (OSError, ValueError) as exc:
-            raise IntegrityError(f"{config_file}: cannot be read ({exc}); start again with --overwrite") from None
-        state, data_info = None, None
-        echo(f"{partial}: no checkpoint yet; starting the run again from the beginning")
-    config = config.validate()
-    if ":" in config.model and not trust_model_code:
-        raise UnsafeFileError(
-            f"{partial}: the run's model is the class {config.model!r}; resuming imports it, which runs that "
-            "module's code: pass --trust-model-code (trust_model_code=True) if you trust it"
-        )
-    if data is None:
-        source = config.data
-        if source is None:
-            raise InputError(
-                f"{partial}: this run was trained from in-memory data; resume it in Python with "
-                "torchwork.resume(RUN_DIR, data=<the same data>)"
-            )
-        if not Path(source).is_file():
-            raise InputError(f"{partial}: its data file {source} is gone; a run resumes only from the same data")
-        if data_info is not None and sha256_file(source) != data_info["sha256"]:
-            raise InputError(f"{source}: changed since the run started (SHA-256 differs); cannot resume exactly")
-    prepared = prepare(config, data)
-    if (
-        data is not None
-        and data_info is not None
-        and _data_info(config, data, prepared)["sha256"] != data_info["sha256"]
-    ):
-        raise InputError("the data given to resume is not the data the run started with (SHA-256 differs)")
-    data_info = data_info or _data_info(config, data, prepared)
+        return TrainConfig().updated(extra["config"], source=str(ckpt)).validate(), state, extra
+    config_file = partial / "config.json"
     try:
-        run = _train(config, prepared, data_info, partial, verbose, resume_state=state)
-        return _finish(run, prepared, partial, out_path)
-    except BaseException as exc:
-        _after_failure(exc, partial, out_path, keep=True, from_file=data is None)
-        raise
-
-
-def _check_out(out: Path, overwrite: bool) -> None:
-    partial = partial_path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a folder")
-    if out.exists() and not overwrite:
-        raise InputError(f"{out}: exists; pass --overwrite to replace it")
-    if partial.exists() and not overwrite:
-        raise InputError(
-            f"{partial}: holds an unfinished run; continue it with 'torchwork resume {out}' "
-            "or pass --overwrite to start again"
-        )
+        config = TrainConfig().updated(json.loads(config_file.read_text()), source=str(config_file))
+    except (OSError, ValueError) as exc:
+        raise IntegrityError(f"{config_file}: cannot be read ({exc}); start again with --overwrite") from None
+    echo(f"{partial}: no checkpoint yet; starting the run again from the beginning")
+    return config.validate(), None, {}
 
 
 def _after_failure(exc: BaseException, partial: Path, out: Path, keep: bool = False, from_file: bool = True) -> None:
     """Say what was kept and how to go on; keep a partial run that can be resumed, remove one that cannot."""
     has_checkpoint = (partial / CHECKPOINT).exists()
+    how = f"torchwork resume {out}" if from_file else f"torchwork.resume({str(out)!r}, data=<the same data>)"
     if isinstance(exc, TrainingInterrupted):
-        exc.checkpoint = f"a checkpoint is in {partial / CHECKPOINT}" if has_checkpoint else "no checkpoint"
-        exc.resume = f"torchwork resume {out}" if from_file else f"torchwork.resume({str(out)!r}, data=<the same data>)"
+        exc.checkpoint = exc.checkpoint or (
+            f"a checkpoint is in {partial / CHECKPOINT}" if has_checkpoint else "no checkpoint"
+        )
+        exc.resume = how
     elif isinstance(exc, TrainingDiverged) and exc.checkpoint is None:
         exc.checkpoint = (
             f"the last good checkpoint is {partial / CHECKPOINT}" if has_checkpoint else "no checkpoint was written"
@@ -201,11 +228,34 @@ def _data_info(config: TrainConfig, data: Any, prepared: Prepared) -> dict[str, 
         path = Path(source)
         info: dict[str, Any] = {"source": str(path.resolve()), "sha256": sha256_file(path)}
     else:
-        digest = hashlib.sha256(prepared.data.X.tobytes())
-        digest.update(prepared.data.y.tobytes() if prepared.data.y is not None else b"")
+        import pandas as pd
+
+        frame = prepared.table.frame
+        digest = hashlib.sha256(json.dumps([str(c) for c in frame.columns]).encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
         info = {"source": f"<{type(source).__name__}>", "sha256": digest.hexdigest()}
-    info.update(rows=len(prepared.table.frame), rows_used=len(prepared.data.X), dropped=prepared.data.dropped)
+    info.update(rows=len(prepared.table.frame), rows_used=len(prepared.rows), dropped=prepared.dropped,
+                filled=prepared.filled)  # fmt: skip
     return info
+
+
+def describe(prepared: Prepared) -> list[str]:
+    """What the data turned out to be, one line each: the task, each column's kind, what was dropped or filled."""
+    pre = prepared.pre
+    target = ", ".join(pre.target_names)
+    if pre.task == "classification":
+        lines = [f"task: classification of {target!r} ({len(pre.target.classes)} classes)"]
+    else:
+        lines = [f"task: regression of {target}"]
+    kinds = ", ".join(f"{c.name} {c.kind}" + ("" if c.reason == "numbers" else f" ({c.reason})") for c in pre.columns)
+    lines.append(f"columns: {kinds}")
+    if prepared.dropped.get("missing_target"):
+        lines.append(f"dropped {prepared.dropped['missing_target']} rows with a missing target")
+    if prepared.dropped.get("missing_value"):
+        lines.append(f"dropped {prepared.dropped['missing_value']} rows with missing values (--drop-missing)")
+    if prepared.filled:
+        lines.append("filled missing values: " + ", ".join(f"{c} {n}" for c, n in prepared.filled.items()))
+    return lines + [f"note: {n}" for n in prepared.notes]
 
 
 def _train(
@@ -215,69 +265,73 @@ def _train(
     folder: Path | None,
     verbose: bool,
     resume_state: dict[str, Any] | None = None,
+    given: Any = None,
 ) -> Run:
     callbacks: list[Callback] = []
     if verbose:
         callbacks.append(Progress(config.epochs))
+    checkpointer = None
     if folder is not None:
         if config.tensorboard:
             callbacks.append(TensorBoard(str(folder / "tensorboard")))
         extra = {"config": config.to_dict(), "data": data_info}
-        checkpointer = Checkpointer(folder / CHECKPOINT, config.checkpoint_every, config.checkpoint_every_steps, extra)
+        checkpointer = Checkpointer(folder / CHECKPOINT, config.checkpoint_every, config.checkpoint_every_steps, extra,
+                                    final=True)  # fmt: skip
         if resume_state is not None:  # the checkpoint resumed from is the last good one until a newer is written
             checkpointer.saved = (resume_state["fit"]["epoch"], resume_state["fit"]["step"])
         callbacks.append(checkpointer)
     try:
-        fitted = fit(config, prepared, callbacks=callbacks, handle_signals=folder is not None, resume=resume_state)
+        fitted = fit(config, prepared, callbacks=callbacks, handle_signals=folder is not None, resume=resume_state,
+                     given=given)  # fmt: skip
     except TrainingDiverged as exc:
-        if folder is not None and exc.checkpoint is None:
+        if checkpointer is not None and exc.checkpoint is None:
             exc.checkpoint = checkpointer.good()
         raise
+    return _as_run(config, prepared, data_info, fitted, resumed=resume_state is not None)
+
+
+def _as_run(config: TrainConfig, prepared: Prepared, data_info: dict[str, Any], fitted: Any, resumed: bool) -> Run:
     info = {
         "format": RUN_FORMAT,
         "data": data_info,
-        "split": {p: len(prepared.parts[p]) for p in PARTS},
+        "split": {p: prepared.size(p) for p in PARTS},
         "device": fitted.device,
         "epochs_run": fitted.epochs_run,
         "stopped_early": fitted.stopped_early,
         "best_epoch": fitted.best_epoch,
-        "seconds": sum(fitted.history["seconds"]) if resume_state is not None else fitted.seconds,
+        "seconds": sum(fitted.history["seconds"]) if resumed else fitted.seconds,
         "finished": _now(),
         "notes": fitted.notes,
         "versions": versions(),
     }
-    metrics, baseline = evaluate(fitted.model, prepared)
+    metrics = evaluate(fitted.model, fitted.baselines, prepared)
     meta = {
         "format": MODEL_FORMAT,
+        "task": prepared.pre.task,
         "architecture": fitted.spec,
         "parameters": count_parameters(fitted.model),
         "preprocessing": prepared.pre.to_json(),
-        "baseline": baseline,
+        "baselines": fitted.baselines.to_json(),
         "dtype": "float32",
         "weights": "model.safetensors",
         "trained_on": fitted.device,
         "versions": versions(),
     }
-    return Run(fitted.model, prepared.pre, config.to_dict(), fitted.history, metrics, info, meta)
+    return Run(fitted.model, prepared.pre, fitted.baselines, config.to_dict(), fitted.history, metrics, info, meta)
 
 
-def _finish(run: Run, prepared: Prepared, partial: Path, out: Path) -> Run:
-    """Write every file of the run into ``partial``, then move it to ``out``."""
-    write_run(run, prepared, partial, title=f"torchwork run {out.name}")
-    _move_into_place(partial, out)
+def _finish(run: Run, prepared: Prepared, partial: Path, out: Path, overwrite: bool, from_file: bool) -> Run:
+    """Write every file of the run into ``partial``, then move it to ``out``.
+
+    Training has finished and its final checkpoint is on disk: an interrupt here loses
+    nothing, and ``torchwork resume`` writes the run out without training again.
+    """
+    try:
+        write_run(run, prepared, partial, title=f"torchwork run {out.name}")
+        move_into_place(partial, out, overwrite)
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(
+            signal.SIGINT, run.info["epochs_run"], 0, checkpoint="training had finished; nothing is lost",
+        ) from None  # fmt: skip
     run.path = out
     return run
-
-
-def _move_into_place(partial: Path, out: Path) -> None:
-    old = None
-    try:
-        if out.exists():  # --overwrite: swap, then remove the old run
-            old = out.with_name(f"{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-        os.replace(partial, out)
-        fsync_dir(out.parent)
-    except OSError as exc:
-        raise OutputError(f"cannot move the finished run {partial} to {out}: {exc.strerror or exc}") from None
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -2,114 +2,349 @@
 
 Used by ``torchwork train``, :func:`torchwork.train` and the scikit-learn estimators:
 
-1. :func:`prepare`: read and check the data, split the rows, fit the preprocessing on the
-   training rows only;
-2. :func:`fit`: build the model (seeded) and the :class:`~torchwork.training.trainer.Trainer`
-   the configuration describes, and train on the prepared tensors;
-3. :func:`evaluate`: metrics on every split, for the model and for the baseline fitted on
-   the same training rows.
+1. :func:`prepare`: read the data, pick the columns and rows, infer each column's kind and
+   the task, split (stratified for classes), and fit the preprocessing on the training rows;
+2. :func:`fit`: fit the baseline in closed form (least squares, or logistic regression by
+   L-BFGS), build the model (seeded; the linear model and the MLP's linear path start from
+   the baseline), build the :class:`~torchwork.training.trainer.Trainer` the configuration
+   describes, and train on the prepared tensors;
+3. :func:`evaluate`: metrics on every split for the model and the baselines.
 """
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 
 from torchwork.core.errors import InputError
+from torchwork.data.columns import infer_columns, infer_task
+from torchwork.data.encoders import TargetEncoder, _float
 from torchwork.data.preprocess import Preprocessor
 from torchwork.data.readers import read_table
 from torchwork.data.split import split_indices
-from torchwork.data.tables import Selected, Table, select
-from torchwork.evaluation.baselines import LeastSquares
-from torchwork.evaluation.metrics import regression_metrics
-from torchwork.models.registry import build_model, model_spec
+from torchwork.data.tables import Table, pick_columns, rows_to_use
+from torchwork.evaluation.baselines import LeastSquares, LogisticRegression, MajorityClass
+from torchwork.evaluation.metrics import classification_metrics, regression_metrics
+from torchwork.models.registry import accepts, build_model, importable, model_from, model_spec
 from torchwork.runs.config import TrainConfig
 from torchwork.training.callbacks import Callback, EarlyStopping
 from torchwork.training.history import History
+from torchwork.training.losses import LOSSES
 from torchwork.training.predict import predict
 from torchwork.training.trainer import Trainer
 
 PARTS = ("train", "val", "test")
+MIN_PATIENCE_STEPS = 1000  # early stopping waits at least this many optimizer steps
 
 
 @dataclass
 class Prepared:
-    """Checked data split into parts, with the preprocessing fitted on the training part."""
+    """The rows used, ordered train | val | test, encoded, with the preprocessing fitted on train."""
 
     table: Table
-    data: Selected
-    parts: dict[str, np.ndarray]  # part name -> positions into data.X / data.y
+    rows: np.ndarray  # positions in table.frame of the rows used, train rows first
+    parts: dict[str, slice]
     pre: Preprocessor
+    X: np.ndarray  # model inputs, float32
+    y: np.ndarray  # model targets: float32 (n, k), or int64 class codes (n,)
+    truth: np.ndarray  # targets in their own units (float64 (n, k)), or class codes
+    dropped: dict[str, int] = field(default_factory=dict)
+    filled: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
-    def raw(self, part: str) -> tuple[np.ndarray, np.ndarray]:
-        idx = self.parts[part]
-        assert self.data.y is not None
-        return self.data.X[idx], self.data.y[idx]
+    def size(self, part: str) -> int:
+        s = self.parts[part]
+        return s.stop - s.start
 
     def tensors(self, part: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The part's model inputs and targets as tensors; ``None`` if the part is empty."""
-        if len(self.parts[part]) == 0:
+        """The part's model inputs and targets as tensors (views, no copy); ``None`` if empty."""
+        if self.size(part) == 0:
             return None
-        X, y = self.raw(part)
-        return torch.from_numpy(self.pre.inputs(X)), torch.from_numpy(self.pre.targets(y))
+        s = self.parts[part]
+        return torch.from_numpy(self.X[s]), torch.from_numpy(self.y[s])
 
 
-def prepare(config: TrainConfig, data: Any = None, table: Table | None = None) -> Prepared:
-    """Read ``data`` (or ``config.data``), select and check the columns, split, fit the preprocessing."""
+def prepare(
+    config: TrainConfig, data: Any = None, table: Table | None = None, encoding: str | None = None, given: Any = None
+) -> Prepared:
+    """Read ``data`` (or ``config.data``) and make it ready to train on, as ``config`` says.
+
+    ``encoding`` of categories (``codes`` or ``onehot``) defaults to what the model takes; a
+    class of yours is imported only here, after the data is read and its columns checked.
+    """
     if table is None:
         source = data if data is not None else config.data
         if source is None:
             raise InputError("no data: give a data file (DATA or 'data' in the config file)")
-        table = read_table(source)
-    if config.target is None:
+        table = read_table(source, encoding=config.encoding, delimiter=config.delimiter, decimal=config.decimal)
+    if not config.target:
         raise InputError("no target: pass --target COLUMN (or 'target' in the config file)")
-    selected = select(table, config.target, config.features, drop_missing=config.drop_missing)
+    targets, features = pick_columns(table, config.target, config.features)
+    task, hint = infer_task(table, targets, config.task)
+    notes = [hint] if hint else []
+    rows, dropped = rows_to_use(table, targets, features, drop_missing=config.drop_missing)
+    columns = infer_columns(table, features, categorical=config.categorical, numeric=config.numeric)
+    frame = table.frame
+
+    def where(i: int) -> str:
+        return table.where(int(rows[i]))
+
+    for col in columns:  # every value of every numeric column checked before the rows are split
+        if col.kind == "numeric":
+            _float(frame[col.name].iloc[rows], col.name, table.source, where)
+    stratify, names = None, None
+    if task == "classification":
+        target = TargetEncoder.fit_classification(targets[0], frame[targets[0]].iloc[rows], binary_logit=True)
+        _check_classes(table, target, config)
+        codes = target.codes(frame[targets[0]].iloc[rows], table.source, where)
+        if config.shuffle:
+            stratify, names = codes, [str(c) for c in target.classes]
+    else:
+        values = np.column_stack([_float(frame[t].iloc[rows], t, table.source, where) for t in targets])
     try:
-        train, val, test = split_indices(len(selected.X), config.val, config.test, shuffle=config.shuffle,
-                                         seed=config.seed)  # fmt: skip
+        train, val, test = split_indices(len(rows), config.val, config.test, shuffle=config.shuffle, seed=config.seed,
+                                         stratify=stratify, names=names)  # fmt: skip
     except InputError as exc:
         raise InputError(f"{table.source}: {exc}") from None
-    assert selected.y is not None
-    pre = Preprocessor.fit(selected.X[train], selected.y[train], selected.features, selected.target,
-                           standardize=config.standardize)  # fmt: skip
-    return Prepared(table, selected, {"train": train, "val": val, "test": test}, pre)
+    if task == "regression":
+        target = TargetEncoder.fit_regression(targets, values[train], config.standardize)
+    elif len(target.classes) == 2 and (
+        isinstance(config.class_weight, dict)
+        or (config.loss != "auto" and LOSSES.canonical(config.loss) == "cross_entropy")
+    ):
+        target.outputs = 2  # two logits (cross-entropy, as asked or for per-class weights) instead of one
+    order = np.concatenate([train, val, test])
+    rows = rows[order]
+    encoding = encoding or input_encoding(config, given)
+    pre = Preprocessor.fit(frame.iloc[rows[: len(train)]], columns, target, standardize=config.standardize,
+                           encoding=encoding, source=table.source)  # fmt: skip
+    used = frame.iloc[rows]
+    encoded = pre.inputs(used, table.source, where)
+    n1, n2 = len(train), len(train) + len(val)
+    parts = {"train": slice(0, n1), "val": slice(n1, n2), "test": slice(n2, len(rows))}
+    truth = pre.target_values(used, table.source, where)
+    return Prepared(table, rows, parts, pre, encoded.X, pre.targets(used, table.source, where), truth, dropped,
+                    encoded.filled, notes)  # fmt: skip
 
 
+def _check_classes(table: Table, target: TargetEncoder, config: TrainConfig) -> None:
+    n = len(target.classes)
+    if n < 2:
+        raise InputError(
+            f"{table.source}: the target {target.names[0]!r} has one class ({target.classes[0]!r}): "
+            "there is nothing to classify"
+        )
+    if n > config.max_classes:
+        raise InputError(
+            f"{table.source}: the target {target.names[0]!r} has {n} classes, more than {config.where('max_classes')} "
+            f"{config.max_classes}; raise it if that is right, or use --task regression for numbers"
+        )
+
+
+# ----------------------------------------------------------------- baselines
+class Baselines:
+    """The baselines fitted on the training rows' design matrix: least squares for regression;
+    logistic regression and the majority class for classification."""
+
+    def __init__(self, pre: Preprocessor, fitted: dict[str, Any]) -> None:
+        self.pre, self.fitted = pre, fitted
+
+    @classmethod
+    def fit(cls, prepared: Prepared) -> Baselines:
+        pre, s = prepared.pre, prepared.parts["train"]
+        design = pre.design(prepared.X[s])
+        if pre.task == "regression":
+            return cls(pre, {"least_squares": LeastSquares().fit(design, prepared.y[s])})
+        n = len(pre.target.classes)
+        return cls(pre, {"logistic_regression": LogisticRegression().fit(design, prepared.y[s], n),
+                         "majority_class": MajorityClass().fit(prepared.y[s], n)})  # fmt: skip
+
+    def predictions(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """Each baseline's predictions: target units (regression) or class probabilities."""
+        design = self.pre.design(X)
+        out = {}
+        for name, model in self.fitted.items():
+            if name == "least_squares":
+                out[name] = self.pre.decode(model.predict(design))
+            else:
+                out[name] = model.predict_proba(design)
+        return out
+
+    def linear_start(self, outputs: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(coef (p, outputs), intercept (outputs,))`` in the model's output space, to start from."""
+        if "least_squares" in self.fitted:
+            ls = self.fitted["least_squares"]
+            return np.asarray(ls.coef_).reshape(-1, outputs), np.asarray(ls.intercept_).reshape(outputs)
+        lr = self.fitted["logistic_regression"]
+        coef, intercept = np.asarray(lr.coef_).T, np.asarray(lr.intercept_).reshape(-1)
+        if outputs == coef.shape[1]:
+            return coef, intercept
+        if coef.shape[1] == 1 and outputs == 2:  # one logit to two: class 0 at zero
+            return np.hstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]])
+        full, bias = np.zeros((coef.shape[0], outputs)), np.full(outputs, -10.0)  # classes absent from training
+        full[:, lr.classes_], bias[lr.classes_] = coef, intercept
+        return full, bias
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: model.to_json() for name, model in self.fitted.items()}
+
+    @classmethod
+    def from_json(cls, pre: Preprocessor, doc: dict[str, Any]) -> Baselines:
+        kinds: dict[str, Any] = {
+            "least_squares": LeastSquares,
+            "logistic_regression": LogisticRegression,
+            "majority_class": MajorityClass,
+        }
+        return cls(pre, {name: kinds[name].from_json(value) for name, value in doc.items()})
+
+
+# -------------------------------------------------------------------- fitting
 def spec_for(config: TrainConfig, pre: Preprocessor) -> dict[str, Any]:
     """The model spec (a registered name or a class, and its arguments) the configuration asks for."""
     if config.model == "mlp":
-        args = {"hidden": list(config.hidden), "activation": config.activation, "dropout": config.dropout}
-        return model_spec("mlp", pre.n_inputs, pre.n_outputs, **args, **config.model_args)
+        args = {"hidden": list(config.hidden), "activation": config.activation, "dropout": config.dropout,
+                "categories": pre.cardinalities, "skip": config.warm_start}  # fmt: skip
+        return model_spec("mlp", pre.n_numeric, pre.n_outputs, **args, **config.model_args)
+    if config.model == "linear":
+        return model_spec("linear", pre.n_numeric, pre.n_outputs, categories=pre.cardinalities, **config.model_args)
+    if pre.encoding == "codes":
+        return model_spec(config.model, pre.n_numeric, pre.n_outputs, categories=pre.cardinalities, **config.model_args)
     return model_spec(config.model, pre.n_inputs, pre.n_outputs, **config.model_args)
 
 
-def trainer_for(config: TrainConfig, callbacks: Sequence[Callback] = (), handle_signals: bool = False) -> Trainer:
+def input_encoding(config: TrainConfig, given: Any = None) -> str:
+    """``codes`` for models with embeddings (torchwork's, or a class or factory taking ``categories``),
+    else ``onehot`` (your own model gets plain numbers, categories as one-hot columns)."""
+    if given is not None:
+        return "codes" if not isinstance(given, nn.Module) and accepts(given, "categories") else "onehot"
+    if ":" not in config.model:
+        return "codes"
+    from torchwork.models.registry import import_class
+
+    return "codes" if accepts(import_class(config.model), "categories") else "onehot"
+
+
+def build(config: TrainConfig, pre: Preprocessor, given: Any = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The model (initial weights from the seed) and its spec; ``given``: your class, factory or instance."""
+    if given is None:
+        spec = spec_for(config, pre)
+        return build_model(spec, seed=config.seed), spec
+    torch.manual_seed(config.seed)
+    n_in = pre.n_numeric if pre.encoding == "codes" else pre.n_inputs
+    args = {"categories": pre.cardinalities} if pre.encoding == "codes" else {}
+    model, spec = model_from(given, n_in, pre.n_outputs, **args, **config.model_args)
+    if not importable(given if not isinstance(given, nn.Module) else type(given)) or spec["args"] is None:
+        how = "an instance (model=<a new instance>)" if spec["args"] is None else "the class (model=<it>)"
+        path = spec.get("class") or spec.get("factory")
+        warnings.warn(
+            f"the model {path!r} cannot be rebuilt from the run folder alone: load the run with "
+            f"torchwork.load_run(path, model=...) passing {how}", UserWarning, stacklevel=3,
+        )  # fmt: skip
+    return model, spec
+
+
+def _try_inputs(model: nn.Module, prepared: Prepared) -> None:
+    """Your model on two rows before training: a model that cannot take the inputs says so in one line."""
+    X = torch.from_numpy(prepared.X[:2])
+    try:
+        with torch.no_grad():
+            model.eval()(X)
+    except Exception as exc:
+        pre = prepared.pre
+        raise InputError(
+            f"your model could not take the inputs ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); it gets "
+            f"float32 rows of {X.shape[1]} values: {pre.n_numeric} numeric (standardized, with missing indicators)"
+            + (f", then {X.shape[1] - pre.n_numeric} one-hot category columns" if pre.encoding == "onehot" else "")
+            + f"; outputs must be (n, {pre.n_outputs})"
+        ) from None
+
+
+def loss_for(config: TrainConfig, prepared: Prepared) -> tuple[str, dict[str, Any]]:
+    """The loss and its options: ``auto`` is mse, or bce for two classes and cross_entropy for more."""
+    pre = prepared.pre
+    classification = pre.task == "classification"
+    loss = config.loss if config.loss == "auto" else LOSSES.canonical(config.loss)
+    if loss == "bce" and len(pre.target.classes) > 2:
+        raise InputError(f"{config.where('loss')}: bce takes two classes; the target has {len(pre.target.classes)}")
+    if loss == "auto":
+        loss = ("bce" if pre.n_outputs == 1 else "cross_entropy") if classification else "mse"
+    if classification and loss not in ("bce", "cross_entropy"):
+        raise InputError(
+            f"{config.where('loss')}: {loss!r} is a regression loss; a classifier takes bce or cross_entropy"
+        )
+    if not classification and loss in ("bce", "cross_entropy"):
+        raise InputError(f"{config.where('loss')}: {loss!r} needs --task classification")
+    options: dict[str, Any] = {}
+    if config.class_weight is not None:
+        if not classification:
+            raise InputError(f"{config.where('class_weight')}: class weights need --task classification")
+        train = prepared.truth[prepared.parts["train"]]
+        counts = np.bincount(train, minlength=len(pre.target.classes)).astype(float)
+        if isinstance(config.class_weight, dict):
+            from torchwork.data.encoders import as_text
+
+            labels = as_text(pd.Series(pre.target.classes)).tolist()
+            options["weight"] = [float(config.class_weight.get(label, 1.0)) for label in labels]
+        elif loss == "bce":
+            options["pos_weight"] = [float(counts[0] / max(counts[1], 1))]
+        else:
+            options["weight"] = (len(train) / (len(counts) * np.maximum(counts, 1))).tolist()
+    return loss, options
+
+
+def resolve(config: TrainConfig, prepared: Prepared) -> TrainConfig:
+    """``config`` with every ``auto`` made concrete (loss, optimizer, rate, batch size): what the run records."""
+    loss, _ = loss_for(config, prepared)
+    values: dict[str, Any] = {"loss": loss, "optimizer": config.resolved_optimizer(), "lr": config.resolved_lr()}
+    batch_size = config.resolved_batch_size()
+    values["batch_size"] = batch_size if batch_size is not None else max(1, prepared.size("train"))
+    resolved = config.updated(values, source="resolved")
+    resolved.sources = dict(config.sources)  # where each value came from stays as given
+    return resolved
+
+
+def trainer_for(
+    config: TrainConfig, prepared: Prepared, callbacks: Sequence[Callback] = (), handle_signals: bool = False
+) -> Trainer:
     """The Trainer the configuration describes (options already checked by the config)."""
+    loss, loss_options = loss_for(config, prepared)
     options = dict(config.optimizer_args)
     if config.weight_decay:
         options["weight_decay"] = config.weight_decay
-    early_stopping = EarlyStopping(config.early_stopping) if config.early_stopping else None
+    batch_size = config.resolved_batch_size()
+    early_stopping = None
+    if config.early_stopping:
+        rows = prepared.size("train")
+        steps_per_epoch = max(1, math.ceil(rows / batch_size)) if batch_size else 1
+        patience = max(config.early_stopping, math.ceil(MIN_PATIENCE_STEPS / steps_per_epoch))
+        if config.resolved_optimizer() == "lbfgs":  # each step is a full quasi-Newton solve
+            patience = config.early_stopping
+        early_stopping = EarlyStopping(patience, min_delta_rel=1e-3)
     return Trainer(
-        loss=config.loss, optimizer=config.optimizer, lr=config.lr, optimizer_options=options,
-        epochs=config.epochs, batch_size=config.batch_size, shuffle=config.shuffle, seed=config.seed,
-        device=config.device, scheduler=config.scheduler, scheduler_options=config.scheduler_args,
-        clip_grad=config.clip_grad, early_stopping=early_stopping,
-        callbacks=callbacks, precision=config.precision, compile=config.compile, handle_signals=handle_signals,
+        loss=loss, loss_options=loss_options, optimizer=config.resolved_optimizer(), lr=config.resolved_lr(),
+        optimizer_options=options, epochs=config.epochs, batch_size=batch_size, shuffle=config.shuffle,
+        seed=config.seed, device=config.device, scheduler=config.scheduler, scheduler_options=config.scheduler_args,
+        clip_grad=config.clip_grad, early_stopping=early_stopping, callbacks=callbacks, precision=config.precision,
+        compile=config.compile, handle_signals=handle_signals,
     )  # fmt: skip
 
 
 @dataclass
 class Fitted:
-    """A trained model and how its training went."""
+    """A trained model, its baselines, and how its training went."""
 
     model: nn.Module
     spec: dict[str, Any]
+    baselines: Baselines
     history: History
     epochs_run: int
     best_epoch: int | None
@@ -126,11 +361,17 @@ def fit(
     callbacks: Sequence[Callback] = (),
     handle_signals: bool = False,
     resume: dict[str, Any] | None = None,
+    given: Any = None,
 ) -> Fitted:
-    """Build the model and train it on the prepared train split, validating on the val split."""
-    spec = spec_for(config, prepared.pre)
-    model = build_model(spec, seed=config.seed)
-    trainer = trainer_for(config, callbacks, handle_signals)
+    """Fit the baselines, build the model (started from them), train it on the train split."""
+    baselines = Baselines.fit(prepared)
+    model, spec = build(config, prepared.pre, given)
+    if given is not None:
+        _try_inputs(model, prepared)
+    start_from = getattr(model, "start_from", None)
+    if config.warm_start and callable(start_from) and (config.model != "mlp" or spec["args"].get("skip")):
+        start_from(*baselines.linear_start(prepared.pre.n_outputs))
+    trainer = trainer_for(config, prepared, callbacks, handle_signals)
     started = time.perf_counter()
     history = trainer.fit(model, prepared.tensors("train"), prepared.tensors("val"), resume=resume)
     seconds = time.perf_counter() - started
@@ -138,30 +379,62 @@ def fit(
     assert last is not None
     es = trainer.early_stopping
     return Fitted(
-        model=model.cpu().eval(), spec=spec, history=history, epochs_run=last.state.epoch,
+        model=model.cpu().eval(), spec=spec, baselines=baselines, history=history, epochs_run=last.state.epoch,
         best_epoch=es.best_epoch if es is not None else None,
         stopped_early=bool(last.state.stop and last.state.epoch < config.epochs),
-        device=str(last.device), seconds=seconds, notes=list(last.notes),
+        device=str(last.device), seconds=seconds, notes=list(prepared.notes) + list(last.notes),
     )  # fmt: skip
 
 
-def predict_target(model: nn.Module, pre: Preprocessor, X: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-    """Predictions (n, k) for raw feature rows, in the target's own units (float64)."""
-    outputs = predict(model, torch.from_numpy(pre.inputs(X)), batch_size)
-    return pre.outputs_to_target(outputs.double().numpy())
+def restore(
+    config: TrainConfig, prepared: Prepared, state: dict[str, Any], extra: dict[str, Any], given: Any = None
+) -> Fitted:
+    """The :class:`Fitted` of a finished fit from its final checkpoint, without training again."""
+    baselines = Baselines.fit(prepared)
+    model, spec = build(config, prepared.pre, given)
+    model.load_state_dict(state["model"])
+    fit_state = state["fit"]
+    stopping = next((v for k, v in state.get("callbacks", {}).items() if k.endswith(":EarlyStopping")), None)
+    history = History(state.get("history", []))
+    return Fitted(
+        model=model.eval(), spec=spec, baselines=baselines, history=history, epochs_run=fit_state["epoch"],
+        best_epoch=stopping.get("best_epoch") if stopping else None,
+        stopped_early=bool(fit_state["stop"] and fit_state["epoch"] < config.epochs), device=extra.get("device", "cpu"),
+        seconds=sum(history["seconds"]), notes=list(prepared.notes) + list(extra.get("notes", [])),
+    )  # fmt: skip
 
 
-def evaluate(model: nn.Module, prepared: Prepared) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Metrics per split for the model and for closed-form least squares fitted on train; the baseline."""
-    X_train, y_train = prepared.raw("train")
-    ls = LeastSquares().fit(X_train, y_train)
-    metrics: dict[str, Any] = {"model": {}, "least_squares": {}, "rows": {}}
+# ----------------------------------------------------------------- evaluation
+def model_predictions(model: nn.Module, pre: Preprocessor, X: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+    """Predictions for encoded rows: target units (float64 (n, k)), or class probabilities (n, C)."""
+    outputs = predict(model, torch.from_numpy(np.ascontiguousarray(X)), batch_size)
+    return pre.decode(outputs.double().numpy())
+
+
+def score(pre: Preprocessor, truth: np.ndarray, predictions: np.ndarray) -> dict[str, Any]:
+    """Regression metrics (target units) or classification metrics (codes against probabilities)."""
+    if pre.task == "regression":
+        return regression_metrics(truth, predictions)
+    return classification_metrics(truth, predictions)
+
+
+def evaluate(model: nn.Module, baselines: Baselines, prepared: Prepared) -> dict[str, Any]:
+    """Metrics per split for the model and for each baseline fitted on the training rows."""
+    pre = prepared.pre
+    metrics: dict[str, Any] = {"task": pre.task}
+    if pre.task == "classification":
+        metrics["classes"] = pre.target.classes
+    metrics["model"] = {}
+    for name in baselines.fitted:
+        metrics[name] = {}
+    metrics["rows"] = {}
     for part in PARTS:
-        if len(prepared.parts[part]) == 0:
+        if prepared.size(part) == 0:
             continue
-        X, y = prepared.raw(part)
-        metrics["model"][part] = regression_metrics(y, predict_target(model, prepared.pre, X))
-        metrics["least_squares"][part] = regression_metrics(y, ls.predict(X))
+        s = prepared.parts[part]
+        X, truth = prepared.X[s], prepared.truth[s]
+        metrics["model"][part] = score(pre, truth, model_predictions(model, pre, X))
+        for name, predicted in baselines.predictions(X).items():
+            metrics[name][part] = score(pre, truth, predicted)
         metrics["rows"][part] = len(X)
-    baseline = {"coef": ls.coef_.tolist(), "intercept": ls.intercept_.tolist()}
-    return metrics, baseline
+    return metrics

@@ -1,4 +1,4 @@
-"""A trained model with everything needed to use it: its preprocessing, columns, metrics, history."""
+"""A trained model with everything needed to use it: its preprocessing, baselines, metrics, history."""
 
 from __future__ import annotations
 
@@ -12,11 +12,29 @@ from torch import nn
 from torchwork.core.errors import InputError
 from torchwork.data.preprocess import Preprocessor
 from torchwork.data.readers import read_table
-from torchwork.data.tables import Selected, Table, check_schema, select
-from torchwork.evaluation.baselines import LeastSquares
-from torchwork.evaluation.metrics import regression_metrics
-from torchwork.runs.recipe import predict_target
+from torchwork.data.tables import Table, check_schema, rows_to_use
+from torchwork.runs.recipe import Baselines, model_predictions, score
 from torchwork.training.history import History
+
+
+@dataclass
+class Prediction:
+    """What predicting on some rows gave, and what it had to do to the rows."""
+
+    values: np.ndarray  # regression: (n, k) in the target's units; classification: (n, classes) probabilities
+    X: np.ndarray  # the encoded inputs (the baselines predict from them too)
+    rows: np.ndarray  # positions in the table of the rows predicted
+    truth: np.ndarray | None  # the labelled rows' targets (units or class codes), when asked for
+    dropped: int  # rows left out (missing values, with drop_missing; or a missing target when labelled)
+    filled: dict[str, int]  # column -> missing values filled in
+    unknown: dict[str, int]  # column -> categories never seen in training
+
+    def notes(self) -> list[str]:
+        """One line each: what was filled in, what was never seen in training."""
+        lines = [f"{n} missing values of {c!r} filled in as in training" for c, n in self.filled.items()]
+        lines += [f"{n} rows with a value of {c!r} never seen in training (treated as unknown)"
+                  for c, n in self.unknown.items()]  # fmt: skip
+        return lines
 
 
 @dataclass
@@ -24,13 +42,15 @@ class Run:
     """A trained model and what it needs to be used on new rows.
 
     ``predict`` takes rows with the model's feature columns (a file, a DataFrame, ...) and
-    returns predictions in the target's units: shape ``(n,)`` for one target, ``(n, k)``
-    for ``k``. ``evaluate`` takes labelled rows and returns the metrics of the model and of
-    the run's baseline.
+    returns predictions: for regression in the target's units, shape ``(n,)`` for one target
+    and ``(n, k)`` for several; for classification the labels, in their own type and spelling.
+    ``predict_proba`` gives a classifier's class probabilities; ``evaluate`` takes labelled
+    rows and returns the metrics of the model and of the run's baselines.
     """
 
     model: nn.Module
     pre: Preprocessor
+    baselines: Baselines
     config: dict[str, Any]
     history: History
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -44,10 +64,27 @@ class Run:
 
     @property
     def target(self) -> list[str]:
-        return self.pre.target
+        return self.pre.target_names
 
-    def _select(self, data: Any, *, labelled: bool, drop_missing: bool, allow_extra: bool) -> tuple[Table, Selected]:
-        table = data if isinstance(data, Table) else read_table(data)
+    @property
+    def task(self) -> str:
+        return self.pre.task
+
+    @property
+    def classes(self) -> list[Any]:
+        return list(self.pre.target.classes)
+
+    def _table(self, data: Any) -> Table:
+        if isinstance(data, Table):
+            return data
+        c = self.config
+        return read_table(data, encoding=c.get("encoding"), delimiter=c.get("delimiter"), decimal=c.get("decimal"))
+
+    def predicted(
+        self, data: Any, *, labelled: bool = False, drop_missing: bool = False, allow_extra: bool = False
+    ) -> tuple[Table, Prediction]:
+        """The table of ``data`` and the model's predictions for its rows."""
+        table = self._table(data)
         check_schema(table, self.features, self.target, allow_extra=allow_extra)
         if labelled:
             missing = [t for t in self.target if t not in table.frame.columns]
@@ -55,48 +92,71 @@ class Run:
                 raise InputError(
                     f"{table.source}: no target column {', '.join(map(repr, missing))} to evaluate against"
                 )
-        chosen = select(table, self.target if labelled else None, self.features, drop_missing=drop_missing)
-        return table, chosen
+        rows, dropped = rows_to_use(table, self.target if labelled else [], self.features, drop_missing=drop_missing)
+        used = table.frame.iloc[rows]
 
-    def _predict(self, X: np.ndarray) -> np.ndarray:
-        return predict_target(self.model, self.pre, X)
+        def where(i: int) -> str:
+            return table.where(int(rows[i]))
+
+        encoded = self.pre.inputs(used, table.source, where)
+        truth = self.pre.target_values(used, table.source, where) if labelled else None
+        values = model_predictions(self.model, self.pre, encoded.X)
+        return table, Prediction(values, encoded.X, rows, truth, sum(dropped.values()), encoded.filled, encoded.unknown)
 
     def predict(self, data: Any, *, drop_missing: bool = False, allow_extra: bool = False) -> np.ndarray:
-        """Predictions in the target's units: ``(n,)`` for one target, ``(n, k)`` for several."""
-        _, chosen = self._select(data, labelled=False, drop_missing=drop_missing, allow_extra=allow_extra)
-        preds = self._predict(chosen.X)
-        return preds[:, 0] if len(self.target) == 1 else preds
+        """Regression: values in the target's units, ``(n,)`` or ``(n, k)``. Classification: labels ``(n,)``."""
+        _, p = self.predicted(data, drop_missing=drop_missing, allow_extra=allow_extra)
+        if self.task == "classification":
+            return np.asarray(self.pre.labels(p.values))  # the labels' own type: ints stay ints, text text
+        return p.values[:, 0] if len(self.target) == 1 else p.values
+
+    def predict_proba(self, data: Any, *, drop_missing: bool = False, allow_extra: bool = False) -> np.ndarray:
+        """A classifier's class probabilities, ``(n, classes)``, in the order of ``classes``."""
+        if self.task != "classification":
+            raise InputError("predict_proba: this run is a regression; use predict")
+        return self.predicted(data, drop_missing=drop_missing, allow_extra=allow_extra)[1].values
 
     def predict_table(
-        self, data: Any, *, column: str | None = None, drop_missing: bool = False, allow_extra: bool = False
-    ) -> tuple[Any, int]:
-        """The input rows with prediction columns added, and how many rows had missing values."""
-        table, chosen = self._select(data, labelled=False, drop_missing=drop_missing, allow_extra=allow_extra)
-        preds = self._predict(chosen.X)
+        self, data: Any, *, column: str | None = None, proba: bool = True, drop_missing: bool = False,
+        allow_extra: bool = False,
+    ) -> tuple[Any, Prediction]:  # fmt: skip
+        """The input rows with prediction columns added (and, for a classifier, a probability per class)."""
+        table, p = self.predicted(data, drop_missing=drop_missing, allow_extra=allow_extra)
         frame = table.frame.copy()
-        if len(self.target) == 1:
-            names = [column or "prediction"]
-        else:  # one column per target
-            names = [f"{column}_{t}" if column else f"{t}_pred" for t in self.target]
-        for j, name in enumerate(names):
+        new: dict[str, Any] = {}
+        if self.task == "classification":
+            labels = np.full(len(frame), None, dtype=object)
+            labels[p.rows] = self.pre.labels(p.values)
+            new[column or "prediction"] = labels
+            if proba:
+                for j, label in enumerate(self.classes):
+                    full = np.full(len(frame), np.nan)
+                    full[p.rows] = p.values[:, j]
+                    new[f"{column or 'proba'}_{label}"] = full
+        else:
+            names = [column or "prediction"] if len(self.target) == 1 else [
+                f"{column}_{t}" if column else f"{t}_pred" for t in self.target
+            ]  # fmt: skip
+            for j, name in enumerate(names):
+                full = np.full(len(frame), np.nan)
+                full[p.rows] = p.values[:, j]
+                new[name] = full
+        for name, values in new.items():
             if name in frame.columns:
-                raise InputError(f"{table.source}: already has a column {name!r}; choose another with --column")
-            full = np.full(len(frame), np.nan)
-            full[chosen.rows] = preds[:, j]
-            frame[name] = full
-        return frame, chosen.dropped
+                raise InputError(f"{table.source}: already has a column {name!r}; choose another name with --column")
+            frame[name] = values
+        return frame, p
 
     def evaluate(self, data: Any, *, drop_missing: bool = False, allow_extra: bool = True) -> dict[str, Any]:
-        """Metrics of the model, and of the run's least-squares line, on labelled rows."""
-        _, chosen = self._select(data, labelled=True, drop_missing=drop_missing, allow_extra=allow_extra)
-        result: dict[str, Any] = {
-            "rows": len(chosen.X),
-            "dropped": chosen.dropped,
-            "model": regression_metrics(chosen.y, self._predict(chosen.X)),
-        }
-        baseline = self.meta.get("baseline")
-        if baseline:
-            ls = LeastSquares()
-            ls.coef_, ls.intercept_ = np.asarray(baseline["coef"]), np.asarray(baseline["intercept"])
-            result["least_squares"] = regression_metrics(chosen.y, ls.predict(chosen.X))
+        """Metrics of the model, and of the run's baselines, on labelled rows."""
+        _, p = self.predicted(data, labelled=True, drop_missing=drop_missing, allow_extra=allow_extra)
+        assert p.truth is not None
+        result: dict[str, Any] = {"task": self.task, "rows": len(p.rows), "dropped": p.dropped,
+                                  "model": score(self.pre, p.truth, p.values)}  # fmt: skip
+        for name, predicted in self.baselines.predictions(p.X).items():
+            result[name] = score(self.pre, p.truth, predicted)
+        if p.filled:
+            result["filled"] = p.filled
+        if p.unknown:
+            result["unknown"] = p.unknown
         return result

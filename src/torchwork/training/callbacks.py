@@ -65,16 +65,21 @@ class Callback:
 
 
 class EarlyStopping(Callback):
-    """Stop when the monitored loss has not improved by ``min_delta`` for ``patience`` epochs.
+    """Stop when the monitored loss has not improved for ``patience`` epochs.
 
-    The best weights are kept (on the device) and always restored when fitting ends, whether
-    it stopped early or ran all its epochs. Stopping sets a flag; nothing is raised.
-    ``best_epoch`` is counted from 1, as everywhere.
+    An improvement is a loss below ``best * (1 - min_delta_rel) - min_delta``. The best weights
+    are kept (on the device) and always restored when fitting ends, whether it stopped early or
+    ran all its epochs; the weights the fit started from are a candidate too (epoch 0, when the
+    trainer has a validation set), so a model started from a good solution never ends worse on
+    the validation set. Stopping sets a flag; nothing is raised. Epochs are counted from 1.
     """
 
-    def __init__(self, patience: int = 10, min_delta: float = 0.0, restore_best: bool = True) -> None:
+    def __init__(
+        self, patience: int = 10, min_delta: float = 0.0, restore_best: bool = True, min_delta_rel: float = 0.0
+    ) -> None:
         self.patience = check(patience, "count", "EarlyStopping(patience=...)")
         self.min_delta = check(min_delta, "nonnegative", "EarlyStopping(min_delta=...)")
+        self.min_delta_rel = check(min_delta_rel, "fraction", "EarlyStopping(min_delta_rel=...)")
         self.restore_best = restore_best
         self.reset()
 
@@ -84,12 +89,23 @@ class EarlyStopping(Callback):
         self.wait = 0
         self.best_weights: dict[str, torch.Tensor] | None = None
 
+    def _improves(self, loss: float) -> bool:
+        return loss < self.best * (1.0 - self.min_delta_rel) - self.min_delta if math.isfinite(self.best) else True
+
+    def _keep(self, fit: Fit, loss: float, epoch: int) -> None:
+        self.best, self.best_epoch, self.wait = loss, epoch, 0
+        if self.restore_best:
+            self.best_weights = {k: v.detach().clone() for k, v in fit.model.state_dict().items()}
+
+    def start(self, fit: Fit, loss: float) -> None:
+        """The validation loss of the weights before any training: epoch 0's candidate."""
+        if math.isfinite(loss):
+            self._keep(fit, loss, 0)
+
     def on_epoch_end(self, fit: Fit, logs: EpochLogs) -> None:
         current = logs.monitored()
-        if current < self.best - self.min_delta:
-            self.best, self.best_epoch, self.wait = current, logs.epoch, 0
-            if self.restore_best:
-                self.best_weights = {k: v.detach().clone() for k, v in fit.model.state_dict().items()}
+        if self._improves(current):
+            self._keep(fit, current, logs.epoch)
         else:
             self.wait += 1
             if self.wait >= self.patience:

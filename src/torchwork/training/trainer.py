@@ -161,6 +161,8 @@ class Trainer:
         if resume is not None:
             fit.load_state_dict(resume)
         loop.engine.start(self._job(fit, loop))
+        if resume is None and self.early_stopping is not None and loop.val is not None:
+            self.early_stopping.start(fit, float(self._testing_loop(fit, loop, loop.val)))
         for cb in fit.callbacks:
             cb.on_fit_start(fit)
         try:
