@@ -8,7 +8,9 @@ MODE ``after-save``: right after the N-th checkpoint is on disk (written between
 mid-epoch, as the checkpoint settings say; the kill comes from the writer thread, while
 training goes on); ``in-write``: while the N-th checkpoint is being written (its temporary
 file is complete, the rename has not happened); ``step``: right after optimizer step N,
-between checkpoints; ``none``: never.
+between checkpoints; ``finish``: at the N-th file written while the finished run is written
+out (plots, report, manifest); ``swapped``: right after ``--overwrite`` swapped the new run in
+(the old one not yet removed); ``none``: never.
 """
 
 from __future__ import annotations
@@ -51,6 +53,29 @@ def main() -> int:
             return replace(src, dst)
 
         files.os.replace = replace_or_die
+    elif mode == "finish":
+        import torchwork.runs.folder as folder
+
+        write = folder.atomic_write
+
+        def write_or_die(path, data, **kw):
+            count[0] += 1
+            if count[0] == n:
+                die()
+            return write(path, data, **kw)
+
+        folder.atomic_write = write_or_die
+    elif mode == "swapped":
+        import torchwork.runs.outdir as outdir
+
+        exchange = outdir.exchange
+
+        def exchange_then_die(a, b):
+            done = exchange(a, b)
+            die()
+            return done
+
+        outdir.exchange = exchange_then_die
     elif mode == "step":
         import torchwork.training.trainer as trainer_module
 

@@ -143,3 +143,18 @@ def test_train_over_an_unfinished_run_points_to_resume(data, tmp_path):
     assert driver("after-save", 1, "train", str(data / "data.csv"), *TRAIN, "--out", str(out)).returncode == -9
     again = driver("none", 0, "train", str(data / "data.csv"), *TRAIN, "--out", str(out))
     assert again.returncode == 2 and f"torchwork resume {out}" in again.stderr and "--overwrite" in again.stderr
+
+
+def test_the_partial_path_works_for_inspect_and_resume(data, tmp_path):
+    """The path an interrupt prints (RUN_DIR) and RUN_DIR.partial both work; inspect shows how far it got."""
+    out = tmp_path / "run"
+    assert driver("after-save", 2, "train", str(data / "data.csv"), *TRAIN, "--out", str(out)).returncode == -9
+    partial = Path(f"{out}.partial")
+    for path in (out, partial):
+        shown = driver("none", 0, "inspect", str(path))
+        assert shown.returncode == 0, shown.stderr
+        assert "(unfinished)" in shown.stdout and "steps (checkpoint" in shown.stdout
+        assert f"continue:   torchwork resume {out}" in shown.stdout
+    assert "the run is not finished" in driver("none", 0, "predict", str(out), str(data / "data.csv")).stderr
+    assert driver("none", 0, "resume", str(partial), "-q").returncode == 0
+    assert_same_run(data / "reference", out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,22 +13,60 @@ import torch
 from torchwork.files.safeload import WeightsFile, load_weights
 
 _SHOW_VALUES = 6
+_BLOCK = 1 << 20  # elements a summary copies at once: 8 MiB as float64, whatever the tensor's size
+
+
+def _blocks(t: torch.Tensor) -> Iterator[torch.Tensor]:
+    """``t``'s values in order, as flat blocks of at most :data:`_BLOCK` elements.
+
+    Only a block is ever copied (a view that is not contiguous, a cast), never the whole tensor:
+    the summary of a file stays within the file's own storage plus a few MiB.
+    """
+    if t.numel() <= _BLOCK or t.dim() == 0:
+        yield t.reshape(-1)
+        return
+    row = t.numel() // t.shape[0]
+    if row > _BLOCK:
+        for i in range(t.shape[0]):
+            yield from _blocks(t[i])
+    else:
+        step = _BLOCK // row
+        for i in range(0, t.shape[0], step):
+            yield t[i : i + step].reshape(-1)
 
 
 def tensor_summary(name: str, t: torch.Tensor) -> dict[str, Any]:
-    flat = t.detach().reshape(-1)
-    values = flat[:_SHOW_VALUES].tolist()
+    """Name, shape, dtype, the first values and, for floats, min/mean/max; computed block by block."""
+    t = t.detach()
+    n = t.numel()
     info: dict[str, Any] = {
         "name": name,
         "shape": list(t.shape),
         "dtype": str(t.dtype).removeprefix("torch."),
-        "numel": t.numel(),
-        "values": t.tolist() if t.numel() <= _SHOW_VALUES else values,  # full precision
-        "truncated": t.numel() > _SHOW_VALUES,
+        "numel": n,
+        "values": t.tolist() if n <= _SHOW_VALUES else [],  # full precision
+        "truncated": n > _SHOW_VALUES,
     }
-    if t.numel() > _SHOW_VALUES and t.is_floating_point():
-        f = flat.double()
-        info.update(min=f.min().item(), mean=f.mean().item(), max=f.max().item())
+    if n <= _SHOW_VALUES:
+        return info
+    stats = t.is_floating_point()
+    lows, highs, sums = [], [], []
+    for block in _blocks(t):
+        if len(info["values"]) < _SHOW_VALUES:
+            info["values"] += block[: _SHOW_VALUES - len(info["values"])].tolist()
+        elif not stats:
+            break
+        if stats:
+            f = block.double()
+            lows.append(f.min())
+            highs.append(f.max())
+            sums.append(f.sum())
+    if stats:  # NaN anywhere gives NaN, as torch's min/max/mean do
+        info.update(
+            min=torch.stack(lows).min().item(),
+            mean=torch.stack(sums).sum().item() / n,
+            max=torch.stack(highs).max().item(),
+        )
     return info
 
 
@@ -81,18 +120,28 @@ def format_description(desc: dict[str, Any]) -> str:
 
 
 def format_run_summary(summary: dict[str, Any]) -> str:
-    """``torchwork inspect RUN_DIR``: a run folder's model, columns, data, training and metrics."""
+    """``torchwork inspect RUN_DIR``: a run folder's model, columns, data, training and metrics;
+    for an unfinished run, how far it got."""
+    if summary.get("state") == "unfinished":
+        return _format_unfinished(summary)
     import json
 
     meta, info, metrics = summary["model"], summary["run"], summary["metrics"]
     arch = meta["architecture"]
+    name = arch.get("name") or arch.get("class") or arch.get("factory")
     pre = meta["preprocessing"]
+    kinds = ", ".join(f"{c['name']} ({c['kind']})" for c in pre.get("columns", []))
+    task = pre.get("task", "regression")
+    target = ", ".join(pre["target"])
+    if task == "classification":
+        target += f" (classes: {', '.join(map(str, pre['targets']['classes']))})"
     lines = [
         f"run:        {summary['path']}",
-        f"model:      {arch.get('name') or arch.get('class')} {json.dumps(arch.get('args', {}))}",
+        f"task:       {task}",
+        f"model:      {name} {json.dumps(arch.get('args', {}))}",
         f"parameters: {meta['parameters']}",
-        f"features:   {', '.join(pre['features'])}",
-        f"target:     {', '.join(pre['target'])}",
+        f"features:   {kinds or ', '.join(pre['features'])}",
+        f"target:     {target}",
         f"data:       {info['data']['source']} ({info['data']['rows_used']} rows, "
         f"sha256 {info['data']['sha256'][:16]}...)",
         "split:      " + ", ".join(f"{k} {v}" for k, v in info["split"].items()),
@@ -100,14 +149,51 @@ def format_run_summary(summary: dict[str, Any]) -> str:
         + (f", best epoch {info['best_epoch']}" if info.get("best_epoch") is not None else "")
         + (" (stopped early)" if info.get("stopped_early") else ""),
         "versions:   " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
-        f"metrics:    {'split':<8} {'MAE':<12} {'RMSE':<12} {'R²':<12} least squares: MAE / RMSE / R²",
     ]
-    for part, m in metrics["model"].items():
-        b = metrics["least_squares"][part]
+    if task == "classification":
+        keys = ("accuracy", "balanced_accuracy", "f1_macro", "log_loss")
         lines.append(
-            f"            {part:<8} {m['mae']:<12.6g} {m['rmse']:<12.6g} {m['r2']:<12.6g} "
-            f"{b['mae']:.6g} / {b['rmse']:.6g} / {b['r2']:.6g}"
+            f"metrics:    {'split':<8} " + " ".join(f"{k:<18}" for k in keys) + "logistic regression: accuracy"
         )
+        for part, m in metrics["model"].items():
+            b = metrics["logistic_regression"][part]
+            cells = " ".join(f"{m[k]:<18.6g}" for k in keys)
+            lines.append(f"            {part:<8} {cells}{b['accuracy']:.6g}")
+    else:
+        lines.append(f"metrics:    {'split':<8} {'MAE':<12} {'RMSE':<12} {'R²':<12} least squares: MAE / RMSE / R²")
+        for part, m in metrics["model"].items():
+            b = metrics["least_squares"][part]
+            lines.append(
+                f"            {part:<8} {m['mae']:<12.6g} {m['rmse']:<12.6g} {m['r2']:<12.6g} "
+                f"{b['mae']:.6g} / {b['rmse']:.6g} / {b['r2']:.6g}"
+            )
     lines.append("weights:")
     lines += ["  " + line for line in format_description(summary["weights"]).splitlines()]
+    return "\n".join(lines)
+
+
+def _format_unfinished(summary: dict[str, Any]) -> str:
+    config = summary.get("config") or {}
+    ckpt = summary.get("checkpoint")
+    out = summary["path"].removesuffix(".partial")
+    lines = [
+        f"run:        {summary['path']} (unfinished)",
+        f"data:       {config.get('data')}",
+        f"target:     {', '.join(config.get('target') or [])}",
+        f"model:      {config.get('model')}, at most {config.get('epochs')} epochs",
+    ]
+    if ckpt is None:
+        lines.append("progress:   no checkpoint yet (resuming starts again from the beginning)")
+    else:
+        state = "training had finished" if ckpt["finished_training"] else f"{ckpt['epochs_done']} epochs done"
+        lines.append(f"progress:   {state}, {ckpt['steps']} steps (checkpoint {ckpt['path']})")
+        last = ckpt.get("last") or {}
+        if last:
+            val = f", val_loss {last['val_loss']:.6g}" if last.get("val_loss") is not None else ""
+            lines.append(
+                f"last:       epoch {last.get('epoch')}: train_loss {last.get('train_loss', float('nan')):.6g}{val}"
+            )
+        if ckpt.get("best_epoch") is not None:
+            lines.append(f"best:       epoch {ckpt['best_epoch']}, validation loss {ckpt['best_val_loss']:.6g}")
+    lines.append(f"continue:   torchwork resume {out}")
     return "\n".join(lines)
