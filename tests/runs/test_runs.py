@@ -167,7 +167,13 @@ def test_inspect_a_run(trained):
     tmp, _, _ = trained
     result = cli("inspect", str(tmp / "run"))
     assert result.returncode == 0, result.stderr
-    for fragment in ("model:      mlp", "features:   a, b, c", "target:     y", "net.0.weight", "test "):
+    for fragment in (
+        "model:      mlp",
+        "features:   a (numeric), b (numeric), c (numeric)",
+        "target:     y",
+        "net.0.weight",
+        "test ",
+    ):
         assert fragment in result.stdout
 
 

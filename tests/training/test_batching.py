@@ -42,11 +42,35 @@ def test_unshuffled_batches_are_views():
     assert [b[0].data_ptr() for b in batches] == [X[i].data_ptr() for i in (0, 30, 60, 90)]
 
 
-def test_ranks_share_an_epoch_without_overlap():
+def test_ranks_share_each_global_batch_exactly():
+    from torchwork.training.distributed import Group, ShardedBatches
+
     X = torch.arange(103, dtype=torch.float32).unsqueeze(1)
-    shards = [TensorBatches(X, X, batch_size=10, seed=1, rank=r, world_size=4) for r in range(4)]
-    seen = [torch.cat([xb for xb, _ in s.epoch(2)]).squeeze(1).long() for s in shards]
-    assert all(len(s) == 25 for s in seen)  # 103 // 4 rows each; the remainder is dropped
-    together = torch.cat(seen)
-    assert len(set(together.tolist())) == 100
-    assert torch.equal(together.sort().values, epoch_permutation(103, 1, 2)[:100].sort().values)
+    shards = [ShardedBatches(X, X, 10, True, 1, Group(r, 4, r, "gloo")) for r in range(4)]
+    perm = epoch_permutation(103, 1, 2)
+    per_rank = [list(s.epoch(2)) for s in shards]
+    assert all(len(b) == 3 for b in per_rank) and shards[0].global_sizes() == [40, 40, 23]
+    for b, (lo, hi) in enumerate([(0, 40), (40, 80), (80, 103)]):
+        rows = torch.cat([per_rank[r][b][0] for r in range(4)]).squeeze(1).long()
+        assert sorted(rows.tolist()) == sorted(perm[lo:hi].tolist())  # every row once, none padded
+
+
+def test_a_rank_without_rows_in_the_last_batch_weighs_zero():
+    from torchwork.training.distributed import Group, ScaledLoss, ShardedBatches
+
+    class Alone(Group):  # rank 3 of 4, its sums computed as if the other ranks added nothing
+        def all_sum(self, tensor):
+            return tensor
+
+    X = torch.arange(5, dtype=torch.float32).unsqueeze(1)
+    shard = ShardedBatches(X, X, 1, False, 0, Alone(3, 4, 3, "gloo"))
+    loss = ScaledLoss(lambda a, b: (a - b + 1).abs().mean(), shard)
+    seen = []
+    for xb, yb in shard.epoch(0):
+        xb = xb.clone().requires_grad_()
+        value = loss(xb, yb)
+        value.backward()
+        seen.append((xb.detach().item(), shard.real, value.item(), xb.grad.item()))
+    # batch 1 is rows 0-3 (rank 3 takes row 3): its share is 1 x 4/4; the value is the (here partial) sum / 4.
+    # batch 2 is row 4 alone (rank 0's): rank 3 computes on it with weight 0, so its gradient is 0
+    assert seen == [(3.0, 1, 0.25, 1.0), (4.0, 0, 0.0, 0.0)]

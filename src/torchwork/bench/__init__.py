@@ -157,6 +157,29 @@ def memory_case(kind: str, device: torch.device, rows_n: int) -> dict[str, Any]:
     return {**points[-1], "slope": slope, "constant_bytes": p2 - slope * d2}
 
 
+def processes_case(kind: str, rows_n: int, batch: int = 1024, n: int = 2) -> dict[str, Any]:
+    """``n`` processes (DDP over gloo, one thread each, batch ``batch`` each) against one process
+    (every core, batch ``n * batch``: the same steps), each timed in its own launch."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
+               "-m", "torchwork.bench.processes", kind, str(rows_n), str(batch)]  # fmt: skip
+    group = subprocess.run(command, capture_output=True, text=True, check=True, timeout=900, env=env)
+    alone = subprocess.run([sys.executable, "-m", "torchwork.bench.processes", kind, str(rows_n), str(n * batch)],
+                           capture_output=True, text=True, check=True, timeout=900)  # fmt: skip
+    one, many = (json.loads(out.stdout.strip().splitlines()[-1]) for out in (alone, group))
+    rows = {
+        f"1 process, batch {n * batch}": one["samples_per_s"],
+        f"{n} processes, batch {batch} each": many["samples_per_s"],
+    }
+    return {
+        "unit": "samples/s",
+        "lower_is_better": False,
+        "rows": rows,
+        "rows_n": rows_n,
+        "reference": next(iter(rows)),
+    }
+
+
 def run(
     quick: bool = True,
     device: str = "cpu",
@@ -166,6 +189,7 @@ def run(
     tutorial_epochs: int = TUTORIAL_EPOCHS,
     repeats: int | None = None,
     memory: bool = True,
+    processes: bool = True,
 ) -> dict[str, Any]:
     """Every case; ``rows``, ``tutorial_epochs``, ``repeats`` and ``memory=False`` shrink it for a smoke test."""
     from torchwork.bench.peers import available
@@ -185,6 +209,9 @@ def run(
         result["cases"][f"tabular {kind}"] = tabular_case(kind, dev, rows_n, repeats, peers, slow_rows, echo)
         if memory:
             result["cases"][f"tabular {kind}"]["memory"] = memory_case(kind, dev, rows_n)
+    if processes and dev.type == "cpu" and torch.distributed.is_available():
+        echo(f"processes: 2 against 1 (mlp, {rows_n // 4} x 32)")
+        result["cases"]["processes (mlp)"] = processes_case("mlp", rows_n // 4)
     result["targets"] = targets(result)
     return result
 
@@ -231,6 +258,9 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         if "memory" in case:
             mem = case["memory"]
             add(f"tabular {kind}: peak memory per byte of data (slope)", mem["slope"], "<= 2", mem["slope"] <= 2.0)
+    if "processes (mlp)" in result["cases"]:
+        rows = list(result["cases"]["processes (mlp)"]["rows"].values())
+        add("2 processes / 1 process on this CPU (samples/s)", rows[1] / rows[0], "reported", None)
     return out
 
 
@@ -238,14 +268,17 @@ def format_table(result: dict[str, Any]) -> str:
     lines = [f"Device: {result['device']}", *(f"- {k}: {v}" for k, v in result["machine"].items()), ""]
     for name, case in result["cases"].items():
         unit, rows = case["unit"], case["rows"]
-        ref = "hand loop (the tutorial's)" if name == "tutorial" else "hand index-slicing loop"
+        ref = case.get("reference") or (
+            "hand loop (the tutorial's)" if name == "tutorial" else "hand index-slicing loop"
+        )
+        mine = "torchwork" if "torchwork" in rows else ref
         lines += [f"### {name} ({unit})", "", f"| run | {unit} | vs {ref} | vs torchwork |", "|---|---:|---:|---:|"]
         for run_name, value in rows.items():
             if case["lower_is_better"]:
-                vs_ref, vs_tw = rows[ref] / value, rows["torchwork"] / value
+                vs_ref, vs_tw = rows[ref] / value, rows[mine] / value
                 shown = f"{value:,.1f}"
             else:
-                vs_ref, vs_tw = value / rows[ref], value / rows["torchwork"]
+                vs_ref, vs_tw = value / rows[ref], value / rows[mine]
                 shown = f"{value:,.0f}"
             lines.append(f"| {run_name} | {shown} | {vs_ref:.2f}x | {vs_tw:.2f}x |")
         if "memory" in case:
@@ -260,7 +293,8 @@ def format_table(result: dict[str, Any]) -> str:
     lines += ["### targets", "", "| target | measured | goal | met |", "|---|---:|---|---|"]
     for t in result["targets"]:
         value = "—" if t["measured"] is None else f"{t['measured']:.2f}"
-        lines.append(f"| {t['target']} | {value} | {t['goal']} | {'yes' if t['met'] else 'NO'} |")
+        met = "—" if t["met"] is None else "yes" if t["met"] else "NO"
+        lines.append(f"| {t['target']} | {value} | {t['goal']} | {met} |")
     lines.append("")
     lines.append("In the 'vs' columns, above 1.00x means that row's run is faster than the column's run.")
     if result["device"].startswith("cuda"):

@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
             click.echo(cli.get_help(ctx))
         return 0
     try:
-        cli.main(args=args, prog_name="torchwork", standalone_mode=False)
+        code = cli.main(args=args, prog_name="torchwork", standalone_mode=False, obj={"argv": args})
+        if isinstance(code, int):  # click returns an Exit's code when it does not exit itself
+            return code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.Abort:
@@ -52,10 +54,21 @@ def main(argv: list[str] | None = None) -> int:
         from torchwork.core.errors import TorchworkError
 
         if isinstance(exc, TorchworkError):
-            click.echo(f"torchwork: error: {_one_line(str(exc))}", err=True)
+            if _reports(exc):
+                click.echo(f"torchwork: error: {_one_line(str(exc))}", err=True)
             return exc.exit_code
         raise
     return 0
+
+
+def _reports(exc: Exception) -> bool:
+    """Whether this process prints ``exc``: in a process group, errors every process shares are
+    printed by rank 0 alone; a process that lost the others says so itself."""
+    import os
+
+    from torchwork.core.errors import GroupFailed
+
+    return os.environ.get("RANK", "0") == "0" or isinstance(exc, GroupFailed)
 
 
 def _one_line(text: str) -> str:

@@ -9,6 +9,12 @@ import click
 from torchwork.cli.app import cli
 from torchwork.cli.options import flag, option, train_options
 
+NPROC_HELP = (
+    "Train in N processes on this machine (torchrun's launcher; gloo on CPU, NCCL on CUDA). "
+    "For several machines, start `torchwork train` with torchrun on each."
+)
+RESUME_NPROC_HELP = "Resume in N processes on this machine (as many as the run was trained in)."
+
 
 @cli.command()
 @click.argument("data", required=False, metavar="DATA")
@@ -17,10 +23,11 @@ from torchwork.cli.options import flag, option, train_options
 @flag("--overwrite", help="Replace RUN_DIR if it holds a torchwork run (never a folder of yours).")
 @flag("-q", "--quiet", help="No progress output.")
 @flag("--trust-model-code", help="Allow a config file to name your own model class (importing it runs its code).")
+@option("--nproc", type=click.IntRange(min=1), metavar="N", help=NPROC_HELP)
 @train_options
 def train(
     data: str | None, config_file: str | None, out: str | None, overwrite: bool | None, quiet: bool | None,
-    trust_model_code: bool | None, **flags: Any,
+    trust_model_code: bool | None, nproc: int | None, **flags: Any,
 ) -> None:  # fmt: skip
     """Train a model on DATA (CSV, Parquet, .npy or .npz) and write a run folder.
 
@@ -31,6 +38,7 @@ def train(
     model (safetensors + JSON), history.csv, metrics.json (with the baselines on the same
     split), plots and report.html.
     """
+    _launch(nproc)
     from torchwork.runs.config import load_config
     from torchwork.runs.lifecycle import train_run
 
@@ -47,20 +55,34 @@ def train(
 @click.argument("run_dir", metavar="RUN_DIR")
 @flag("-q", "--quiet", help="No progress output.")
 @flag("--trust-model-code", help="Allow importing the run's own model class.")
-def resume(run_dir: str, quiet: bool | None, trust_model_code: bool | None) -> None:
+@option("--nproc", type=click.IntRange(min=1), metavar="N", help=RESUME_NPROC_HELP)
+def resume(run_dir: str, quiet: bool | None, trust_model_code: bool | None, nproc: int | None) -> None:
     """Continue an interrupted or killed run from its last checkpoint (RUN_DIR or RUN_DIR.partial).
 
     The data file must be unchanged (its SHA-256 is checked). The result is bit-identical to
     a run that was never interrupted (same device). A run whose training had finished when it
     was stopped is only written out: nothing is trained again.
     """
+    _launch(nproc)
     from torchwork.runs.lifecycle import resume_run
 
     print_summary(resume_run(run_dir, trust_model_code=bool(trust_model_code), verbose=not quiet))
 
 
+def _launch(nproc: int | None) -> None:
+    """With ``--nproc N`` (N > 1): this command again in N processes; exit with the job's code."""
+    if nproc is not None and nproc > 1:
+        from torchwork.cli.launch import launch, without_nproc
+
+        raise click.exceptions.Exit(launch(nproc, without_nproc(click.get_current_context().obj["argv"])))
+
+
 def print_summary(run: Any) -> None:
-    """What the run gave, in five lines: folder, epochs, test metrics, verdict, report."""
+    """What the run gave, in five lines: folder, epochs, test metrics, verdict, report (rank 0 of a group only)."""
+    import os
+
+    if os.environ.get("RANK", "0") != "0":
+        return
     from torchwork.report.html import verdict
 
     m = run.metrics["model"]

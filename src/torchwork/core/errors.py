@@ -52,6 +52,10 @@ class BusyError(TorchworkError):
     exit_code = 75
 
 
+class GroupFailed(TorchworkError):
+    """Another process of a multi-process job failed or went away (killed, its machine down). Exit code 1."""
+
+
 class TrainingDiverged(TorchworkError):
     """The loss or a weight became NaN or infinite. Exit code 1.
 

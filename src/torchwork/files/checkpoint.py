@@ -116,14 +116,27 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
     actual = _digest(header, weights.tensors)
     if actual != recorded:
         raise IntegrityError(f"{path}: damaged: expected sha256 {recorded}, actual {actual}")
-    tree = _unflatten(json.loads(header), weights.tensors)
-    if tree.get("format") != FORMAT:
-        raise IntegrityError(f"{path}: unknown checkpoint format {tree.get('format')!r}")
-    return tree["state"], tree["extra"]
+    try:
+        tree = _unflatten(json.loads(header), weights.tensors)
+        if not isinstance(tree, dict) or tree.get("format") != FORMAT:
+            raise ValueError(f"unknown checkpoint format {tree.get('format') if isinstance(tree, dict) else None!r}")
+        state, extra = tree["state"], tree["extra"]
+        if not isinstance(state, dict) or not isinstance(extra, dict) or not isinstance(state.get("fit"), dict):
+            raise ValueError("no fit state in it")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise IntegrityError(f"{path}: not a torchwork checkpoint ({' '.join(str(exc).split())[:200]})") from None
+    return state, extra
+
+
+def _writes(fit: Fit) -> bool:
+    return fit.group is None or fit.group.main
 
 
 class Checkpointer(Callback):
     """Write a checkpoint every ``every_epochs`` epochs and/or ``every_steps`` steps, and on SIGINT/SIGTERM.
+
+    In a process group every rank runs it (each checkpoint gathers every rank's RNG state
+    and running losses, which makes it a barrier) and rank 0 alone writes.
 
     A checkpoint is taken only if every loss since the last check and every weight is
     finite: a diverged fit never overwrites the last good checkpoint, and the error says
@@ -167,8 +180,10 @@ class Checkpointer(Callback):
             self.wait()
             fit.check_finite(running=True)
             finished = {"finished": True, "device": str(fit.device), "notes": list(fit.notes)}
-            ensure_dir(self.path.parent)
-            save_checkpoint(self.path, fit.state_dict(), {**self.extra, **finished})
+            state = fit.state_dict()
+            if _writes(fit):
+                ensure_dir(self.path.parent)
+                save_checkpoint(self.path, state, {**self.extra, **finished})
             self.written((fit.state.epoch, fit.state.step))
         self.close()
 
@@ -191,8 +206,12 @@ class Checkpointer(Callback):
             self.wait()
             exc.checkpoint = self.good()
             raise
-        data = checkpoint_bytes(fit.state_dict(), self.extra)  # a copy: training may go on
+        state = fit.state_dict()  # in a process group, every rank's part gathered: the checkpoint's barrier
         where = (fit.state.epoch, fit.state.step)
+        if not _writes(fit):  # only rank 0 writes
+            self.written(where)
+            return
+        data = checkpoint_bytes(state, self.extra)  # a copy: training may go on
         self.wait()  # one write at a time; a failed one is raised here
         if self._pool is None:
             ensure_dir(self.path.parent)

@@ -42,6 +42,7 @@ from torchwork.runs.outdir import check_out, claim_run, default_out, move_into_p
 from torchwork.runs.recipe import PARTS, Prepared, evaluate, fit, prepare, resolve, restore
 from torchwork.runs.run import Run
 from torchwork.training.callbacks import Callback, Progress, TensorBoard
+from torchwork.training.distributed import Group, joined, on_main
 
 Echo = Callable[[str], Any]
 
@@ -97,28 +98,49 @@ def train_run(
     if data is None and config.data is not None:  # recorded absolute: resume and export work from anywhere
         config = config.updated({"data": str(Path(config.data).resolve())}, source="config")
     echo = echo or _stderr
-    out_path = Path(out) if out is not None else (default_out(config.data) if unique_out else None)
-    if out_path is not None:
-        check_out(out_path, overwrite, config.data if data is None else None, unique=unique_out)
-    prepared = prepare(config, data, given=model)
-    config = resolve(config, prepared)
-    if verbose:
-        for line in describe(prepared):
-            echo(line)
-    data_info = _data_info(config, data, prepared)
-    if out_path is None:
-        return _train(config, prepared, data_info, None, verbose, given=model)
-    out_path, held = claim_run(out_path, overwrite, unique_out)
-    partial = partial_path(out_path)
+    with joined(config.device) as group:
+        lead = group is None or group.main  # in a process group, rank 0 alone checks, claims and writes the folder
+
+        def where() -> Path | None:
+            path = Path(out) if out is not None else (default_out(config.data) if unique_out else None)
+            if path is not None:
+                check_out(path, overwrite, config.data if data is None else None, unique=unique_out)
+            return path
+
+        out_path = on_main(group, where)
+        prepared = prepare(config, data, given=model)
+        config = resolve(config, prepared)
+        if verbose and lead:
+            for line in describe(prepared):
+                echo(line)
+        data_info = _data_info(config, data, prepared)
+        if out_path is None:
+            return _train(config, prepared, data_info, None, verbose and lead, given=model, group=group)
+        out_path, partial, held = on_main(
+            group, lambda: _claim(config, out_path, overwrite, unique_out), share=lambda c: (c[0], c[1], None)
+        )
+        try:
+            run = _train(config, prepared, data_info, partial, verbose and lead, given=model, group=group)
+            return _finish(run, prepared, partial, out_path, overwrite, from_file=data is None, lead=lead)
+        except BaseException as exc:
+            if lead:
+                _after_failure(exc, partial, out_path, from_file=data is None)
+            raise
+        finally:
+            if held is not None:
+                held.release()
+
+
+def _claim(config: TrainConfig, out: Path, overwrite: bool, unique: bool) -> tuple[Path, Path, Any]:
+    """Create and lock the partial run folder; write the configuration into it first."""
+    out, held = claim_run(out, overwrite, unique)
+    partial = partial_path(out)
     try:
         atomic_write(partial / "config.json", config.to_json())
-        run = _train(config, prepared, data_info, partial, verbose, given=model)
-        return _finish(run, prepared, partial, out_path, overwrite, from_file=data is None)
-    except BaseException as exc:
-        _after_failure(exc, partial, out_path, from_file=data is None)
-        raise
-    finally:
+    except BaseException:
         held.release()
+        raise
+    return out, partial, held
 
 
 def resume_run(
@@ -141,13 +163,59 @@ def resume_run(
     echo = echo or _stderr
     out_path = complete_run_path(out)
     partial = partial_path(out_path)
+    with joined() as group:
+        lead = group is None or group.main
+        world = group.world_size if group is not None else 1
+        config, state, extra, held = on_main(
+            group, lambda: _resume_start(partial, out_path, data, world, trust_model_code, model, echo),
+            share=lambda r: (r[0], r[1], r[2], None),
+        )  # fmt: skip
+        try:
+            data_info = extra.get("data")
+            prepared = prepare(config, data)
+            if (
+                data is not None
+                and data_info is not None
+                and _data_info(config, data, prepared)["sha256"] != data_info["sha256"]
+            ):
+                raise InputError("the data given to resume is not the data the run started with (SHA-256 differs)")
+            data_info = data_info or _data_info(config, data, prepared)
+            if extra.get("finished"):
+                if lead:
+                    echo(f"{partial}: training had finished; writing the run out")
+                fitted = restore(config, prepared, state or {}, extra, model)
+                run = _as_run(config, prepared, data_info, fitted, resumed=True, processes=world)
+            else:
+                run = _train(config, prepared, data_info, partial, verbose and lead, resume_state=state, given=model,
+                             group=group)  # fmt: skip
+            return _finish(run, prepared, partial, out_path, overwrite, from_file=data is None, lead=lead)
+        except BaseException as exc:
+            if lead:
+                _after_failure(exc, partial, out_path, keep=True, from_file=data is None)
+            raise
+        finally:
+            if held is not None:
+                held.release()
+
+
+def _resume_start(
+    partial: Path, out: Path, data: Any, world: int, trust_model_code: bool, model: Any, echo: Echo
+) -> tuple[TrainConfig, dict[str, Any] | None, dict[str, Any], Any]:
+    """Lock the partial run; its configuration, checkpoint state and extra values, after every check."""
     if partial.is_symlink() or not partial.is_dir():
-        if (out_path / MANIFEST).exists():
-            raise InputError(f"{out_path}: this run is complete; nothing to resume")
+        if (out / MANIFEST).exists():
+            raise InputError(f"{out}: this run is complete; nothing to resume")
         raise InputError(f"{partial}: no unfinished run to resume")
     held = lock(partial)
     try:
         config, state, extra = _resume_point(partial, echo)
+        processes = int(extra.get("processes", 1))
+        if state is not None and not extra.get("finished") and processes != world:
+            n = f"{processes} process{'es' if processes > 1 else ''}"
+            raise InputError(
+                f"{partial}: trained in {n}; it resumes exactly only in {processes} (this is {world}): "
+                f"torchwork resume {out} --nproc {processes}, or torchrun with {processes} processes in all"
+            )
         _consent(config, trust_model_code or model is not None)
         if ":" in config.model and not trust_model_code and model is None:
             raise UnsafeFileError(
@@ -166,28 +234,10 @@ def resume_run(
                 raise InputError(f"{partial}: its data file {source} is gone; a run resumes only from the same data")
             if data_info is not None and sha256_file(source) != data_info["sha256"]:
                 raise InputError(f"{source}: changed since the run started (SHA-256 differs); cannot resume exactly")
-        prepared = prepare(config, data)
-        if (
-            data is not None
-            and data_info is not None
-            and _data_info(config, data, prepared)["sha256"] != data_info["sha256"]
-        ):
-            raise InputError("the data given to resume is not the data the run started with (SHA-256 differs)")
-        data_info = data_info or _data_info(config, data, prepared)
-        try:
-            if extra.get("finished"):
-                echo(f"{partial}: training had finished; writing the run out")
-                run = _as_run(
-                    config, prepared, data_info, restore(config, prepared, state or {}, extra, model), resumed=True
-                )
-            else:
-                run = _train(config, prepared, data_info, partial, verbose, resume_state=state, given=model)
-            return _finish(run, prepared, partial, out_path, overwrite, from_file=data is None)
-        except BaseException as exc:
-            _after_failure(exc, partial, out_path, keep=True, from_file=data is None)
-            raise
-    finally:
+    except BaseException:
         held.release()
+        raise
+    return config, state, extra, held
 
 
 def _resume_point(partial: Path, echo: Echo) -> tuple[TrainConfig, dict[str, Any] | None, dict[str, Any]]:
@@ -266,15 +316,18 @@ def _train(
     verbose: bool,
     resume_state: dict[str, Any] | None = None,
     given: Any = None,
+    group: Group | None = None,
 ) -> Run:
+    """Fit (every rank of a group) with progress, TensorBoard and checkpoints into ``folder`` (rank 0 writes)."""
     callbacks: list[Callback] = []
     if verbose:
         callbacks.append(Progress(config.epochs))
     checkpointer = None
+    processes = group.world_size if group is not None else 1
     if folder is not None:
-        if config.tensorboard:
+        if config.tensorboard and (group is None or group.main):
             callbacks.append(TensorBoard(str(folder / "tensorboard")))
-        extra = {"config": config.to_dict(), "data": data_info}
+        extra = {"config": config.to_dict(), "data": data_info, "processes": processes}
         checkpointer = Checkpointer(folder / CHECKPOINT, config.checkpoint_every, config.checkpoint_every_steps, extra,
                                     final=True)  # fmt: skip
         if resume_state is not None:  # the checkpoint resumed from is the last good one until a newer is written
@@ -287,15 +340,18 @@ def _train(
         if checkpointer is not None and exc.checkpoint is None:
             exc.checkpoint = checkpointer.good()
         raise
-    return _as_run(config, prepared, data_info, fitted, resumed=resume_state is not None)
+    return _as_run(config, prepared, data_info, fitted, resumed=resume_state is not None, processes=processes)
 
 
-def _as_run(config: TrainConfig, prepared: Prepared, data_info: dict[str, Any], fitted: Any, resumed: bool) -> Run:
+def _as_run(
+    config: TrainConfig, prepared: Prepared, data_info: dict[str, Any], fitted: Any, resumed: bool, processes: int
+) -> Run:
     info = {
         "format": RUN_FORMAT,
         "data": data_info,
         "split": {p: prepared.size(p) for p in PARTS},
         "device": fitted.device,
+        "processes": processes,
         "epochs_run": fitted.epochs_run,
         "stopped_early": fitted.stopped_early,
         "best_epoch": fitted.best_epoch,
@@ -320,12 +376,17 @@ def _as_run(config: TrainConfig, prepared: Prepared, data_info: dict[str, Any], 
     return Run(fitted.model, prepared.pre, fitted.baselines, config.to_dict(), fitted.history, metrics, info, meta)
 
 
-def _finish(run: Run, prepared: Prepared, partial: Path, out: Path, overwrite: bool, from_file: bool) -> Run:
-    """Write every file of the run into ``partial``, then move it to ``out``.
+def _finish(
+    run: Run, prepared: Prepared, partial: Path, out: Path, overwrite: bool, from_file: bool, lead: bool = True
+) -> Run:
+    """Write every file of the run into ``partial``, then move it to ``out`` (rank 0 of a group alone).
 
     Training has finished and its final checkpoint is on disk: an interrupt here loses
     nothing, and ``torchwork resume`` writes the run out without training again.
     """
+    if not lead:
+        run.path = out
+        return run
     try:
         write_run(run, prepared, partial, title=f"torchwork run {out.name}")
         move_into_place(partial, out, overwrite)

@@ -7,8 +7,8 @@ a time (one large ``index_select`` instead of many small ones) and batches are v
 that chunk, so memory stays at the data plus one chunk.
 
 The permutation of an epoch is a pure function of ``(seed, epoch)``: a resumed run, and
-every rank of a multi-process run, computes the same order without sharing state. A rank
-takes every ``world_size``-th row of it.
+every rank of a multi-process run, computes the same order without sharing state (see
+:class:`~torchwork.training.distributed.ShardedBatches` for how ranks share it).
 
 :class:`LoaderBatches` wraps a ``torch.utils.data.Dataset`` in a ``DataLoader`` driven by
 the same permutation, for data that does not fit in memory.
@@ -73,22 +73,14 @@ class TensorBatches:
         batch_size: int | None = None,
         shuffle: bool = True,
         seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
     ) -> None:
         if len(X) != len(y):
             raise InputError(f"features have {len(X)} rows but targets have {len(y)}")
         if len(X) == 0:
             raise InputError("no rows to train on")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is outside world size {world_size}")
         self.X, self.y = X, y
         self.shuffle, self.seed = shuffle, seed
-        self.rank, self.world_size = rank, world_size
-        # Every rank sees the same number of rows: the remainder of the division is dropped.
-        self.n_rows = len(X) // world_size
-        if self.n_rows == 0:
-            raise InputError(f"{len(X)} rows cannot be shared among {world_size} processes")
+        self.n_rows = len(X)
         self.batch_size = min(batch_size or self.n_rows, self.n_rows)
 
     def set_seed(self, seed: int) -> None:
@@ -96,7 +88,7 @@ class TensorBatches:
 
     @property
     def full_batch(self) -> bool:
-        return self.batch_size == self.n_rows and self.world_size == 1
+        return self.batch_size == self.n_rows
 
     @property
     def n_batches(self) -> int:
@@ -107,12 +99,8 @@ class TensorBatches:
         return [self.batch_size] * full + ([rest] if rest else [])
 
     def order(self, epoch: int, out: torch.Tensor | None = None) -> torch.Tensor | None:
-        """This rank's row indices for ``epoch``; ``None`` means the data's own order."""
-        if self.world_size == 1:
-            return epoch_permutation(self.n_rows, self.seed, epoch, out) if self.shuffle else None
-        n_all = len(self.X)
-        order = epoch_permutation(n_all, self.seed, epoch) if self.shuffle else torch.arange(n_all)
-        return order[self.rank : self.n_rows * self.world_size : self.world_size]
+        """The row indices of ``epoch``; ``None`` means the data's own order."""
+        return epoch_permutation(self.n_rows, self.seed, epoch, out) if self.shuffle else None
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The batches of ``epoch`` from batch number ``start`` on."""

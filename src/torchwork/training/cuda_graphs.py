@@ -243,7 +243,7 @@ class CudaGraphEngine:
             perm = self._next[1]
             self._next = None
             return perm
-        if not self.batches.shuffle or self.batches.world_size != 1:
+        if not self.batches.shuffle:
             order = self.batches.order(epoch)
             if order is None:
                 if self.arange is None:
@@ -297,5 +297,5 @@ class CudaGraphEngine:
                 self.warm += 1
             b += k
             job.after_steps(k)
-        if epoch + 1 < job.epochs and self.batches.shuffle and self.batches.world_size == 1:
+        if epoch + 1 < job.epochs and self.batches.shuffle:
             self._next = (epoch + 1, self._device_order(epoch + 1))

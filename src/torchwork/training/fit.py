@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchwork.core.errors import TrainingDiverged
+from torchwork.core.errors import InputError, TrainingDiverged
 from torchwork.core.seeding import rng_state, set_rng_state
 from torchwork.training.history import History
 
@@ -42,6 +42,7 @@ class EpochLosses:
 
     def __init__(self, batch_sizes: list[int], dtype: torch.dtype, device: torch.device) -> None:
         self.n = len(batch_sizes)
+        self.one = self.n == 1  # the single batch's loss is kept as it is
         self.buffer = torch.zeros(self.n, dtype=dtype, device=device)
         self.single: torch.Tensor | None = None
         n_rows = sum(batch_sizes)
@@ -51,20 +52,20 @@ class EpochLosses:
             self.weights = None
 
     def record(self, batch: int, loss: torch.Tensor) -> None:
-        if self.n == 1:
+        if self.one:
             self.single = loss
         else:
             self.buffer.select(0, batch).copy_(loss)
 
     def upto(self, batch: int) -> torch.Tensor:
         """The losses of batches ``0 .. batch-1`` of the running epoch (a 1-D tensor)."""
-        if self.n == 1:
+        if self.one:
             return self.single.reshape(1) if (self.single is not None and batch) else self.buffer[:0]
         return self.buffer[:batch]
 
     def mean(self) -> torch.Tensor:
         """The epoch's training loss: the mean over rows of the batch losses."""
-        if self.n == 1:
+        if self.one:
             assert self.single is not None
             return self.single
         if self.weights is None:
@@ -74,7 +75,7 @@ class EpochLosses:
     def restore(self, values: torch.Tensor) -> None:
         """Put back the losses of a resumed epoch's completed batches."""
         if len(values):
-            if self.n == 1:
+            if self.one:
                 self.single = values.to(self.buffer)[0]
             else:
                 self.buffer[: len(values)].copy_(values)
@@ -155,6 +156,7 @@ class Fit:
         seed: int,
         engine: str,
         note: Callable[[str], None],
+        group: Any = None,
     ) -> None:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.engine = engine  # the name of the engine that runs the steps
@@ -165,6 +167,9 @@ class Fit:
         self.notes: list[str] = []
         self.stop_training = False
         self._note = note
+        # The process group (:class:`~torchwork.training.distributed.Group`) of a fit in
+        # several processes, else None: checkpoints then hold every rank's RNG state.
+        self.group = group
         # Losses of completed epochs not yet checked for NaN/inf: (epoch, batch losses, val loss).
         self.pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
 
@@ -187,6 +192,8 @@ class Fit:
             problem = first_non_finite([(self.state.epoch + 1, self.losses.upto(self.state.batch), None)])
             if problem is None:
                 problem = self._non_finite_weight()
+        if running and self.group is not None:  # each rank holds its own running losses: agree on one answer
+            problem = next((p for p in self.group.gather(problem) if p is not None), None)
         if problem is not None:
             raise problem
 
@@ -200,10 +207,19 @@ class Fit:
 
     # ---------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue this fit exactly: tensors and plain values only."""
+        """Everything needed to continue this fit exactly: tensors and plain values only.
+
+        In a process group every rank must call this at the same step (it gathers every
+        rank's RNG state and running-epoch losses into ``ranks``; the weights, optimizer
+        and counters are the same on every rank).
+        """
         state = {f.name: getattr(self.state, f.name) for f in fields(FitState)}
         state["stop"] = self.state.stop or self.stop_training  # early stopping's decision at this epoch's end
         state["epoch_losses"] = self.losses.upto(self.state.batch).detach().cpu().clone()
+        rng = rng_state()
+        ranks = None
+        if self.group is not None:
+            ranks = self.group.gather({"rng": rng, "epoch_losses": state["epoch_losses"]})
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -211,10 +227,20 @@ class Fit:
             "callbacks": {_callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
             "fit": state,
             "history": list(self.history.rows),
-            "rng": rng_state(),
+            "rng": rng,
+            **({"ranks": ranks} if ranks is not None else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`; a fit in N processes continues only in N processes."""
+        ranks = state.get("ranks")
+        saved, world = len(ranks) if ranks else 1, self.group.world_size if self.group is not None else 1
+        if saved != world:
+            raise InputError(
+                f"the fit was checkpointed in {saved} process{'es' if saved > 1 else ''} and continues exactly "
+                f"only in {saved} (this is {world}): start it with {saved} processes in all"
+            )
+        mine = ranks[self.group.rank] if ranks else {"rng": state["rng"], "epoch_losses": state["fit"]["epoch_losses"]}
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         # How to compute (not what): a checkpoint written on a GPU resumes on a CPU and back.
@@ -230,11 +256,12 @@ class Fit:
             if key in saved:
                 cb.load_state_dict(saved[key])
         fit = dict(state["fit"])
-        self.losses.restore(fit.pop("epoch_losses"))
+        fit.pop("epoch_losses")
+        self.losses.restore(mine["epoch_losses"])
         self.state = FitState(**fit)
         self.history = History(state.get("history", []))
         self.stop_training = self.state.stop
-        set_rng_state(state["rng"])
+        set_rng_state(mine["rng"])
 
 
 def _callback_key(index: int, cb: Any) -> str:

@@ -17,8 +17,11 @@ class Signals:
 
 
 @contextmanager
-def catch_signals(enabled: bool) -> Iterator[Signals]:
-    """While active, SIGINT/SIGTERM set ``received`` instead of acting; a second one acts as usual.
+def catch_signals(enabled: bool, repeat_acts: bool = True) -> Iterator[Signals]:
+    """While active, SIGINT/SIGTERM set ``received`` instead of acting; a second one acts as usual,
+    unless ``repeat_acts=False`` (a process of a group: a terminal's Ctrl-C and torchrun's
+    agent both send one, and the checkpoint needs every process; the agent kills what does
+    not stop in time).
 
     Only in the main thread (Python delivers signals there); elsewhere, or when not
     ``enabled``, signals keep their usual handlers.
@@ -30,8 +33,10 @@ def catch_signals(enabled: bool) -> Iterator[Signals]:
     previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
     def handler(signum: int, frame: Any) -> None:
-        caught.received = signum
-        signal.signal(signum, previous[signal.Signals(signum)])  # a second signal acts as it always does
+        if caught.received is None:
+            caught.received = signum
+        if repeat_acts:
+            signal.signal(signum, previous[signal.Signals(signum)])  # a second signal acts as it always does
 
     for s in previous:
         signal.signal(s, handler)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import secrets
+import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,13 +24,14 @@ from torch import nn
 
 from torchwork.core.checks import check, choice
 from torchwork.core.devices import resolve_device
-from torchwork.core.errors import InputError, TrainingInterrupted
+from torchwork.core.errors import InputError, TorchworkError, TrainingInterrupted
 from torchwork.core.registry import check_options
 from torchwork.core.seeding import seed_everything
 from torchwork.evaluation.metrics import regression_metrics
 from torchwork.training.batching import Batches, TensorBatches, as_pair, eval_batches, is_dataset, train_batches
 from torchwork.training.callbacks import Callback, EarlyStopping
 from torchwork.training.cuda_graphs import CudaGraphEngine, choose_engine
+from torchwork.training.distributed import Group, current, distribute, lost, shared_testing_loss
 from torchwork.training.engines import Engine, EpochJob
 from torchwork.training.fit import EpochLogs, EpochLosses, Fit
 from torchwork.training.history import History
@@ -42,6 +44,7 @@ from torchwork.training.steps import autocast_for, check_shapes, fast_loss, make
 log = logging.getLogger("torchwork")
 
 PRECISIONS = ("32", "bf16-mixed")
+SIGNAL_EVERY = 16  # in a process group, a signal is looked for in every process every this many steps
 ENGINES = ("auto", "eager", "cuda_graphs")
 
 
@@ -60,6 +63,7 @@ class _Loop:
     step_callbacks: list[Callback]
     interval: int | None  # step callbacks run every this many steps
     signals: Signals
+    group: Group | None  # the process group of a fit in several processes
 
 
 class Trainer:
@@ -159,46 +163,71 @@ class Trainer:
         for cb in fit.callbacks:
             cb.reset()  # a callback used in an earlier fit starts afresh (a resume then loads its state)
         if resume is not None:
-            fit.load_state_dict(resume)
+            try:
+                fit.load_state_dict(resume)
+            except TorchworkError:
+                raise
+            except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+                first = " ".join(str(exc).split())[:200]
+                raise InputError(
+                    f"the state to resume from does not fit this fit ({type(exc).__name__}: {first})"
+                ) from None
         loop.engine.start(self._job(fit, loop))
         if resume is None and self.early_stopping is not None and loop.val is not None:
             self.early_stopping.start(fit, float(self._testing_loop(fit, loop, loop.val)))
         for cb in fit.callbacks:
             cb.on_fit_start(fit)
         try:
-            with catch_signals(self.handle_signals) as signals:
+            with catch_signals(self.handle_signals, repeat_acts=loop.group is None) as signals:
                 loop.signals = signals
                 while fit.state.epoch < self.epochs and not fit.state.stop:
                     self._epoch(fit, loop)
             fit.check_finite()
         except BaseException as exc:
+            failed = lost(exc) if loop.group is not None else None  # DDP's all-reduce in backward()
             for cb in fit.callbacks:
-                cb.on_exception(fit, exc)
+                cb.on_exception(fit, failed or exc)
+            if failed is not None:
+                raise failed from None
             raise
         for cb in fit.callbacks:
             cb.on_fit_end(fit)
         return fit.history
 
     def _start(self, model: nn.Module, train: Any, val: Any) -> tuple[Fit, _Loop]:
-        device = self.device
+        group = current()
+        device = group.device_for(self.device) if group is not None else self.device
         if self.seed is not None:
             seed_everything(self.seed)
         seed = self.seed if self.seed is not None else secrets.randbits(62)
+        if group is not None:
+            seed = group.broadcast(seed)  # one shuffling order for every rank
         model = model.to(device)
         dtype, targets = model_dtype(model), target_kind(self.loss)
         loss_module = get_loss(self.loss, **self.loss_options)
         if isinstance(loss_module, nn.Module):
             loss_module.to(device)
-        batches = train_batches(train, self.batch_size, self.shuffle, seed, self.num_workers, device, dtype, targets)
         val_data = None if val is None or is_dataset(val) else as_pair(val, "val", device, dtype, targets)
+        forward: Any = torch.compile(model) if self.compile else model
+        loss_fn = fast_loss(loss_module)
+        if group is None:
+            batches = train_batches(
+                train, self.batch_size, self.shuffle, seed, self.num_workers, device, dtype, targets
+            )
+            engine, note = choose_engine(
+                self.engine, device, in_memory=isinstance(batches, TensorBatches), compiled=self.compile,
+                scheduler=self.scheduler, optimizer=self.optimizer, optimizer_options=self.optimizer_options,
+            )  # fmt: skip
+        else:
+            if is_dataset(train) or is_dataset(val):
+                raise InputError("Trainer.fit in several processes takes (X, y) tensors, not a Dataset")
+            pair = as_pair(train, "train", device, dtype, targets)
+            d = distribute(group, forward, loss_fn, pair, val_data, self.batch_size, self.shuffle, seed, device)
+            batches, val_data, engine, note, forward, loss_fn = d.batches, d.val, d.engine, d.note, d.forward, d.loss_fn
         callbacks = list(self.callbacks)
         if self.early_stopping is not None:
             callbacks.append(self.early_stopping)
         callbacks.sort(key=lambda cb: cb.order)
-        engine, note = choose_engine(
-            self.engine, device, in_memory=isinstance(batches, TensorBatches), compiled=self.compile,
-            scheduler=self.scheduler, optimizer=self.optimizer, optimizer_options=self.optimizer_options,
-        )  # fmt: skip
         notes = [note] if note else []
         graphs = isinstance(engine, CudaGraphEngine)
         options = dict(self.optimizer_options)
@@ -227,19 +256,21 @@ class Trainer:
             engine=engine,
             batches=batches,
             val=val if val_data is None else val_data,
-            forward=torch.compile(model) if self.compile else model,
-            loss_fn=fast_loss(loss_module),
+            forward=forward,
+            loss_fn=loss_fn,
             autocast=autocast_for(self.precision, device, cache=not graphs),
             targets=targets,
             schedule=schedule,
             step_callbacks=step_callbacks,
             interval=interval,
             signals=Signals(),
+            group=group,
         )
+        losses = EpochLosses(batches.batch_sizes(), dtype, device)
         fit = Fit(
             model=model, optimizer=optimizer, scheduler=schedule.scheduler if schedule else None, device=device,
-            epochs=self.epochs, callbacks=callbacks, losses=EpochLosses(batches.batch_sizes(), dtype, device),
-            seed=seed, engine=engine.name, note=lambda text: log.warning("torchwork: note: %s", text),
+            epochs=self.epochs, callbacks=callbacks, losses=losses, seed=seed, engine=engine.name,
+            note=lambda text: log.warning("torchwork: note: %s", text), group=group,
         )  # fmt: skip
         for text in notes:
             fit.note(text)
@@ -261,7 +292,7 @@ class Trainer:
             for cb in callbacks:
                 if cb.every_n_steps is None or state.step % cb.every_n_steps == 0:
                     cb.on_step_end(fit)
-            if loop.signals.received is not None:
+            if self._signalled(loop, state.step % SIGNAL_EVERY == 0):
                 self._interrupt(fit, loop)
 
         def until_boundary() -> int | None:
@@ -319,20 +350,32 @@ class Trainer:
             cb.on_epoch_end(fit, logs)
         if logs.read and not logs.finite():
             fit.check_finite()
+        if loop.group is not None:  # every rank stops (or is interrupted) at the same epoch
+            fit.stop_training = loop.group.any(fit.stop_training)
         if fit.stop_training:
             state.stop = True
-        if loop.signals.received is not None:
+        if self._signalled(loop, True):
             self._interrupt(fit, loop)
 
+    @staticmethod
+    def _signalled(loop: _Loop, sync: bool) -> bool:
+        """A signal arrived (in any process of a group: checked every SIGNAL_EVERY steps and each epoch)."""
+        received = loop.signals.received is not None
+        if loop.group is None or not sync:
+            return received and loop.group is None
+        return loop.group.any(received)
+
     def _interrupt(self, fit: Fit, loop: _Loop) -> None:
-        signum = loop.signals.received
-        assert signum is not None
+        signum = loop.signals.received or signal.SIGTERM  # another process of the group was signalled
         for cb in fit.callbacks:
             cb.on_interrupt(fit)
         raise TrainingInterrupted(signum, fit.state.epoch + 1, fit.state.batch)
 
     def _testing_loop(self, fit: Fit, loop: _Loop, data: Any) -> torch.Tensor:
         """The mean loss over ``data`` under ``eval()`` and ``inference_mode()``."""
+        if loop.group is not None:
+            return shared_testing_loss(fit.model, loop.loss_fn, data, loop.group, loop.autocast, self.eval_batch_size,
+                                       lambda y_pred, y: check_shapes(y_pred, y, loop.targets))  # fmt: skip
         fit.model.eval()
         forward, loss_fn, device = loop.forward, loop.loss_fn, fit.device
         with torch.inference_mode(), loop.autocast():

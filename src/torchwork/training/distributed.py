@@ -1,0 +1,312 @@
+"""More than one process: ``torch.distributed``, started by ``torchrun`` (or a scheduler that sets its
+environment: ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``).
+
+How a fit in N processes gives the answer of one process with N times the batch:
+
+- every rank computes the same per-epoch permutation of the rows (a function of seed and
+  epoch), cuts it into global batches of ``N * B`` rows, and takes every N-th row of each
+  (rank r: positions r, r+N, ...): together the ranks see exactly the global batch;
+- ``DistributedDataParallel`` averages the gradients over ranks; each rank's loss is its rows'
+  mean times ``rows * N / global rows`` (:class:`ScaledLoss`), so the average is the mean over
+  the global batch even when the last batch does not split evenly. A rank left without a row
+  in a short last batch computes on one row weighted zero;
+- each step's loss value is the global batch's mean on every rank, and the validation loss
+  sums every rank's rows (each validation row counted once: rank r takes rows r, r+N, ...);
+  stopping and signals are reduced over ranks, so every rank decides the same thing at the
+  same step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+from torchwork.core.errors import GroupFailed, TorchworkError
+from torchwork.training.batching import TensorBatches, epoch_permutation
+from torchwork.training.engines import EagerEngine
+
+T = TypeVar("T")
+TIMEOUT = dt.timedelta(minutes=10)  # a collective that waits longer than this fails instead of hanging
+
+
+@dataclass(frozen=True)
+class Group:
+    """The process group this process is in (its collectives are what the loop needs)."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    backend: str
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def device_for(self, device: torch.device) -> torch.device:
+        """CUDA: this process's GPU (``LOCAL_RANK``); anything else as it is."""
+        if device.type == "cuda":
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        return device
+
+    def all_sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        with _collective("summing over processes"):
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def any(self, flag: bool, device: torch.device | None = None) -> bool:
+        """Whether ``flag`` is true in any process."""
+        device = device or (torch.device("cpu") if "gloo" in self.backend else torch.device("cuda", self.local_rank))
+        t = torch.tensor([1.0 if flag else 0.0], device=device)
+        with _collective("comparing flags"):
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
+    def barrier(self) -> None:
+        with _collective("waiting at a barrier"):
+            dist.barrier()
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order, on every rank."""
+        out: list[Any] = [None] * self.world_size
+        with _collective("gathering state"):
+            dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank (objects are pickled between this job's own processes)."""
+        box = [obj]
+        with _collective("receiving from rank 0"):
+            dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+@contextlib.contextmanager
+def _collective(what: str) -> Iterator[None]:
+    """A collective that fails because another process is gone becomes one line, not a traceback."""
+    try:
+        yield
+    except RuntimeError as exc:  # torch.distributed.DistError and the backends' errors
+        first = re.sub(r"\[[^\]]*:\d+\] ?", "", " ".join(str(exc).split())).split(". ")[0][:160]
+        raise GroupFailed(
+            f"rank {os.environ.get('RANK', '?')}: another process of the job failed or went away while {what} ({first})"
+        ) from None
+
+
+def lost(exc: BaseException) -> GroupFailed | None:
+    """``exc`` as a :class:`GroupFailed` if it is a collective failing because a process went away."""
+    if isinstance(exc, dist.DistError) or (
+        isinstance(exc, RuntimeError) and re.search(r"gloo|NCCL|nccl|Connection (reset|closed)", str(exc))
+    ):
+        try:
+            with _collective("training"):
+                raise exc
+        except GroupFailed as failed:
+            return failed
+    return None
+
+
+def on_main(group: Group | None, work: Callable[[], T], share: Callable[[T], T] | None = None) -> T:
+    """``work()`` done by rank 0 alone; every rank gets its result, or raises the error it raised.
+
+    For what only one process may do (claim the run folder, read the checkpoint): every rank
+    then fails with the same one-line error, or none does. ``share`` makes the copy that the
+    other ranks get (rank 0 keeps what only it can hold, such as a lock).
+    """
+    if group is None:
+        return work()
+    result: Any = None
+    error: BaseException | None = None
+    if group.main:
+        try:
+            result = work()
+        except TorchworkError as exc:
+            error = exc
+    sent = share(result) if group.main and share is not None and error is None else result  # rank 0 keeps result
+    shared, error = group.broadcast((sent, error))
+    if error is not None:
+        raise error
+    return result if group.main else shared  # type: ignore[no-any-return]
+
+
+def _group() -> Group:
+    return Group(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_backend())
+
+
+def current() -> Group | None:
+    """The process group of more than one process this process is in, or None."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return _group()
+    return None
+
+
+@contextlib.contextmanager
+def joined(device: str = "auto") -> Iterator[Group | None]:
+    """The group the environment describes (torchrun sets it), joined for the block; None for one process.
+
+    A group that this process had already joined (your own ``init_process_group``) is used and
+    left as it is; one joined here is left at the end. Backends: gloo for CPU tensors and
+    Python objects, NCCL for CUDA tensors (gradients) where CUDA is there and ``device`` allows.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
+        yield current()
+        return
+    started = not dist.is_initialized()
+    if started:
+        cuda = device not in ("cpu", "mps") and torch.cuda.is_available()
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        with _collective("joining the group"):
+            dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=TIMEOUT)
+    try:
+        yield current()
+        if started and dist.is_initialized():  # leave together: tearing gloo down while a peer still
+            with _collective("leaving the group"):  # talks can abort the process
+                dist.barrier()
+    except TorchworkError as exc:
+        # An error every process shares (they raise it at the same point): leave together too,
+        # waiting a little at most; a process that is gone (GroupFailed) is not waited for.
+        if started and dist.is_initialized() and not isinstance(exc, GroupFailed) and "gloo" in dist.get_backend():
+            with contextlib.suppress(RuntimeError):
+                dist.monitored_barrier(timeout=dt.timedelta(seconds=30))
+        raise
+    finally:
+        if started and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of rank ``rank``'s random streams (dropout): distinct per rank, a function of the seed."""
+    return (seed * 1_000_003 + rank) % 2**63
+
+
+class ShardedBatches(TensorBatches):
+    """Rank ``rank``'s share of each global batch of ``world_size * batch_size`` rows (see the module)."""
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor, batch_size: int | None, shuffle: bool, seed: int,
+                 group: Group) -> None:  # fmt: skip
+        super().__init__(X, y, None, shuffle, seed)
+        self.group = group
+        self.n_all = len(X)
+        self.global_size = min((batch_size or self.n_all) * group.world_size, self.n_all)
+        self.batch_size = -(-self.global_size // group.world_size)  # the most rows one rank gets
+        self.n_rows = self.n_all
+
+    @property
+    def full_batch(self) -> bool:
+        return False
+
+    @property
+    def n_batches(self) -> int:
+        return -(-self.n_all // self.global_size)
+
+    def global_sizes(self) -> list[int]:
+        full, rest = divmod(self.n_all, self.global_size)
+        return [self.global_size] * full + ([rest] if rest else [])
+
+    def batch_sizes(self) -> list[int]:
+        return self.global_sizes()  # the epoch's mean weighs each batch by its global rows
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, G, r, N = self.n_all, self.global_size, self.group.rank, self.group.world_size
+        perm = epoch_permutation(n, self.seed, epoch) if self.shuffle else torch.arange(n)
+        perm = perm.to(self.X.device)
+        for b in range(start, self.n_batches):
+            lo, hi = b * G, min((b + 1) * G, n)
+            idx = perm[lo + r : hi : N]
+            self.real = len(idx)
+            if self.real == 0:  # a short last batch with no row for this rank: one row, weighted zero
+                idx = perm[lo : lo + 1]
+            self.current = hi - lo
+            yield self.X.index_select(0, idx), self.y.index_select(0, idx)
+
+
+class ScaledLoss:
+    """The loss of this rank's rows, scaled so that DDP's average of the gradients over ranks is the
+    global batch's; its value is the global batch's mean loss on every rank (one scalar all-reduce).
+
+    Every rank so holds the same loss at every step: the epoch's losses, the NaN check and an
+    optimizer that reads the loss (L-BFGS's line search) decide the same thing everywhere.
+    """
+
+    def __init__(self, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batches: ShardedBatches) -> None:
+        self.loss_fn, self.batches = loss_fn, batches
+        self.group = batches.group
+
+    def __call__(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        real, total, world = self.batches.real, self.batches.current, self.group.world_size
+        loss = self.loss_fn(y_pred, y)
+        loss = loss * (real * world / total) if real else loss * 0.0
+        mean = loss.detach().clone()
+        self.group.all_sum(mean).div_(world)
+        return loss + (mean - loss.detach())  # the value of the global mean, the gradient of this rank's share
+
+
+class DistributedEngine(EagerEngine):
+    """Eager steps through ``DistributedDataParallel`` (its all-reduce runs inside the backward pass).
+
+    CUDA graphs stay off: DDP's all-reduce runs from host-side hooks, bucket by bucket.
+    """
+
+    name = "ddp"
+
+
+@dataclass
+class Distributed:
+    """What a fit in a process group runs with instead of the one-process pieces."""
+
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    batches: ShardedBatches
+    val: tuple[torch.Tensor, torch.Tensor] | None
+    engine: DistributedEngine
+    note: str | None
+
+
+def distribute(
+    group: Group, model: torch.nn.Module, loss_fn: Callable[..., torch.Tensor], train: tuple[torch.Tensor, ...],
+    val: tuple[torch.Tensor, ...] | None, batch_size: int | None, shuffle: bool, seed: int, device: torch.device,
+) -> Distributed:  # fmt: skip
+    """The DDP-wrapped forward, the scaled loss, this rank's batches and validation rows, the engine."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    batches = ShardedBatches(train[0], train[1], batch_size, shuffle, seed, group)
+    ids = [device.index] if device.type == "cuda" else None
+    forward = DistributedDataParallel(model, device_ids=ids)  # rank 0's weights broadcast to every rank
+    torch.manual_seed(rank_seed(seed, group.rank))  # each rank's own dropout stream
+    shard = None if val is None else (val[0][group.rank :: group.world_size], val[1][group.rank :: group.world_size])
+    note = None
+    if device.type == "cuda":
+        note = "CUDA graphs off: DistributedDataParallel all-reduces from host-side hooks"
+    return Distributed(forward, ScaledLoss(loss_fn, batches), batches, shard, DistributedEngine(), note)
+
+
+def shared_testing_loss(
+    model: torch.nn.Module, scaled: Any, data: tuple[torch.Tensor, torch.Tensor], group: Group,
+    autocast: Callable[[], Any], batch_size: int | None, check: Callable[[torch.Tensor, torch.Tensor], None],
+) -> torch.Tensor:  # fmt: skip
+    """The mean loss over the validation rows of every rank (each row counted once), on every rank."""
+    model.eval()
+    X, y = data
+    loss_fn = scaled.loss_fn  # the unscaled loss
+    step = batch_size or max(1, len(X))
+    total = torch.zeros(2, dtype=torch.float64, device=X.device)
+    with torch.inference_mode(), autocast():
+        for lo in range(0, len(X), step):
+            xb, yb = X[lo : lo + step], y[lo : lo + step]
+            y_pred = model(xb)
+            check(y_pred, yb)
+            total[0] += loss_fn(y_pred, yb).double() * len(xb)
+            total[1] += len(xb)
+    with torch.no_grad():
+        group.all_sum(total)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    return (total[0] / total[1]).to(dtype)
