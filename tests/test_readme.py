@@ -54,3 +54,19 @@ def test_readme_python_examples_run(workdir, index):
     pytest.importorskip("sklearn")
     code = blocks("python")[index]
     exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "__readme__"})
+
+
+def test_readme_options_table_is_the_generated_one():
+    from torchwork.cli.options import options_table
+
+    block = re.search(r"<!-- options:start -->\n(.*?)\n<!-- options:end -->", README, flags=re.S)
+    assert block is not None
+    assert block.group(1).strip() == options_table().strip()
+
+
+def test_every_train_flag_is_in_the_readme():
+    result = cli("train", "--help")
+    flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", result.stdout)) - {"--help"}
+    assert len(flags) > 30
+    missing = sorted(f for f in flags if f not in README)
+    assert not missing, missing

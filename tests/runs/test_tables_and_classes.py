@@ -76,7 +76,7 @@ def test_penguins_regression_from_the_raw_csv(penguins_csv, tmp_path):
     new.to_csv(tmp_path / "new.csv", index=False)
     out = cli("predict", str(tmp_path / "run"), str(tmp_path / "new.csv"), "--out", str(tmp_path / "p.csv"))
     assert out.returncode == 0, out.stderr
-    assert "1 rows with a value of 'island' never seen in training" in out.stderr
+    assert "1 row with a value of 'island' never seen in training" in out.stderr
     predictions = pd.read_csv(tmp_path / "p.csv")["prediction"]
     assert predictions.notna().all() and predictions.between(2000, 7000).all()
 

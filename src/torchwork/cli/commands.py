@@ -116,7 +116,7 @@ def evaluate(
             m = result[name]
             click.echo(f"{name:<15} {m['mae']:>12.6g} {m['mse']:>12.6g} {m['rmse']:>12.6g} {m['r2']:>12.6g}")
     for column, n in result.get("unknown", {}).items():
-        click.echo(f"note: {n} rows with a value of {column!r} never seen in training", err=True)
+        click.echo(f"note: {n} row{'' if n == 1 else 's'} with a value of {column!r} never seen in training", err=True)
 
 
 @cli.command()

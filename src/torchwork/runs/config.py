@@ -49,7 +49,7 @@ class TrainConfig:
     shuffle: bool = _opt(True, "bool", "Shuffle rows before splitting (stratified by class), and batches every epoch.")
     standardize: bool = _opt(True, "bool", "Standardize features and target (fitted on the training split).")
     encoding: str | None = _opt(None, "str?", "Text encoding of a CSV file, e.g. latin-1.", default_help="utf-8")
-    delimiter: str | None = _opt(None, "str?", "CSV delimiter.", default_help="detected: , ; tab or |")
+    delimiter: str | None = _opt(None, "str?", "CSV delimiter.", default_help="detected: comma, semicolon, tab or pipe")
     decimal: str | None = _opt(None, "str?", "Decimal mark of numbers in a CSV file (, for 1,5).", default_help=".")
     # model
     model: str = _opt("mlp", "str", "linear, mlp, or package.module:Class (your nn.Module).")

@@ -17,6 +17,10 @@ from torchwork.runs.recipe import Baselines, model_predictions, score
 from torchwork.training.history import History
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 @dataclass
 class Prediction:
     """What predicting on some rows gave, and what it had to do to the rows."""
@@ -31,8 +35,8 @@ class Prediction:
 
     def notes(self) -> list[str]:
         """One line each: what was filled in, what was never seen in training."""
-        lines = [f"{n} missing values of {c!r} filled in as in training" for c, n in self.filled.items()]
-        lines += [f"{n} rows with a value of {c!r} never seen in training (treated as unknown)"
+        lines = [f"{_count(n, 'missing value')} of {c!r} filled in as in training" for c, n in self.filled.items()]
+        lines += [f"{_count(n, 'row')} with a value of {c!r} never seen in training (treated as unknown)"
                   for c, n in self.unknown.items()]  # fmt: skip
         return lines
 
