@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from torchwork.runs.config import load_config
+from torchwork.runs.config import PYTHON, load_config
 from torchwork.runs.folder import load_run
 from torchwork.runs.lifecycle import resume_run as resume
 from torchwork.runs.run import Run
@@ -56,6 +56,6 @@ def train(
     if isinstance(data, str | os.PathLike):
         overrides["data"] = str(data)
         data = None
-    cfg = load_config(config, overrides, overrides_source="train()")
+    cfg = load_config(config, overrides, overrides_source=PYTHON)
     return train_run(cfg, data, out, overwrite=overwrite, verbose=verbose, trust_model_code=trust_model_code,
                      model=given)  # fmt: skip

@@ -19,7 +19,8 @@ from torchwork.runs.config import default_of, help_of, option_fields
 # Options only a config file sets (tables), and the positional DATA argument.
 FILE_ONLY = ("data", "model_args", "optimizer_args", "scheduler_args")
 METAVARS = {"count": "N", "count0": "N", "int": "N", "positive": "X", "nonnegative": "X", "fraction": "F",
-            "ints": "N,N,...", "names": "A,B,...", "columns": "COL[,COL]", "str": "NAME", "path": "PATH"}  # fmt: skip
+            "ints": "N,N,...", "names": "A,B,...", "columns": "COL[,COL]", "str": "NAME", "path": "PATH",
+            "bytes": "SIZE"}  # fmt: skip
 
 
 def once(default: Any = None) -> Callable[[click.Context, click.Parameter, Any], Any]:

@@ -15,7 +15,8 @@ from typing import Any
 from torchwork.core.errors import InputError
 
 KINDS = ("str", "path", "bool", "int", "count", "count0", "positive", "nonnegative", "fraction", "ints",
-         "floats", "names", "columns", "dict", "any")  # fmt: skip
+         "floats", "names", "columns", "dict", "any", "bytes")  # fmt: skip
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 
 
 def check(value: Any, kind: str, where: str) -> Any:
@@ -55,6 +56,8 @@ def check(value: Any, kind: str, where: str) -> Any:
         return x
     if kind in ("ints", "floats", "names", "columns"):
         return _items(value, kind, where)
+    if kind == "bytes":
+        return size_in_bytes(value, where)
     if kind == "dict":
         if not isinstance(value, dict):
             raise InputError(f"{where}: expected a table of key = value, got {value!r}")
@@ -118,3 +121,17 @@ def choice(value: Any, choices: tuple[str, ...], where: str) -> str:
     if isinstance(value, str) and value.strip().lower() in choices:
         return value.strip().lower()
     raise InputError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
+
+
+def size_in_bytes(value: Any, where: str) -> int:
+    """A number of bytes from ``4GB``, ``512MiB``, ``2g`` or a plain number (at least 1 MiB)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        n = int(value)
+    else:
+        found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*", str(value).lower())
+        if found is None:
+            raise InputError(f"{where}: expected a size such as 4GB or 512MiB, got {value!r}")
+        n = int(float(found.group(1)) * _UNITS[found.group(2) or ""])
+    if n < 2**20:
+        raise InputError(f"{where}: must be at least 1MiB, got {value!r}")
+    return n

@@ -16,6 +16,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed for ``epoch``'s permutation, well mixed from ``(seed, epoch)``."""
+    state = np.random.SeedSequence([seed % 2**63, epoch]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
 def rng_state() -> dict[str, Any]:
     """Every generator's state as tensors and plain values (JSON-ready but for the tensors)."""
     py_version, py_state, py_gauss = random.getstate()

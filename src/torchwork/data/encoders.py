@@ -134,14 +134,20 @@ class CategoryEncoder:
     @classmethod
     def fit(cls, name: str, values: pd.Series, min_count: int = RARE_BELOW) -> CategoryEncoder:
         text = as_text(values)
-        counts = text.dropna().value_counts()
+        return cls.from_counts(name, text.dropna().value_counts().to_dict(), bool(text.isna().any()), min_count)
+
+    @classmethod
+    def from_counts(
+        cls, name: str, counts: dict[str, int], missing: bool, min_count: int = RARE_BELOW
+    ) -> CategoryEncoder:
+        """From each value's count in the training rows (as text) and whether any was missing."""
         # most frequent first, then by value: the same vocabulary from the same rows, always
         order = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
         common = [v for v, c in order if c >= min_count]
         rare = sorted(v for v, c in order if c < min_count)
         code = 1
         missing_code = None
-        if text.isna().any():
+        if missing:
             missing_code, code = code, code + 1
         rare_code = None
         if rare:

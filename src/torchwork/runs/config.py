@@ -28,6 +28,9 @@ def _opt(default: Any, kind: str, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"kind": kind, "help": help, **kw})
 
 
+PYTHON = "train()"  # the source of values given as Python arguments (torchwork.train): consent, as a flag is
+
+
 @dataclass
 class TrainConfig:
     # data
@@ -51,6 +54,15 @@ class TrainConfig:
     encoding: str | None = _opt(None, "str?", "Text encoding of a CSV file, e.g. latin-1.", default_help="utf-8")
     delimiter: str | None = _opt(None, "str?", "CSV delimiter.", default_help="detected: comma, semicolon, tab or pipe")
     decimal: str | None = _opt(None, "str?", "Decimal mark of numbers in a CSV file (, for 1,5).", default_help=".")
+    stream: bool = _opt(
+        False, "bool", "Stream the data in chunks (Parquet file or folder, .npy) instead of reading it into memory."
+    )
+    memory_budget: int | None = _opt(
+        None,
+        "bytes?",
+        "Stream Parquet/.npy data whose in-memory table would need more than this, e.g. 4GB.",
+        default_help="half the available memory",
+    )
     # model
     model: str = _opt("mlp", "str", "linear, mlp, or package.module:Class (your nn.Module).")
     hidden: list[int] = _opt([64, 64], "ints", "MLP hidden layer sizes, comma-separated.")
@@ -102,7 +114,8 @@ class TrainConfig:
 
     def from_file(self, key: str) -> bool:
         """True if ``key``'s value came from a config file (not a flag or a Python argument)."""
-        return key in self.sources and ": key " in self.sources[key]
+        source = self.sources.get(key, "")
+        return ": key " in source and not source.startswith(f"{PYTHON}: ")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in option_fields()}
@@ -186,6 +199,11 @@ class TrainConfig:
             raise InputError(f"{self.where('val')} + {self.where('test')} must leave rows for training")
         if not self.hidden:
             raise InputError(f"{self.where('hidden')}: needs at least one layer size")
+        if not 0 <= self.seed < 2**64:  # what torch.manual_seed and NumPy's SeedSequence take
+            raise InputError(f"{self.where('seed')}: expected an integer from 0 to 2**64 - 1, got {self.seed}")
+        for key in ("lr", "weight_decay", "clip_grad"):  # torch computes with them in float32
+            if (getattr(self, key) or 0.0) > FLOAT32_MAX:
+                raise InputError(f"{self.where(key)}: {getattr(self, key)!r} is too large (more than float32 holds)")
         self.optimizer_args = check_options(
             OPTIMIZERS, self.resolved_optimizer(), self.optimizer_args, self.where("optimizer_args")
         )
@@ -201,6 +219,9 @@ class TrainConfig:
                     raise InputError(f"{self.where('model_args')}: give {key!r} as its own option, not in model_args")
         resolve_device(self.device, self.where("device"))  # an unknown or absent device fails before any data is read
         return self
+
+
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def option_fields() -> list[dataclasses.Field[Any]]:
@@ -266,6 +287,8 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(f"{path}: not valid TOML ({exc})") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text file") from None
+    except RecursionError:  # both parsers recurse once per level of [[[...]]] or {a={a=...}}
+        raise InputError(f"{path}: nested too deeply; not a config file") from None
     except Exception as exc:
         if type(exc).__module__.startswith("yaml"):
             raise InputError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None

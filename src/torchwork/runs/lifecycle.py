@@ -230,9 +230,9 @@ def _resume_start(
                     f"{partial}: this run was trained from in-memory data; resume it in Python with "
                     "torchwork.resume(RUN_DIR, data=<the same data>)"
                 )
-            if not Path(source).is_file():
+            if not (Path(source).is_file() or Path(source).is_dir()):
                 raise InputError(f"{partial}: its data file {source} is gone; a run resumes only from the same data")
-            if data_info is not None and sha256_file(source) != data_info["sha256"]:
+            if data_info is not None and _digest(Path(source)) != data_info["sha256"]:
                 raise InputError(f"{source}: changed since the run started (SHA-256 differs); cannot resume exactly")
     except BaseException:
         held.release()
@@ -272,8 +272,21 @@ def _after_failure(exc: BaseException, partial: Path, out: Path, keep: bool = Fa
         shutil.rmtree(partial, ignore_errors=True)
 
 
+def _digest(path: Path) -> str:
+    """The SHA-256 of a data file; of a folder (of Parquet files), over each file's name and SHA-256."""
+    if path.is_file():
+        return sha256_file(path)
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in (".parquet", ".pq"))
+    return hashlib.sha256(json.dumps([[p.name, sha256_file(p)] for p in files]).encode()).hexdigest()
+
+
 def _data_info(config: TrainConfig, data: Any, prepared: Prepared) -> dict[str, Any]:
     source = data if data is not None else config.data
+    if prepared.stream is not None:  # a file or a folder of files, streamed
+        path = Path(prepared.stream.source.name)
+        return {"source": str(path.resolve()), "sha256": _digest(path), "rows": prepared.stream.source.rows,
+                "rows_used": sum(prepared.stream.sizes.values()), "dropped": prepared.dropped,
+                "filled": prepared.filled, "streamed": True}  # fmt: skip
     if isinstance(source, str | os.PathLike):
         path = Path(source)
         info: dict[str, Any] = {"source": str(path.resolve()), "sha256": sha256_file(path)}
@@ -349,7 +362,7 @@ def _as_run(
     info = {
         "format": RUN_FORMAT,
         "data": data_info,
-        "split": {p: prepared.size(p) for p in PARTS},
+        "split": {p: prepared.rows_in(p) for p in PARTS},
         "device": fitted.device,
         "processes": processes,
         "epochs_run": fitted.epochs_run,

@@ -14,10 +14,12 @@ Used by ``torchwork train``, :func:`torchwork.train` and the scikit-learn estima
 from __future__ import annotations
 
 import math
+import sys
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,7 @@ from torchwork.evaluation.baselines import LeastSquares, LogisticRegression, Maj
 from torchwork.evaluation.metrics import classification_metrics, regression_metrics
 from torchwork.models.registry import accepts, build_model, importable, model_from, model_spec
 from torchwork.runs.config import TrainConfig
+from torchwork.runs.streamed import model_fn, prepare_stream, roc_auc_on_sample, stream_baselines, wants_stream
 from torchwork.training.callbacks import Callback, EarlyStopping
 from torchwork.training.history import History
 from torchwork.training.losses import LOSSES
@@ -60,10 +63,18 @@ class Prepared:
     dropped: dict[str, int] = field(default_factory=dict)
     filled: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Data streamed from disk (:class:`~torchwork.runs.streamed.Streamed`): the arrays above
+    # then hold a sample of each part, and the parts are read in chunks to train and evaluate.
+    stream: Any = None
 
     def size(self, part: str) -> int:
+        """Rows of ``part`` in the arrays (of a streamed table: in its sample)."""
         s = self.parts[part]
         return s.stop - s.start
+
+    def rows_in(self, part: str) -> int:
+        """Rows of ``part`` in the data (streamed or not)."""
+        return int(self.stream.sizes[part]) if self.stream is not None else self.size(part)
 
     def tensors(self, part: str) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The part's model inputs and targets as tensors (views, no copy); ``None`` if empty."""
@@ -81,6 +92,8 @@ def prepare(
     ``encoding`` of categories (``codes`` or ``onehot``) defaults to what the model takes; a
     class of yours is imported only here, after the data is read and its columns checked.
     """
+    if table is None and wants_stream(config, data):
+        return _prepare_streamed(config, data, encoding or input_encoding(config, given))
     if table is None:
         source = data if data is not None else config.data
         if source is None:
@@ -136,6 +149,24 @@ def prepare(
                     encoded.filled, notes)  # fmt: skip
 
 
+def _prepare_streamed(config: TrainConfig, data: Any, encoding: str) -> Prepared:
+    """A table too big for memory: scanned once; the arrays hold a sample of each part (see runs.streamed)."""
+    sample, streamed, samples = prepare_stream(config, data, encoding)
+    pre = streamed.pre
+    if pre.task == "classification":
+        _check_classes(sample, pre.target, config)
+    frame = sample.frame
+    sizes = [len(samples[p]) for p in PARTS]
+    bounds = np.cumsum([0, *sizes])
+    parts = {p: slice(int(bounds[i]), int(bounds[i + 1])) for i, p in enumerate(PARTS)}
+    source = streamed.source
+    notes = [f"streamed: {source.rows} rows in {len(source.units)} chunks; column kinds, medians and plots "
+             f"from a sample of {len(frame)} rows; scalers, vocabularies and least squares from every row"]  # fmt: skip
+    return Prepared(sample, np.arange(len(frame)), parts, pre, pre.inputs(frame, source.name).X,
+                    pre.targets(frame, source.name), pre.target_values(frame, source.name), dict(streamed.scan.dropped),
+                    dict(streamed.scan.filled), notes, stream=streamed)  # fmt: skip
+
+
 def _check_classes(table: Table, target: TargetEncoder, config: TrainConfig) -> None:
     n = len(target.classes)
     if n < 2:
@@ -161,6 +192,8 @@ class Baselines:
     @classmethod
     def fit(cls, prepared: Prepared) -> Baselines:
         pre, s = prepared.pre, prepared.parts["train"]
+        if prepared.stream is not None:
+            return cls(pre, stream_baselines(prepared.stream, prepared.X[s], prepared.y[s]))
         design = pre.design(prepared.X[s])
         if pre.task == "regression":
             return cls(pre, {"least_squares": LeastSquares().fit(design, prepared.y[s])})
@@ -247,9 +280,18 @@ def build(config: TrainConfig, pre: Preprocessor, given: Any = None) -> tuple[nn
         path = spec.get("class") or spec.get("factory")
         warnings.warn(
             f"the model {path!r} cannot be rebuilt from the run folder alone: load the run with "
-            f"torchwork.load_run(path, model=...) passing {how}", UserWarning, stacklevel=3,
+            f"torchwork.load_run(path, model=...) passing {how}", UserWarning, stacklevel=_your_frame(),
         )  # fmt: skip
     return model, spec
+
+
+def _your_frame() -> int:
+    """The ``stacklevel`` of the first caller outside torchwork (for a warning about your call)."""
+    package = str(Path(__file__).resolve().parents[1])
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _try_inputs(model: nn.Module, prepared: Prepared) -> None:
@@ -306,6 +348,13 @@ def resolve(config: TrainConfig, prepared: Prepared) -> TrainConfig:
     loss, _ = loss_for(config, prepared)
     values: dict[str, Any] = {"loss": loss, "optimizer": config.resolved_optimizer(), "lr": config.resolved_lr()}
     batch_size = config.resolved_batch_size()
+    if prepared.stream is not None and (batch_size is None or values["optimizer"] == "lbfgs"):
+        if config.optimizer == "lbfgs" or (config.batch_size is None and config.optimizer != "auto"):
+            raise InputError(f"{config.where('optimizer')}: lbfgs needs every row at once; streamed data trains "
+                             "in mini-batches (adam, sgd, adamw, rmsprop)")  # fmt: skip
+        values["optimizer"] = "adam"  # the linear model too: it starts from least squares, solved exactly
+        values["lr"] = config.lr if config.lr is not None else 1e-3
+        batch_size = config.batch_size or 64
     values["batch_size"] = batch_size if batch_size is not None else max(1, prepared.size("train"))
     resolved = config.updated(values, source="resolved")
     resolved.sources = dict(config.sources)  # where each value came from stays as given
@@ -323,7 +372,7 @@ def trainer_for(
     batch_size = config.resolved_batch_size()
     early_stopping = None
     if config.early_stopping:
-        rows = prepared.size("train")
+        rows = prepared.rows_in("train")
         steps_per_epoch = max(1, math.ceil(rows / batch_size)) if batch_size else 1
         patience = max(config.early_stopping, math.ceil(MIN_PATIENCE_STEPS / steps_per_epoch))
         if config.resolved_optimizer() == "lbfgs":  # each step is a full quasi-Newton solve
@@ -373,7 +422,19 @@ def fit(
         start_from(*baselines.linear_start(prepared.pre.n_outputs))
     trainer = trainer_for(config, prepared, callbacks, handle_signals)
     started = time.perf_counter()
-    history = trainer.fit(model, prepared.tensors("train"), prepared.tensors("val"), resume=resume)
+    if prepared.stream is not None:
+        from torchwork.training.distributed import current
+
+        if current() is not None:
+            raise InputError(f"{config.where('stream')}: streamed data trains in one process for now; train it in "
+                             "one process, or read it into memory (--no-stream) to use several")  # fmt: skip
+        batch_size = config.resolved_batch_size()
+        assert batch_size is not None  # resolve() gave streamed data a batch size
+        train: Any = prepared.stream.batches("train", batch_size, config.shuffle, config.seed)
+        val: Any = prepared.stream.evaluation("val")
+    else:
+        train, val = prepared.tensors("train"), prepared.tensors("val")
+    history = trainer.fit(model, train, val, resume=resume)
     seconds = time.perf_counter() - started
     last = trainer.last_fit
     assert last is not None
@@ -424,6 +485,8 @@ def evaluate(model: nn.Module, baselines: Baselines, prepared: Prepared) -> dict
     metrics: dict[str, Any] = {"task": pre.task}
     if pre.task == "classification":
         metrics["classes"] = pre.target.classes
+    if prepared.stream is not None:
+        return metrics | _evaluate_streamed(model, baselines, prepared)
     metrics["model"] = {}
     for name in baselines.fitted:
         metrics[name] = {}
@@ -438,3 +501,23 @@ def evaluate(model: nn.Module, baselines: Baselines, prepared: Prepared) -> dict
             metrics[name][part] = score(pre, truth, predicted)
         metrics["rows"][part] = len(X)
     return metrics
+
+
+def _evaluate_streamed(model: nn.Module, baselines: Baselines, prepared: Prepared) -> dict[str, Any]:
+    """Metrics of every row of each part, in one more pass; ROC-AUC from the sample (see runs.streamed)."""
+    pre = prepared.pre
+    predictors: dict[str, Any] = {"model": model_fn(model, pre)}
+    for name in baselines.fitted:
+        predictors[name] = lambda X, name=name: baselines.predictions(X)[name]
+    result: dict[str, Any] = prepared.stream.evaluate(predictors)
+    if pre.task == "classification":
+        for part in PARTS:
+            if prepared.size(part) == 0 or part not in result["model"]:
+                continue
+            s = prepared.parts[part]
+            sample = {"model": model_predictions(model, pre, prepared.X[s]), **baselines.predictions(prepared.X[s])}
+            for name, proba in sample.items():
+                result[name][part]["roc_auc"] = roc_auc_on_sample(prepared.truth[s], proba)
+                result[name][part]["roc_auc_rows"] = prepared.size(part)
+    result["rows"] = {p: prepared.rows_in(p) for p in PARTS if prepared.rows_in(p)}
+    return result

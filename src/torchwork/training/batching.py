@@ -19,21 +19,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-import numpy as np
 import torch
 
 from torchwork.core.errors import InputError
+from torchwork.core.seeding import epoch_seed
 from torchwork.training.predict import as_tensor
 
 # Rows gathered per index_select when shuffling: large enough to amortise the call,
 # small enough (a few MB for typical widths) to keep peak memory near the data's size.
 CHUNK_ROWS = 65536
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit seed for ``epoch``'s permutation, well mixed from ``(seed, epoch)``."""
-    state = np.random.SeedSequence([seed % 2**63, epoch]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
 
 
 def epoch_permutation(n: int, seed: int, epoch: int, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -207,6 +201,11 @@ class LoaderBatches:
             )
 
 
+def is_batches(data: Any) -> bool:
+    """Batches made elsewhere (data streamed from disk): anything with ``epoch`` and ``batch_sizes``."""
+    return callable(getattr(data, "epoch", None)) and callable(getattr(data, "batch_sizes", None))
+
+
 def is_dataset(data: Any) -> bool:
     return isinstance(data, torch.utils.data.Dataset) and not isinstance(data, tuple | list)
 
@@ -236,7 +235,7 @@ def train_batches(
     dtype: torch.dtype, targets: str,
 ) -> Batches:  # fmt: skip
     """The training batches for ``(X, y)`` (batched by index) or a ``Dataset`` (through a DataLoader)."""
-    if isinstance(train, TensorBatches | LoaderBatches):
+    if isinstance(train, TensorBatches | LoaderBatches) or is_batches(train):
         return train
     if is_dataset(train):
         y_dtype = torch.long if targets == "classes" else dtype

@@ -28,7 +28,15 @@ from torchwork.core.errors import InputError, TorchworkError, TrainingInterrupte
 from torchwork.core.registry import check_options
 from torchwork.core.seeding import seed_everything
 from torchwork.evaluation.metrics import regression_metrics
-from torchwork.training.batching import Batches, TensorBatches, as_pair, eval_batches, is_dataset, train_batches
+from torchwork.training.batching import (
+    Batches,
+    TensorBatches,
+    as_pair,
+    eval_batches,
+    is_batches,
+    is_dataset,
+    train_batches,
+)
 from torchwork.training.callbacks import Callback, EarlyStopping
 from torchwork.training.cuda_graphs import CudaGraphEngine, choose_engine
 from torchwork.training.distributed import Group, current, distribute, lost, shared_testing_loss
@@ -207,7 +215,8 @@ class Trainer:
         loss_module = get_loss(self.loss, **self.loss_options)
         if isinstance(loss_module, nn.Module):
             loss_module.to(device)
-        val_data = None if val is None or is_dataset(val) else as_pair(val, "val", device, dtype, targets)
+        streamed = val is None or is_dataset(val) or callable(getattr(val, "epoch", None))
+        val_data = None if streamed else as_pair(val, "val", device, dtype, targets)
         forward: Any = torch.compile(model) if self.compile else model
         loss_fn = fast_loss(loss_module)
         if group is None:
@@ -219,8 +228,8 @@ class Trainer:
                 scheduler=self.scheduler, optimizer=self.optimizer, optimizer_options=self.optimizer_options,
             )  # fmt: skip
         else:
-            if is_dataset(train) or is_dataset(val):
-                raise InputError("Trainer.fit in several processes takes (X, y) tensors, not a Dataset")
+            if is_dataset(train) or is_dataset(val) or is_batches(train):
+                raise InputError("Trainer.fit in several processes takes (X, y) tensors, not a Dataset or a stream")
             pair = as_pair(train, "train", device, dtype, targets)
             d = distribute(group, forward, loss_fn, pair, val_data, self.batch_size, self.shuffle, seed, device)
             batches, val_data, engine, note, forward, loss_fn = d.batches, d.val, d.engine, d.note, d.forward, d.loss_fn
@@ -386,6 +395,8 @@ class Trainer:
                 return loss_fn(y_pred, y)
             if isinstance(data, tuple):
                 batches: Any = eval_batches(data[0], data[1], self.eval_batch_size)
+            elif callable(getattr(data, "epoch", None)):  # streamed: chunks, each cut into batches
+                batches = (b for X, y in data.epoch(0) for b in eval_batches(X, y, self.eval_batch_size))
             else:
                 batches = torch.utils.data.DataLoader(data, batch_size=self.eval_batch_size or 4096)
             dtype = fit.losses.buffer.dtype

@@ -1,0 +1,142 @@
+"""Streaming a table in chunks: the split by row hash, the sample, exact moments, and the batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from torchwork.core.errors import InputError
+from torchwork.data.stream import Moments, Reservoir, Source, StreamBatches, parts_of, sample_keys
+
+
+def write_parquet(path, frame: pd.DataFrame, row_group: int) -> None:
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), path, row_group_size=row_group)
+
+
+def numbered(n: int) -> pd.DataFrame:
+    return pd.DataFrame({"i": np.arange(n, dtype=np.int64), "x": np.arange(n) * 0.5, "y": np.arange(n) % 7})
+
+
+def test_the_split_is_a_function_of_the_row_number_alone():
+    rows = np.arange(100_000)
+    parts = parts_of(rows, seed=3, val=0.15, test=0.15)
+    assert parts.dtype == np.int8 and set(np.unique(parts)) == {0, 1, 2}
+    share = np.bincount(parts) / len(rows)
+    np.testing.assert_allclose(share, [0.70, 0.15, 0.15], atol=0.01)
+    # any chunking, any order: the same part for the same row
+    chunks = [rows[lo : lo + 777] for lo in range(0, len(rows), 777)][::-1]
+    again = {int(r): int(p) for c in chunks for r, p in zip(c, parts_of(c, 3, 0.15, 0.15), strict=True)}
+    assert all(again[int(r)] == int(p) for r, p in zip(rows, parts, strict=True))
+    assert not np.array_equal(parts, parts_of(rows, seed=4, val=0.15, test=0.15))  # the seed changes it
+
+
+def test_the_sample_is_the_rows_with_the_smallest_keys_whatever_the_chunking():
+    frame = numbered(5000)
+    keys = sample_keys(frame["i"].to_numpy(), seed=1)
+    expected = set(frame["i"].to_numpy()[np.argsort(keys)[:300]])
+    for size in (1, 97, 5000):
+        reservoir = Reservoir(300)
+        for lo in range(0, 5000, size):
+            reservoir.add(frame.iloc[lo : lo + size], keys[lo : lo + size])
+        sample = reservoir.frame()
+        assert len(sample) == 300 and set(sample["i"]) == expected
+
+
+def test_moments_merged_chunk_by_chunk_are_exact():
+    rng = np.random.default_rng(0)
+    values = rng.normal(1e6, 3.0, size=(10_001, 3))  # far from zero: the naive sum of squares loses digits
+    values[rng.choice(10_001, 50), 1] = np.nan
+    m = Moments(3)
+    for lo in range(0, len(values), 1234):
+        m.add(values[lo : lo + 1234])
+    for j in range(3):
+        present = values[:, j][~np.isnan(values[:, j])]
+        assert m.n[j] == len(present)
+        assert m.mean[j] == pytest.approx(present.mean(), rel=1e-12)
+        assert m.m2[j] / m.n[j] == pytest.approx(present.var(), rel=1e-9)
+    filled = np.where(np.isnan(values[:, 1]), 7.0, values[:, 1])
+    mean, std = m.with_fill(1, 7.0, int(np.isnan(values[:, 1]).sum()))
+    assert mean == pytest.approx(filled.mean(), rel=1e-12) and std == pytest.approx(filled.std(), rel=1e-9)
+
+
+@pytest.fixture
+def source(tmp_path):
+    path = tmp_path / "t.parquet"
+    write_parquet(path, numbered(1003), row_group=100)
+    return Source(path)
+
+
+def batches_of(source, shuffle=True, seed=0, batch=16, buffer=64):
+    def encode(frame, unit):
+        return frame[["i"]].to_numpy(np.float32), frame[["y"]].to_numpy(np.float32)
+
+    return StreamBatches(source, source.units, source.rows, encode, batch, shuffle, seed, buffer_rows=buffer)
+
+
+def test_an_epoch_holds_every_row_once_in_batches_of_the_promised_sizes(source):
+    assert len(source.units) == 11 and source.rows == 1003
+    b = batches_of(source)
+    for epoch in (0, 1):
+        got = list(b.epoch(epoch))
+        assert [len(x) for x, _ in got] == b.batch_sizes()
+        rows = torch.cat([x for x, _ in got]).squeeze(1).long()
+        assert sorted(rows.tolist()) == list(range(1003))
+        ys = torch.cat([y for _, y in got]).squeeze(1).long()
+        assert torch.equal(ys, rows % 7)  # each row's target travels with it
+
+
+def test_the_order_is_seeded_mixes_chunks_and_changes_every_epoch(source):
+    b = batches_of(source)
+    first = torch.cat([x for x, _ in b.epoch(0)]).squeeze(1)
+    assert torch.equal(first, torch.cat([x for x, _ in batches_of(source).epoch(0)]).squeeze(1))
+    assert not torch.equal(first, torch.cat([x for x, _ in b.epoch(1)]).squeeze(1))
+    assert not torch.equal(first, torch.cat([x for x, _ in batches_of(source, seed=1).epoch(0)]).squeeze(1))
+    head = first[:16]  # the first batch comes from more than one row group
+    assert len(set((head // 100).long().tolist())) > 1
+
+
+def test_starting_at_batch_k_gives_the_rest_of_the_epoch(source):
+    b = batches_of(source)
+    whole = list(b.epoch(3))
+    rest = list(b.epoch(3, start=20))
+    assert len(rest) == len(whole) - 20
+    assert all(torch.equal(a[0], c[0]) for a, c in zip(whole[20:], rest, strict=True))
+
+
+def test_unshuffled_batches_are_the_rows_in_order(source):
+    rows = torch.cat([x for x, _ in batches_of(source, shuffle=False).epoch(0)]).squeeze(1)
+    assert torch.equal(rows, torch.arange(1003, dtype=torch.float32))
+
+
+def test_a_folder_of_parquet_files_is_one_table_in_name_order(tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    frame = numbered(250)
+    write_parquet(folder / "b.parquet", frame.iloc[100:], row_group=60)
+    write_parquet(folder / "a.parquet", frame.iloc[:100], row_group=60)
+    source = Source(folder)
+    assert source.rows == 250 and [u.first for u in source.units] == [0, 60, 100, 160, 220]
+    read = pd.concat([source.read(u) for u in source.units], ignore_index=True)
+    pd.testing.assert_frame_equal(read, frame)
+    write_parquet(folder / "c.parquet", frame[["i", "x"]], row_group=60)
+    with pytest.raises(InputError, match=r"c\.parquet: its columns differ"):
+        Source(folder)
+
+
+def test_a_npy_file_streams_through_a_memory_map(tmp_path):
+    array = np.arange(30_000, dtype=np.float64).reshape(10_000, 3)
+    np.save(tmp_path / "a.npy", array)
+    source = Source(tmp_path / "a.npy")
+    assert source.columns == ["0", "1", "2"] and source.rows == 10_000
+    read = np.vstack([source.read(u).to_numpy() for u in source.units])
+    np.testing.assert_array_equal(read, array)
+
+
+def test_a_csv_is_refused_with_the_conversion(tmp_path):
+    (tmp_path / "t.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match=r"torchwork convert .*t\.csv .*t\.parquet"):
+        Source(tmp_path / "t.csv")
