@@ -14,6 +14,7 @@ def test_bench_runs_end_to_end_at_a_tiny_size():
     table = format_table(result)
     assert "### tutorial" in table and "### tabular mlp" in table and "### targets" in table
     assert "### processes (mlp)" in table  # 2 processes (torchrun, gloo) against 1
+    assert "### streaming (mlp)" in table and "### predict (csv)" in table
     assert set(result["cases"]["tabular linear"]["rows"]) == {
         "DataLoader(TensorDataset)", "hand index-slicing loop", "torchwork", "torchwork + progress + checkpoints",
     }  # fmt: skip

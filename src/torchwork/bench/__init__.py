@@ -9,7 +9,11 @@ the best of the rounds kept (the least disturbed by whatever else the machine do
 - in-memory tabular data (1M x 32, Adam, batch 1024 on the CPU and 4096 on a GPU), a
   linear model and an MLP 32-64-64-1: samples per second against
   ``DataLoader(TensorDataset)`` and a hand-written index-slicing loop (and a hand CUDA-graph
-  loop on a GPU).
+  loop on a GPU);
+- data on disk (:mod:`torchwork.bench.bigdata`): streaming from Parquet against in memory,
+  the peak memory of a streamed epoch at two sizes, and ``predict`` on a CSV against pyarrow
+  reading and writing it;
+- two processes (DDP over gloo) against one (:mod:`torchwork.bench.processes`).
 
 PyTorch Lightning, skorch and Keras 3 join when installed. Peak memory of the tabular
 epoch is measured in a fresh process. Targets are checked and reported, misses included.
@@ -190,6 +194,7 @@ def run(
     repeats: int | None = None,
     memory: bool = True,
     processes: bool = True,
+    big_data: bool = True,
 ) -> dict[str, Any]:
     """Every case; ``rows``, ``tutorial_epochs``, ``repeats`` and ``memory=False`` shrink it for a smoke test."""
     from torchwork.bench.peers import available
@@ -209,6 +214,17 @@ def run(
         result["cases"][f"tabular {kind}"] = tabular_case(kind, dev, rows_n, repeats, peers, slow_rows, echo)
         if memory:
             result["cases"][f"tabular {kind}"]["memory"] = memory_case(kind, dev, rows_n)
+    if big_data and dev.type == "cpu":
+        from torchwork.bench import bigdata
+
+        echo(f"streaming from Parquet against in memory (mlp, {rows_n // 2} x 32)")
+        case = bigdata.streaming_case("mlp", rows_n // 2, max(2, repeats // 2))
+        if memory:
+            echo("peak memory of a streamed epoch at two sizes 8x apart")
+            case["stream_memory"] = bigdata.memory_case(rows_n)
+        result["cases"]["streaming (mlp)"] = case
+        echo(f"predict on a CSV file ({rows_n} x 8)")
+        result["cases"]["predict (csv)"] = bigdata.predict_case(rows_n, max(2, repeats // 2))
     if processes and dev.type == "cpu" and torch.distributed.is_available():
         echo(f"processes: 2 against 1 (mlp, {rows_n // 4} x 32)")
         result["cases"]["processes (mlp)"] = processes_case("mlp", rows_n // 4)
@@ -258,6 +274,17 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         if "memory" in case:
             mem = case["memory"]
             add(f"tabular {kind}: peak memory per byte of data (slope)", mem["slope"], "<= 2", mem["slope"] <= 2.0)
+    if "streaming (mlp)" in result["cases"]:
+        case = result["cases"]["streaming (mlp)"]
+        r = _ratio(case, "streamed from Parquet", "in memory")
+        add("streaming / in memory (MLP, samples/s)", r, ">= 0.5", r is not None and r >= 0.5)
+        if "stream_memory" in case:
+            slope = case["stream_memory"]["slope"]
+            add("streamed epoch: peak memory per byte of data (slope, 8x sizes)", slope, "near 0 (<= 0.1)",
+                abs(slope) <= 0.1)  # fmt: skip
+    if "predict (csv)" in result["cases"]:
+        r = _ratio(result["cases"]["predict (csv)"], "torchwork predict", "pyarrow read + write")
+        add("predict on a CSV / pyarrow read + write (time)", r, "<= 1.2", r is not None and r <= 1.2)
     if "processes (mlp)" in result["cases"]:
         rows = list(result["cases"]["processes (mlp)"]["rows"].values())
         add("2 processes / 1 process on this CPU (samples/s)", rows[1] / rows[0], "reported", None)
@@ -281,6 +308,16 @@ def format_table(result: dict[str, Any]) -> str:
                 vs_ref, vs_tw = value / rows[ref], value / rows[mine]
                 shown = f"{value:,.0f}"
             lines.append(f"| {run_name} | {shown} | {vs_ref:.2f}x | {vs_tw:.2f}x |")
+        if "stream_memory" in case:
+            points = case["stream_memory"]["points"]
+            lines.append("")
+            each = [
+                f"{p['peak_bytes'] / 2**20:,.0f} MiB for {p['data_bytes'] / 2**20:,.0f} MiB of data" for p in points
+            ]
+            slope = case["stream_memory"]["slope"]
+            lines.append(
+                f"Peak memory of a streamed epoch: {', '.join(each)}; slope {slope:.3f} bytes per byte of data."
+            )
         if "memory" in case:
             m = case["memory"]
             lines.append("")

@@ -12,7 +12,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 class InOrder(click.Group):
     """Commands listed in the order of the workflow, not alphabetically."""
 
-    ORDER = ("demo", "train", "predict", "evaluate", "inspect", "resume", "export", "sign", "bench")
+    ORDER = ("demo", "train", "predict", "evaluate", "inspect", "resume", "export", "sign", "convert", "bench")
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(self.commands, key=lambda name: (*self.ORDER, name).index(name))

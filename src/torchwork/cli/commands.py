@@ -34,6 +34,20 @@ def demo(out: str, device: str) -> None:
     run_demo(out, device)
 
 
+CHUNKED_FROM = 64 << 20  # a CSV or Parquet file larger than this is predicted for in chunks
+
+
+def _large(data: str) -> bool:
+    """A CSV or Parquet file too large to read whole comfortably: predicted for in chunks."""
+    from pathlib import Path
+
+    path = Path(data)
+    suffix = path.suffix.lower()
+    return (
+        suffix in (".csv", ".tsv", ".txt", ".parquet", ".pq") and path.is_file() and path.stat().st_size > CHUNKED_FROM
+    )
+
+
 @cli.command()
 @click.argument("run_dir", metavar="RUN_DIR")
 @click.argument("data", metavar="DATA")
@@ -45,9 +59,16 @@ def demo(out: str, device: str) -> None:
 @flag("--drop-missing", help="Leave out rows with a missing value instead of filling it in as in training.")
 @flag("--trust-model-code", help=TRUST)
 @option("--verify-key", metavar="PUB", help=VERIFY)
+@option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Predict N rows at a time, with --out [default: the whole file at once up to 64 MiB, else 65536].",
+)
 def predict(
     run_dir: str, data: str, out: str | None, overwrite: bool | None, column: str | None, proba: bool | None,
     allow_extra_columns: bool | None, drop_missing: bool | None, trust_model_code: bool | None, verify_key: str | None,
+    chunk_rows: int | None,
 ) -> None:  # fmt: skip
     """Predict for the rows of DATA with the model in RUN_DIR: the rows plus prediction columns.
 
@@ -60,6 +81,18 @@ def predict(
     run = _load(run_dir, trust_model_code, verify_key, data)
     if out is not None:
         check_output(out, overwrite=bool(overwrite), inputs=[data])
+    if chunk_rows is not None and out is None:
+        raise click.UsageError("--chunk-rows writes to a file: give --out")
+    if out is not None and (chunk_rows is not None or _large(data)):
+        counts = run.predict_file(data, out, rows=chunk_rows or 65536, column=column, proba=proba is not False,
+                                  drop_missing=bool(drop_missing), allow_extra=bool(allow_extra_columns),
+                                  overwrite=bool(overwrite))  # fmt: skip
+        for note in counts.notes():
+            click.echo(f"note: {note}", err=True)
+        if counts.dropped:
+            click.echo(f"{counts.dropped} rows have a missing value: their prediction is empty", err=True)
+        click.echo(f"wrote {counts.rows + counts.dropped} predictions to {out}", err=True)
+        return
     frame, prediction = run.predict_table(
         data, column=column, proba=proba is not False, drop_missing=bool(drop_missing),
         allow_extra=bool(allow_extra_columns),
@@ -227,3 +260,48 @@ def bench(quick: bool | None, json_path: str | None, device: str, no_peers: bool
     click.echo(format_table(result))
     if json_path:
         atomic_write(json_path, json.dumps(result, indent=2) + "\n")
+
+
+@cli.command()
+@click.argument("data", metavar="DATA.csv")
+@click.argument("out", metavar="OUT.parquet")
+@flag("--overwrite", help="Replace OUT if it exists (never DATA itself).")
+@option("--encoding", metavar="NAME", help="Text encoding of DATA [default: utf-8].")
+@option("--delimiter", metavar="CHAR", help="Delimiter [default: detected: comma, semicolon, tab or pipe].")
+@option("--decimal", metavar="CHAR", help="Decimal mark of numbers [default: .].")
+def convert(data: str, out: str, overwrite: bool | None, encoding: str | None, delimiter: str | None,
+            decimal: str | None) -> None:  # fmt: skip
+    """Convert a CSV file to Parquet, a block at a time (any size; memory stays at a block).
+
+    Parquet reads faster, keeps each column's type, and streams (`torchwork train --stream`).
+    Column types come from the file's first 4 MiB; integers become floats (a later row may
+    hold a decimal or a gap).
+    """
+    from pathlib import Path
+
+    from torchwork.data.chunks import csv_batches
+    from torchwork.data.readers import _csv_options
+    from torchwork.files.tables import TableWriter, check_output
+
+    if Path(out).suffix.lower() not in (".parquet", ".pq"):
+        raise click.UsageError(f"{out}: the output is a .parquet file")
+    if not Path(data).is_file():
+        raise click.UsageError(f"{data}: no such file")
+    options = _csv_options(encoding, delimiter, decimal)
+    check_output(out, overwrite=bool(overwrite), inputs=[data])
+    rows = 0
+
+    def write(writer: TableWriter) -> None:
+        nonlocal rows
+        import pyarrow as pa
+
+        batches = csv_batches(data, **options)
+        try:
+            for batch in batches:
+                writer.write(pa.Table.from_batches([batch]))
+                rows += batch.num_rows
+        finally:
+            batches.close()
+
+    TableWriter.atomic(out, write, overwrite=bool(overwrite))
+    click.echo(f"wrote {rows} rows to {out}", err=True)

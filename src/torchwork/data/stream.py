@@ -116,16 +116,24 @@ class Source:
 
     def read(self, unit: Unit, columns: list[str] | None = None) -> pd.DataFrame:
         """The unit's rows (only ``columns``, if given) as a DataFrame."""
+        return self.frame(self.fetch(unit, columns), columns)
+
+    def fetch(self, unit: Unit, columns: list[str] | None = None) -> Any:
+        """The unit's raw rows (an Arrow table, or a NumPy block): the I/O, which may run in another thread."""
         if self.kind == "npy":
             array = self._memmap(Path(unit.path))
-            block = np.array(array[unit.index : unit.index + unit.rows])  # a copy: the map is released
-            frame = pd.DataFrame(block.reshape(len(block), -1), columns=self.columns)
-            return frame if columns is None else frame[columns]
+            return np.array(array[unit.index : unit.index + unit.rows])  # a copy: the map is released
         import pyarrow.parquet as pq
 
         with pq.ParquetFile(unit.path) as f:
-            table = f.read_row_group(unit.index, columns=columns)
-        return table.to_pandas()
+            return f.read_row_group(unit.index, columns=columns)
+
+    def frame(self, raw: Any, columns: list[str] | None = None) -> pd.DataFrame:
+        """What :meth:`fetch` returned, as a DataFrame."""
+        if isinstance(raw, np.ndarray):
+            frame = pd.DataFrame(raw.reshape(len(raw), -1), columns=self.columns)
+            return frame if columns is None else frame[columns]
+        return raw.to_pandas()
 
     def head(self, columns: list[str] | None = None) -> pd.DataFrame:
         return self.read(self.units[0], columns)
@@ -282,17 +290,21 @@ class StreamBatches:
         """Encoded chunks, in ``order``, the next read while the current one is used."""
         if not order:
             return
+        # The file is read in another thread (Arrow releases the GIL); the rows are decoded here
+        # (memory allocated and freed by one thread stays in one allocator arena).
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="torchwork-read") as pool:
-            pending: Future[Any] = pool.submit(self._load, order[0])
+            pending: Future[Any] = pool.submit(self.source.fetch, order[0], self.columns)
             for i in range(len(order)):
-                X, y = pending.result()
+                raw = pending.result()
                 if i + 1 < len(order):
-                    pending = pool.submit(self._load, order[i + 1])
+                    pending = pool.submit(self.source.fetch, order[i + 1], self.columns)
+                X, y = self._decode(raw, order[i])
+                del raw
                 if len(X):
                     yield X, y
 
-    def _load(self, unit: Unit) -> tuple[torch.Tensor, torch.Tensor]:
-        X, y = self.encode(self.source.read(unit, self.columns), unit)
+    def _decode(self, raw: Any, unit: Unit) -> tuple[torch.Tensor, torch.Tensor]:
+        X, y = self.encode(self.source.frame(raw, self.columns), unit)
         return torch.from_numpy(np.require(X, requirements="W")), torch.from_numpy(np.require(y, requirements="W"))
 
     def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -31,11 +31,12 @@ class Table:
     first_line: int | None = None
     lines_match_rows: bool = False
     options: dict[str, str] | None = None
+    offset: int = 0  # rows of the source before this table's first (a chunk of a larger file)
 
     def where(self, row: int) -> str:
         """``"row 3 (line 4)"``: a 1-based data row, and its file line when the lines map to rows."""
         line = f" (line {self.first_line + row})" if self.first_line is not None and self.lines_match_rows else ""
-        return f"row {row + 1}{line}"
+        return f"row {self.offset + row + 1}{line}"
 
 
 def resolve(table: Table, column: str) -> str:

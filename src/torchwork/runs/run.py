@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +37,34 @@ class Prediction:
 
     def notes(self) -> list[str]:
         """One line each: what was filled in, what was never seen in training."""
-        lines = [f"{_count(n, 'missing value')} of {c!r} filled in as in training" for c, n in self.filled.items()]
-        lines += [f"{_count(n, 'row')} with a value of {c!r} never seen in training (treated as unknown)"
-                  for c, n in self.unknown.items()]  # fmt: skip
-        return lines
+        return _notes(self.filled, self.unknown)
+
+
+@dataclass
+class Counts:
+    """What predicting a file chunk by chunk did to its rows, summed over the chunks."""
+
+    rows: int = 0  # rows predicted
+    dropped: int = 0
+    filled: dict[str, int] = field(default_factory=dict)
+    unknown: dict[str, int] = field(default_factory=dict)
+
+    def add(self, p: Prediction) -> None:
+        self.rows += len(p.rows)
+        self.dropped += p.dropped
+        for into, part in ((self.filled, p.filled), (self.unknown, p.unknown)):
+            for key, count in part.items():
+                into[key] = into.get(key, 0) + count
+
+    def notes(self) -> list[str]:
+        return _notes(self.filled, self.unknown)
+
+
+def _notes(filled: dict[str, int], unknown: dict[str, int]) -> list[str]:
+    lines = [f"{_count(n, 'missing value')} of {c!r} filled in as in training" for c, n in filled.items()]
+    lines += [f"{_count(n, 'row')} with a value of {c!r} never seen in training (treated as unknown)"
+              for c, n in unknown.items()]  # fmt: skip
+    return lines
 
 
 @dataclass
@@ -127,14 +153,22 @@ class Run:
         """The input rows with prediction columns added (and, for a classifier, a probability per class)."""
         table, p = self.predicted(data, drop_missing=drop_missing, allow_extra=allow_extra)
         frame = table.frame.copy()
-        new: dict[str, Any] = {}
+        for name, values in self._columns(len(frame), list(frame.columns), table.source, p, column, proba).items():
+            frame[name] = values
+        return frame, p
+
+    def _columns(
+        self, n: int, existing: list[str], source: str, p: Prediction, column: str | None, proba: bool
+    ) -> dict[str, np.ndarray]:
+        """The prediction columns for ``n`` rows (empty where a row was left out); ``existing``: the rows' columns."""
+        new: dict[str, np.ndarray] = {}
         if self.task == "classification":
-            labels = np.full(len(frame), None, dtype=object)
+            labels = np.full(n, None, dtype=object)
             labels[p.rows] = self.pre.labels(p.values)
             new[column or "prediction"] = labels
             if proba:
                 for j, label in enumerate(self.classes):
-                    full = np.full(len(frame), np.nan)
+                    full = np.full(n, np.nan)
                     full[p.rows] = p.values[:, j]
                     new[f"{column or 'proba'}_{label}"] = full
         else:
@@ -142,14 +176,63 @@ class Run:
                 f"{column}_{t}" if column else f"{t}_pred" for t in self.target
             ]  # fmt: skip
             for j, name in enumerate(names):
-                full = np.full(len(frame), np.nan)
+                full = np.full(n, np.nan)
                 full[p.rows] = p.values[:, j]
                 new[name] = full
-        for name, values in new.items():
-            if name in frame.columns:
-                raise InputError(f"{table.source}: already has a column {name!r}; choose another name with --column")
-            frame[name] = values
-        return frame, p
+        for name in new:
+            if name in existing:
+                raise InputError(f"{source}: already has a column {name!r}; choose another name with --column")
+        return new
+
+    def predict_file(
+        self, data: str | os.PathLike[str], out: str | os.PathLike[str], *, rows: int = 65536,
+        column: str | None = None, proba: bool = True, drop_missing: bool = False, allow_extra: bool = False,
+        overwrite: bool = False,
+    ) -> Counts:  # fmt: skip
+        """Predict for a CSV or Parquet file ``rows`` rows at a time, writing ``out`` (CSV or Parquet) as it goes.
+
+        Memory stays at a chunk whatever the file's size; ``out`` appears whole or not at all.
+        Returns what was left out, filled in or never seen, summed over the chunks.
+        """
+        import pyarrow as pa
+
+        from torchwork.data.chunks import chunked_tables
+        from torchwork.files.tables import TableWriter
+
+        c = self.config
+        numbers = [name for name, enc in self.pre.numeric.items() if type(enc).__name__ == "NumericEncoder"]
+        chunks = chunked_tables(data, numbers, rows=rows, encoding=c.get("encoding"), delimiter=c.get("delimiter"),
+                                decimal=c.get("decimal"))  # fmt: skip
+        total = Counts()
+        label_type = pa.array(self.classes).type if self.task == "classification" else None
+
+        def write(writer: TableWriter) -> None:
+            with contextlib.closing(chunks):  # the file's reader is closed if a chunk fails
+                self._write_chunks(chunks, str(data), writer, total, column, proba, drop_missing, allow_extra,
+                                   label_type)  # fmt: skip
+
+        TableWriter.atomic(out, write, overwrite=overwrite)
+        return total
+
+    def _write_chunks(self, chunks: Any, source: str, writer: Any, total: Counts, column: str | None, proba: bool,
+                      drop_missing: bool, allow_extra: bool, label_type: Any) -> None:  # fmt: skip
+        """Each chunk's rows as read (unchanged) and its prediction columns; only the model's columns
+        are converted for it."""
+        import pandas as pd
+        import pyarrow as pa
+
+        for batch, offset in chunks:
+            names = batch.schema.names
+            check_schema(Table(pd.DataFrame(columns=names), source), self.features, self.target,
+                         allow_extra=allow_extra)  # fmt: skip
+            needed = Table(batch.select(self.features).to_pandas(), source, offset=offset)
+            _, p = self.predicted(needed, drop_missing=drop_missing)
+            arrow = pa.Table.from_batches([batch])  # the rows as read: written back unchanged
+            for name, values in self._columns(batch.num_rows, names, source, p, column, proba).items():
+                kind = label_type if values.dtype == object else pa.float64()
+                arrow = arrow.append_column(name, pa.array(values, type=kind, from_pandas=True))
+            writer.write(arrow)
+            total.add(p)
 
     def evaluate(self, data: Any, *, drop_missing: bool = False, allow_extra: bool = True) -> dict[str, Any]:
         """Metrics of the model, and of the run's baselines, on labelled rows."""
