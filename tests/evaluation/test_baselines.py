@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -172,19 +171,16 @@ def test_logistic_regression_is_deterministic_and_saves_as_json():
     assert restored.C == a.C and restored.n_classes_ == 3
 
 
-def test_logistic_regression_is_fast_on_thousands_of_rows():
+def test_logistic_regression_takes_few_iterations_on_thousands_of_rows():
+    """Its cost is measured in iterations (speed itself belongs to benchmarks/): full-batch L-BFGS
+    on a well-posed problem converges in tens of them, not the thousands gradient descent takes."""
     rng = np.random.default_rng(0)
     n, d, k = 4000, 20, 3
     X = rng.normal(size=(n, d))
     y = np.argmax(X @ rng.normal(size=(d, k)) + rng.gumbel(size=(n, k)), axis=1)
-    LogisticRegression().fit(X[:50], y[:50], k)  # torch's one-time set-up (importing torch._dynamo)
-    best = np.inf
-    for _ in range(3):
-        start = time.perf_counter()
-        model = LogisticRegression().fit(X, y, k)
-        best = min(best, time.perf_counter() - start)
+    model = LogisticRegression().fit(X, y, k)
     assert model.converged_
-    assert best < 1.0, f"{best:.2f} s"
+    assert model.n_iter_ <= 100, model.n_iter_
 
 
 def test_logistic_regression_with_a_class_missing_from_training():

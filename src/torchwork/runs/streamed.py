@@ -68,8 +68,10 @@ def wants_stream(config: TrainConfig, data: Any) -> bool:
             raise InputError(f"{config.where('stream')}: streams a file (Parquet or .npy), not data in memory")
         return False
     path = Path(source)
-    if config.stream or path.is_dir():
+    if config.stream:
         return True
+    if path.is_dir():  # a folder of Parquet files (any other folder is the reader's to refuse)
+        return any(p.suffix.lower() in (".parquet", ".pq") for p in path.iterdir())
     if path.suffix.lower() not in (".parquet", ".pq", ".npy") or not path.is_file():
         return False
     budget = config.memory_budget or (_available_memory() or 1 << 62) // 2
