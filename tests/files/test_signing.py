@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -368,30 +367,19 @@ def test_without_the_extra_the_error_says_how_to_install(monkeypatch, tmp_path, 
         verify_folder(run, keys[1])
 
 
-# ------------------------------------------------------------ speed
-def test_a_typical_run_signs_and_verifies_in_well_under_a_second(tmp_path, keys):
-    run = make_run(tmp_path / "run", model_bytes=40_000)  # ~100 KB of files, like a small real run
-    size = sum(p.stat().st_size for p in run.rglob("*") if p.is_file())
-    assert 80_000 < size < 200_000
-    sign_folder(run, keys[0])  # the library is imported by now
-    start = time.perf_counter()
-    sign_folder(run, keys[0])
-    verify_folder(run, keys[1])
-    assert time.perf_counter() - start < 0.5
-
-
-def test_a_fresh_process_signs_and_verifies_under_a_second(tmp_path, keys):
-    """The first use in a process pays for importing model_signing (~0.3 s); the whole still fits a second."""
+# --------------------------------------------------------- fresh process
+def test_a_fresh_process_signs_and_verifies(tmp_path, keys):
+    """Signing needs nothing set up by an earlier call in the process (how long it takes is benchmarks' to say)."""
     run = make_run(tmp_path / "run", model_bytes=40_000)
     code = (
-        "import sys, time; t = time.perf_counter()\n"
+        "import sys\n"
         "from torchwork.files.signing import sign_folder, verify_folder\n"
         "sign_folder(sys.argv[1], sys.argv[2]); verify_folder(sys.argv[1], sys.argv[3])\n"
-        "print(time.perf_counter() - t)\n"
+        "print('verified')\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run(
         [sys.executable, "-c", code, str(run), str(keys[0]), str(keys[1])],
         capture_output=True, text=True, env=env, check=True,
     )  # fmt: skip
-    assert float(out.stdout) < 1.0, out.stdout
+    assert out.stdout.strip() == "verified"
