@@ -129,7 +129,8 @@ def predict_case(rows: int, repeats: int) -> dict[str, Any]:
     import pandas as pd
     import pyarrow.csv as pacsv
 
-    import torchwork
+    from torchwork.runs.config import PYTHON, load_config
+    from torchwork.runs.lifecycle import train_run
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(rows, 8))
@@ -138,7 +139,8 @@ def predict_case(rows: int, repeats: int) -> dict[str, Any]:
         frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(8)])
         frame["y"] = X @ np.arange(8) + rng.normal(size=rows)
         pacsv.write_csv(__import__("pyarrow").Table.from_pandas(frame, preserve_index=False), csv)
-        run = torchwork.train(frame.iloc[:5000], target="y", model="linear", epochs=5, verbose=False)
+        cfg = load_config(None, {"target": "y", "model": "linear", "epochs": 5}, overrides_source=PYTHON)
+        run = train_run(cfg, frame.iloc[:5000], None, verbose=False)
         del frame
 
         def arrow() -> float:
