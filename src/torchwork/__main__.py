@@ -1,6 +1,7 @@
 """``python -m torchwork``: the same as the ``torchwork`` command.
 
-``python -m`` puts the current folder first on ``sys.path``; torchwork takes it off, so that a
+``python -m`` puts the current folder first on ``sys.path`` (and an empty ``PYTHONPATH`` entry
+puts it there again); torchwork takes it off, so that a
 file in the current folder is never imported by accident (a model class named in a config
 file, say). Naming a class yourself (``--model mymodule:Net``, ``--trust-model-code``) still
 finds it there: those imports add the current folder back for that import only.
@@ -9,9 +10,9 @@ finds it there: those imports add the current folder back for that import only.
 import os
 import sys
 
-if sys.path and sys.path[0] in ("", os.getcwd()):
-    del sys.path[0]
+_here = os.path.realpath(os.getcwd())
+sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) != _here]  # before any import
 
-from torchwork.cli import main
+from torchwork.cli import main  # noqa: E402 - after sys.path is cleaned
 
 sys.exit(main())

@@ -8,6 +8,7 @@ non-zero (2 for bad input); a bare ``torchwork`` prints its usage.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -75,5 +76,15 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def without_working_directory() -> None:
+    """Take the current folder off ``sys.path`` (an empty ``PYTHONPATH`` entry puts it there): a
+    ``yaml.py`` lying there is never imported in place of PyYAML. The ``torchwork`` command calls it
+    first (``python -m torchwork`` does the same in ``__main__``); ``--model mymodule:Net`` puts the
+    folder back for its own import."""
+    here = os.path.realpath(os.getcwd())
+    sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) != here]
+
+
 def run() -> Any:  # pragma: no cover - console script shim
+    without_working_directory()
     sys.exit(main())

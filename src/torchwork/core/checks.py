@@ -15,7 +15,8 @@ from typing import Any
 from torchwork.core.errors import InputError
 
 KINDS = ("str", "path", "bool", "int", "count", "count0", "positive", "nonnegative", "fraction", "ints",
-         "floats", "names", "columns", "dict", "any", "bytes")  # fmt: skip
+         "floats", "betas", "names", "columns", "dict", "any", "bytes")  # fmt: skip
+FLOAT32_MAX = 3.4028234663852886e38  # torch computes with options in float32: more is inf
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 
 
@@ -54,6 +55,11 @@ def check(value: Any, kind: str, where: str) -> Any:
         if kind == "fraction" and not 0.0 <= x < 1.0:
             raise InputError(f"{where}: must be a fraction in [0, 1), got {value!r}")
         return x
+    if kind == "betas":
+        betas = _items(value, "floats", where)
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise InputError(f"{where}: expected two numbers in [0, 1), got {value!r}")
+        return betas
     if kind in ("ints", "floats", "names", "columns"):
         return _items(value, kind, where)
     if kind == "bytes":

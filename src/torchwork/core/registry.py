@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
-from torchwork.core.checks import check
+from torchwork.core.checks import FLOAT32_MAX, check
 from torchwork.core.errors import InputError, UnknownNameError
 
 T = TypeVar("T")
@@ -90,4 +90,9 @@ def check_options(registry: Registry[Any], name: str, options: dict[str, Any], w
                 f"valid options: {', '.join(entry.options) or 'none'}"
             )
         out[key] = check(value, entry.options[key], f"{where}.{key}")
+        if any(
+            isinstance(v, float) and abs(v) > FLOAT32_MAX
+            for v in (out[key] if isinstance(out[key], list) else [out[key]])
+        ):
+            raise InputError(f"{where}.{key}: {value!r} is too large (more than float32 holds)")
     return out

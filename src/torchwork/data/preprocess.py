@@ -14,12 +14,14 @@ for models with embeddings) or their one-hot columns (``"onehot"``, for your own
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from torchwork.core.errors import InputError
 from torchwork.data.columns import Column
 from torchwork.data.encoders import (
     CategoryEncoder,
@@ -41,6 +43,34 @@ class Encoded:
 
 def _no_where(i: int) -> str:
     return f"row {i + 1}"
+
+
+def _check_standardized(values: np.ndarray, name: str, source: str, where: Any) -> None:
+    """A value that fits float32 may not once standardized (3.4e38 / a scale below 1): say where."""
+    with np.errstate(over="ignore"):
+        bad = ~np.isfinite(values.astype(np.float32))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{source}: column {name!r}, {where(i)}: too large once standardized (more than float32 holds)"
+        )
+
+
+def _finite(value: Any, what: str, positive: bool = False) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value) or (positive and not value > 0):
+        raise ValueError(f"{what} is {value!r:.40}, not a {'positive ' if positive else ''}finite number")
+    return float(value)
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} is {value!r:.40}, not true or false")
+    return value
+
+
+def _numeric_from_json(name: str, doc: dict[str, Any], indicator: bool) -> NumericEncoder:
+    return NumericEncoder(name, _finite(doc["fill"], f"{name}: fill"), _finite(doc["mean"], f"{name}: mean"),
+                          _finite(doc["scale"], f"{name}: scale", positive=True), indicator)  # fmt: skip
 
 
 @dataclass
@@ -134,6 +164,7 @@ class Preprocessor:
         for name, enc in self.numeric.items():
             if isinstance(enc, NumericEncoder):
                 values, missing = enc.encode(_float(frame[name], name, source, where))
+                _check_standardized(values, name, source, where)
                 blocks.append(values)
             else:
                 parts = DatetimeEncoder.split(frame[name])
@@ -275,6 +306,11 @@ class Preprocessor:
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Preprocessor:
+        """The preprocessor :meth:`to_json` wrote; a value of the wrong kind or size raises ValueError.
+
+        Every value is checked here, where it is loaded: a forged one is refused in one line, not
+        turned into a traceback (or a silently wrong prediction) when rows are encoded.
+        """
         columns: list[Column] = []
         numeric: dict[str, NumericEncoder | DatetimeEncoder] = {}
         categorical: dict[str, CategoryEncoder] = {}
@@ -282,23 +318,36 @@ class Preprocessor:
             name = str(c["name"])
             columns.append(Column(name, str(c["kind"]), str(c.get("reason", ""))))
             if c["kind"] == "numeric":
-                numeric[name] = NumericEncoder(name, float(c["fill"]), float(c["mean"]), float(c["scale"]),
-                                               bool(c["indicator"]))  # fmt: skip
+                numeric[name] = _numeric_from_json(name, c, _flag(c["indicator"], f"{name}: indicator"))
             elif c["kind"] == "datetime":
                 parts = [str(p["part"]) for p in c["parts"]]
-                encs = [NumericEncoder(f"{name}.{p['part']}", float(p["fill"]), float(p["mean"]), float(p["scale"]),
-                                       False) for p in c["parts"]]  # fmt: skip
-                numeric[name] = DatetimeEncoder(name, parts, encs, bool(c["indicator"]))
+                encs = [_numeric_from_json(f"{name}.{p['part']}", p, False) for p in c["parts"]]
+                numeric[name] = DatetimeEncoder(name, parts, encs, _flag(c["indicator"], f"{name}: indicator"))
             elif c["kind"] == "categorical":
+                missing_code, rare_code = c["missing_code"], c["rare_code"]
+                if not (missing_code is None or (type(missing_code) is int and missing_code == 1)):  # 0 is unknown
+                    raise ValueError(f"{name}: missing_code {missing_code!r:.40} is not 1 or null")
+                next_code = 1 + (missing_code is not None)
+                if not (rare_code is None or (type(rare_code) is int and rare_code == next_code)):
+                    raise ValueError(f"{name}: rare_code {rare_code!r:.40} is not {next_code} or null")
                 categorical[name] = CategoryEncoder(
-                    name, [str(v) for v in c["categories"]], [str(v) for v in c["rare"]], c["missing_code"],
-                    c["rare_code"],
-                )  # fmt: skip
+                    name, [str(v) for v in c["categories"]], [str(v) for v in c["rare"]], missing_code, rare_code
+                )
             else:
                 raise ValueError(f"unknown column kind {c['kind']!r}")
         t = doc["targets"]
         target = TargetEncoder(
-            str(t["task"]), [str(n) for n in t["names"]], [float(v) for v in t.get("mean", [])],
-            [float(v) for v in t.get("scale", [])], list(t.get("classes", [])), int(t["outputs"]),
+            str(t["task"]), [str(n) for n in t["names"]], [_finite(v, "target mean") for v in t.get("mean", [])],
+            [_finite(v, "target scale", positive=True) for v in t.get("scale", [])], list(t.get("classes", [])),
+            int(t["outputs"]),
         )  # fmt: skip
+        if target.task == "regression":
+            if not len(target.names) == len(target.mean) == len(target.scale) == target.outputs >= 1:
+                raise ValueError("the target's names, means, scales and outputs do not match in number")
+        elif target.task == "classification":
+            n = len(target.classes)
+            if n < 2 or target.outputs not in ((1, 2) if n == 2 else (n,)) or len(target.names) != 1:
+                raise ValueError(f"{n} classes with {target.outputs} outputs is not a classifier torchwork writes")
+        else:
+            raise ValueError(f"unknown task {target.task!r}")
         return cls(columns, numeric, categorical, target, str(doc.get("encoding", "codes")))

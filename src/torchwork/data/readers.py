@@ -29,6 +29,7 @@ and a file that would need more memory than the machine has available.
 
 from __future__ import annotations
 
+import ast
 import codecs
 import contextlib
 import io
@@ -36,6 +37,8 @@ import math
 import os
 import re
 import stat
+import struct
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -284,7 +287,7 @@ def _load_text(f: io.BufferedReader, source: str, encoding: str | None, size: in
                 piece = decoder.decode(chunk, not chunk).encode("utf-8")
             except UnicodeDecodeError as exc:
                 _raise_bad_byte(exc, text.newlines, info.name, encoding, source)
-            except UnicodeEncodeError:  # a codec that yields lone surrogates
+            except UnicodeError:  # a codec that yields lone surrogates, or raises the base class (utf-16, punycode)
                 raise InputError(f"{source}: line {text.newlines + 1}: not valid {encoding} text") from None
             start = len(data)
             data += piece
@@ -564,9 +567,11 @@ def _npy_header(fp: IO[bytes], where: str, data_size: int) -> tuple[int, int]:
             shape, _, dtype = fmt.read_array_header_1_0(fp)
         elif version == (2, 0):
             shape, _, dtype = fmt.read_array_header_2_0(fp)
-        else:  # 3.0 (UTF-8 field names) has no public reader
-            shape, _, dtype = fmt._read_array_header(fp, version)  # type: ignore[attr-defined]
-    except (ValueError, TypeError, SyntaxError, EOFError, KeyError) as exc:
+        elif version == (3, 0):  # version 2.0 with a UTF-8 header (field names); NumPy has no public reader
+            shape, dtype = _npy_header_3_0(fp)
+        else:
+            raise ValueError(f"format version {version[0]}.{version[1]} is not one NumPy writes")
+    except (ValueError, TypeError, SyntaxError, EOFError, KeyError, RecursionError, tokenize.TokenError) as exc:
         detail = "" if "magic string" in str(exc) else f": {_clean(str(exc), 100)}"
         raise InputError(f"{where}: not a NumPy array (it has no valid .npy header{detail})") from None
     if dtype.hasobject:
@@ -582,6 +587,31 @@ def _npy_header(fp: IO[bytes], where: str, data_size: int) -> tuple[int, int]:
             f"but it holds {_size(max(held, 0))} of data; {what}"
         )
     return declared, 2 * count * max(dtype.itemsize, 8)  # the array and its DataFrame
+
+
+def npy_memory(path: Path) -> int:
+    """What reading the ``.npy`` at ``path`` into memory takes, from its header alone (checked as for reading)."""
+    with open(path, "rb") as f:
+        return _npy_header(f, str(path), os.fstat(f.fileno()).st_size)[1]
+
+
+def _npy_header_3_0(fp: IO[bytes]) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """Shape and dtype from a version 3.0 header, checked as NumPy checks 1.0 and 2.0 (literals only)."""
+    (length,) = struct.unpack("<I", fp.read(4).ljust(4, b"\0"))
+    if length > 10000:  # NumPy's own limit (max_header_size) for headers it reads without being told
+        raise ValueError(f"its header is {length} bytes, more than NumPy reads")
+    raw = fp.read(length)
+    if len(raw) != length:
+        raise EOFError("the header is cut short")
+    header = ast.literal_eval(raw.decode("utf-8"))
+    if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
+        raise ValueError("its header is not a table of descr, fortran_order and shape")
+    shape = header["shape"]
+    if not isinstance(shape, tuple) or not all(type(n) is int and n >= 0 for n in shape):
+        raise ValueError(f"shape is not a tuple of sizes: {shape!r:.60}")
+    if not isinstance(header["fortran_order"], bool):
+        raise ValueError("fortran_order is not true or false")
+    return shape, np.lib.format.descr_to_dtype(header["descr"])
 
 
 def _read_array(fp: IO[bytes], where: str) -> np.ndarray:

@@ -30,6 +30,7 @@ import torch
 
 from torchwork.core.errors import InputError
 from torchwork.core.seeding import epoch_seed
+from torchwork.data.readers import npy_memory
 
 NPY_BLOCK_BYTES = 16 << 20  # rows of a .npy read per unit: about this many bytes
 SPLIT_SALT, SAMPLE_SALT = 0x5EED_5B11, 0x5A3B_1E5
@@ -109,6 +110,7 @@ class Source:
 
     @staticmethod
     def _memmap(path: Path) -> np.ndarray:
+        npy_memory(path)  # its header checked first: sizes that do not match the file are one line, no memmap
         try:
             return np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as exc:

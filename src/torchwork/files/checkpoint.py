@@ -32,6 +32,7 @@ from torchwork.core.errors import IntegrityError, TrainingDiverged
 from torchwork.files.atomic import atomic_write, ensure_dir
 from torchwork.files.safeload import load_weights
 from torchwork.training.callbacks import Callback
+from torchwork.training.history import COLUMNS as HISTORY_COLUMNS
 
 if TYPE_CHECKING:
     from torchwork.training.fit import EpochLogs, Fit
@@ -121,11 +122,67 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
         if not isinstance(tree, dict) or tree.get("format") != FORMAT:
             raise ValueError(f"unknown checkpoint format {tree.get('format') if isinstance(tree, dict) else None!r}")
         state, extra = tree["state"], tree["extra"]
-        if not isinstance(state, dict) or not isinstance(extra, dict) or not isinstance(state.get("fit"), dict):
-            raise ValueError("no fit state in it")
+        _check_tree(state, extra)
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise IntegrityError(f"{path}: not a torchwork checkpoint ({' '.join(str(exc).split())[:200]})") from None
     return state, extra
+
+
+def _number(value: Any, none: bool = False) -> bool:
+    return (type(value) in (int, float)) or (none and value is None)
+
+
+def _check_tree(state: Any, extra: Any) -> None:
+    """Raise ValueError unless what resuming reads is of the kinds :meth:`Fit.state_dict` and a run write.
+
+    The hash finds damage, not a header forged with its hash recomputed: such a header is refused
+    here, in one line, rather than part-way through a resume.
+    """
+    if not isinstance(state, dict) or not isinstance(extra, dict) or not isinstance(state.get("fit"), dict):
+        raise ValueError("no fit state in it")
+    fit = state["fit"]
+    for key in ("epoch", "batch", "step"):
+        if type(fit.get(key)) is not int or fit[key] < 0:
+            raise ValueError(f"its fit {key} is {fit.get(key)!r:.40}, not a count")
+    if type(fit.get("seed")) is not int or type(fit.get("stop")) is not bool or not _number(fit.get("epoch_lr"), True):
+        raise ValueError("its fit state is not one a fit writes")
+    if not isinstance(fit.get("epoch_losses"), torch.Tensor):
+        raise ValueError("no running losses in its fit state")
+    model = state.get("model")
+    if not isinstance(model, dict) or not model or not all(isinstance(t, torch.Tensor) for t in model.values()):
+        raise ValueError("no model weights in it")
+    for key in ("optimizer", "rng", "callbacks"):
+        if not isinstance(state.get(key), dict):
+            raise ValueError(f"no {key} state in it")
+    if not isinstance(state.get("scheduler"), dict | None):
+        raise ValueError("its scheduler state is not a table")
+    for key, value in state["callbacks"].items():
+        if not isinstance(value, dict) or (key.endswith(":EarlyStopping") and not _early_stopping(value)):
+            raise ValueError(f"its callback state {key!r:.40} is not one the callback writes")
+    history = state.get("history")
+    if not isinstance(history, list) or not all(_history_row(row) for row in history):
+        raise ValueError("its history is not rows of epoch, losses, learning rate and seconds")
+    if extra.get("finished") and not history:
+        raise ValueError("training had finished, yet its history holds no epoch")
+    kinds = {"config": dict, "data": dict | None, "finished": bool, "device": str, "notes": list}
+    for key, kind in kinds.items():
+        if key in extra and not isinstance(extra[key], kind):
+            raise ValueError(f"its {key} is {extra[key]!r:.40}, not what a run writes there")
+    if isinstance(extra.get("data"), dict) and not isinstance(extra["data"].get("sha256"), str):
+        raise ValueError("its data has no SHA-256")
+    if "processes" in extra and (type(extra["processes"]) is not int or extra["processes"] < 1):
+        raise ValueError(f"its processes is {extra['processes']!r:.40}, not a count")
+
+
+def _early_stopping(value: dict[str, Any]) -> bool:
+    best_epoch, wait = value.get("best_epoch"), value.get("wait")
+    return (_number(value.get("best")) and (best_epoch is None or type(best_epoch) is int) and type(wait) is int
+            and isinstance(value.get("best_weights", {}), dict))  # fmt: skip
+
+
+def _history_row(row: Any) -> bool:
+    return (isinstance(row, dict) and set(row) <= set(HISTORY_COLUMNS) and type(row.get("epoch")) is int
+            and _number(row.get("seconds")) and all(_number(v, True) for v in row.values()))  # fmt: skip
 
 
 def _writes(fit: Fit) -> bool:

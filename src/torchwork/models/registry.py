@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import operator
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -31,9 +32,10 @@ __all__ = ["ACTIVATIONS", "MLP", "MODELS", "LinearRegressionModel", "LinearRegre
 
 
 def _tutorial(cls: type[nn.Module]) -> Callable[..., nn.Module]:
-    def build(in_features: int = 1, out_features: int = 1) -> nn.Module:
-        if in_features != 1 or out_features != 1:
-            raise InputError(f"model {cls.__name__} fits one feature to one target, got {in_features} features")
+    def build(in_features: int = 1, out_features: int = 1, categories: list[int] | None = None) -> nn.Module:
+        if in_features != 1 or out_features != 1 or categories:  # a run passes its (no) category columns
+            n = in_features + len(categories or [])
+            raise InputError(f"model {cls.__name__} fits one numeric feature to one target, got {n} features")
         return cls()
 
     return build
@@ -204,9 +206,15 @@ def build_model(spec: dict[str, Any], *, trust_code: bool = True, seed: int | No
         return _call(builder, args, path)
     if "name" not in spec or not isinstance(spec["name"], str):
         raise InputError("model spec needs 'name' or 'class'")
+    if not isinstance(args, dict):
+        raise InputError(f"model {spec['name']!r}: its arguments must be a table")
     args = dict(args)
     if "hidden" in args:
-        args["hidden"] = [int(h) for h in args["hidden"]]
+        try:  # integers only: int() would take '64' or 1e300 (a forged model.json) and fail later, less clearly
+            args["hidden"] = [operator.index(h) for h in args["hidden"]]
+        except TypeError:
+            raise InputError(f"model {spec['name']!r}: bad arguments (hidden: expected a list of integers, "
+                             f"got {args['hidden']!r:.100})") from None  # fmt: skip
     return _call(MODELS.get(spec["name"]), args, spec["name"])
 
 
@@ -215,8 +223,9 @@ def _call(builder: Callable[..., Any], args: Any, name: str) -> nn.Module:
         raise InputError(f"model {name!r}: its arguments must be a table")
     try:
         model = builder(**args)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise InputError(f"model {name!r}: bad arguments ({' '.join(str(exc).split())})") from None
+    except (TypeError, ValueError, OverflowError, RuntimeError, IndexError) as exc:  # torch's, for sizes < 1
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # torch's errors go on with a C++ backtrace
+        raise InputError(f"model {name!r}: bad arguments ({' '.join(first.split())})") from None
     if not isinstance(model, nn.Module):
         raise InputError(f"model {name!r}: gave a {type(model).__name__}, not an nn.Module")
     return model

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torchwork.core.checks import check, choice
+from torchwork.core.checks import FLOAT32_MAX, check, choice
 from torchwork.core.errors import InputError
 
 
@@ -219,9 +219,6 @@ class TrainConfig:
                     raise InputError(f"{self.where('model_args')}: give {key!r} as its own option, not in model_args")
         resolve_device(self.device, self.where("device"))  # an unknown or absent device fails before any data is read
         return self
-
-
-FLOAT32_MAX = 3.4028234663852886e38
 
 
 def option_fields() -> list[dataclasses.Field[Any]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +63,12 @@ def _plots(run: Run, prepared: Prepared) -> dict[str, bytes]:
     from torchwork.report import plots as P
 
     h = run.history
+    losses = [v for v in (*h["train_loss"], *h["val_loss"]) if v is not None]
+    log_scale = run.task == "regression" and all(v > 0 for v in losses)  # a loss of 0 (a constant target) has no log
     out = {
         "Training and validation loss": P.plot_loss_curves(
             h["epoch"], h["train_loss"], h["val_loss"], title="Training and validation loss curves",
-            test_label="Validation loss", log_scale=run.task == "regression", best_epoch=run.info.get("best_epoch"),
+            test_label="Validation loss", log_scale=log_scale, best_epoch=run.info.get("best_epoch"),
         ),
     }  # fmt: skip
     part = next(p for p in ("test", "val", "train") if prepared.size(p))
@@ -198,7 +201,8 @@ def _build(spec: dict[str, Any], weights: dict[str, Any], source: str, trust_cod
         return rebuild(spec, given) if given is not None else build_model(spec, trust_code=trust_code)
 
     if given is None or not isinstance(given, torch.nn.Module):
-        with torch.device("meta"):  # shapes only: a forged architecture costs nothing
+        with torch.device("meta"), warnings.catch_warnings():  # shapes only: a forged architecture costs nothing
+            warnings.simplefilter("ignore")  # (nor a warning about initialising what it would not fill)
             skeleton = make()
         check_compatible(skeleton, weights, source)
     model = make()
@@ -255,7 +259,7 @@ def read_run_summary(
     For an unfinished run (``RUN_DIR.partial``, or ``RUN_DIR`` while only the partial exists):
     how far it got, from its configuration and its last checkpoint.
     """
-    from torchwork.report.inspect import describe_weights
+    from torchwork.report.inspect import describe_weights, format_run_summary
 
     path = Path(path)
     run = complete_run_path(path)
@@ -274,8 +278,13 @@ def read_run_summary(
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"{path}: not a torchwork run folder ({exc})") from None
     weights = load_weights_bytes(docs["model.safetensors"], str(path / "model.safetensors"), safetensors_only=True)
-    return {"path": str(path), "state": "finished", **parsed,
-            "weights": describe_weights(path / "model.safetensors", weights)}  # fmt: skip
+    summary = {"path": str(path), "state": "finished", **parsed,
+               "weights": describe_weights(path / "model.safetensors", weights)}  # fmt: skip
+    try:  # every value inspect shows is of the kind it expects: a forged one is refused here, in one line
+        format_run_summary(summary)
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+        raise InputError(f"{path}: not a torchwork run folder ({type(exc).__name__}: {exc})") from None
+    return summary
 
 
 def _partial_summary(partial: Path) -> dict[str, Any]:

@@ -181,9 +181,9 @@ def resume_run(
                 raise InputError("the data given to resume is not the data the run started with (SHA-256 differs)")
             data_info = data_info or _data_info(config, data, prepared)
             if extra.get("finished"):
+                fitted = restore(config, prepared, state or {}, extra, model, str(partial / CHECKPOINT))
                 if lead:
                     echo(f"{partial}: training had finished; writing the run out")
-                fitted = restore(config, prepared, state or {}, extra, model)
                 run = _as_run(config, prepared, data_info, fitted, resumed=True, processes=world)
             else:
                 run = _train(config, prepared, data_info, partial, verbose and lead, resume_state=state, given=model,
@@ -245,6 +245,8 @@ def _resume_point(partial: Path, echo: Echo) -> tuple[TrainConfig, dict[str, Any
     ckpt = partial / CHECKPOINT
     if ckpt.exists():
         state, extra = load_checkpoint(ckpt)
+        if not isinstance(extra.get("config"), dict):  # a checkpoint the Trainer wrote, not a run
+            raise IntegrityError(f"{ckpt}: holds no run configuration; start again with --overwrite")
         return TrainConfig().updated(extra["config"], source=str(ckpt)).validate(), state, extra
     config_file = partial / "config.json"
     try:

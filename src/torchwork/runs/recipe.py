@@ -36,6 +36,7 @@ from torchwork.data.split import split_indices
 from torchwork.data.tables import Table, pick_columns, rows_to_use
 from torchwork.evaluation.baselines import LeastSquares, LogisticRegression, MajorityClass
 from torchwork.evaluation.metrics import classification_metrics, regression_metrics
+from torchwork.files.weights import check_compatible
 from torchwork.models.registry import accepts, build_model, importable, model_from, model_spec
 from torchwork.runs.config import TrainConfig
 from torchwork.runs.streamed import model_fn, prepare_stream, roc_auc_on_sample, stream_baselines, wants_stream
@@ -237,7 +238,23 @@ class Baselines:
             "logistic_regression": LogisticRegression,
             "majority_class": MajorityClass,
         }
-        return cls(pre, {name: kinds[name].from_json(value) for name, value in doc.items()})
+        baselines = cls(pre, {name: kinds[name].from_json(value) for name, value in doc.items()})
+        expected = {"least_squares"} if pre.task == "regression" else {"logistic_regression", "majority_class"}
+        if set(baselines.fitted) != expected:
+            raise ValueError(
+                f"its baselines are {', '.join(sorted(baselines.fitted))}, not {', '.join(sorted(expected))}"
+            )
+        # one row of zeros through each: coefficients of the wrong shape fail here, in one line, not at predict
+        outputs = len(pre.target.classes) if pre.task == "classification" else len(pre.target.names)
+        try:
+            with np.errstate(all="raise"):
+                predictions = baselines.predictions(np.zeros((1, pre.n_inputs), dtype=np.float32))
+        except FloatingPointError as exc:
+            raise ValueError(f"its baselines overflow ({exc})") from None
+        for name, out in predictions.items():
+            if out.shape != (1, outputs) or not np.isfinite(out).all():
+                raise ValueError(f"its {name} baseline gives {out.shape[1:]} finite outputs, not {outputs}")
+        return baselines
 
 
 # -------------------------------------------------------------------- fitting
@@ -448,11 +465,17 @@ def fit(
 
 
 def restore(
-    config: TrainConfig, prepared: Prepared, state: dict[str, Any], extra: dict[str, Any], given: Any = None
+    config: TrainConfig,
+    prepared: Prepared,
+    state: dict[str, Any],
+    extra: dict[str, Any],
+    given: Any = None,
+    source: str = "the checkpoint",
 ) -> Fitted:
-    """The :class:`Fitted` of a finished fit from its final checkpoint, without training again."""
+    """The :class:`Fitted` of a finished fit from its final checkpoint (``source``), without training again."""
     baselines = Baselines.fit(prepared)
     model, spec = build(config, prepared.pre, given)
+    check_compatible(model, state["model"], source)  # one line naming the keys, not torch's traceback
     model.load_state_dict(state["model"])
     fit_state = state["fit"]
     stopping = next((v for k, v in state.get("callbacks", {}).items() if k.endswith(":EarlyStopping")), None)

@@ -39,7 +39,7 @@ from torchwork.core.errors import InputError
 from torchwork.data.columns import infer_columns, infer_task
 from torchwork.data.encoders import CategoryEncoder, NumericEncoder, TargetEncoder, as_text
 from torchwork.data.preprocess import Preprocessor
-from torchwork.data.readers import _available_memory, _size
+from torchwork.data.readers import _available_memory, _size, npy_memory
 from torchwork.data.stream import (
     PART_CODES,
     Moments,
@@ -82,8 +82,7 @@ def _in_memory_bytes(path: Path) -> int:
     """About what the in-memory reader needs for a Parquet or .npy file (as it estimates it)."""
     try:
         if path.suffix.lower() == ".npy":
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-            return 2 * array.size * max(array.dtype.itemsize, 8)
+            return npy_memory(path)
         import pyarrow.parquet as pq
 
         with pq.ParquetFile(path) as f:

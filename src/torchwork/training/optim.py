@@ -29,7 +29,7 @@ class OptimizerEntry:
     closure: bool = False  # steps with a closure that re-evaluates the loss (L-BFGS)
 
 
-_ADAM = {"betas": "floats", "eps": "positive", "weight_decay": "nonnegative", "amsgrad": "bool", "foreach": "bool",
+_ADAM = {"betas": "betas", "eps": "positive", "weight_decay": "nonnegative", "amsgrad": "bool", "foreach": "bool",
          "fused": "bool", "capturable": "bool"}  # fmt: skip
 OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizer")
 OPTIMIZERS.add(

@@ -244,8 +244,10 @@ class Trainer:
             table = OPTIMIZERS.get(self.optimizer).options
             if graphs and device.type == "cuda" and "capturable" in table:
                 options.setdefault("capturable", True)  # Adam's step count stays on the GPU
-            if device.type == "cpu" and "foreach" in table:
+            if device.type == "cpu" and "foreach" in table and not options.get("fused"):
                 options.setdefault("foreach", True)  # one dispatch per step for all tensors; same arithmetic
+            if options.get("capturable") and device.type != "cuda":  # torch fails at the first step otherwise
+                raise InputError(f"optimizer {self.optimizer!r}: capturable needs a CUDA device, not {device.type}")
         optimizer = build_optimizer(self.optimizer, model.parameters(), self.lr, **options)
         batches_per_epoch = batches.n_batches
         schedule = None
