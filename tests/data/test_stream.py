@@ -112,6 +112,54 @@ def test_unshuffled_batches_are_the_rows_in_order(source):
     assert torch.equal(rows, torch.arange(1003, dtype=torch.float32))
 
 
+def shares_of(source, processes, shuffle=True, batch=16, read=None):
+    """Each rank's StreamBatches of ``processes``; ``read`` (a list) records (rank, unit index) per read."""
+
+    def encode(frame, unit):
+        return frame[["i"]].to_numpy(np.float32), frame[["y"]].to_numpy(np.float32)
+
+    out = []
+    for rank in range(processes):
+        s = Source(source.name)
+        if read is not None:
+            fetch = s.fetch
+            s.fetch = lambda unit, columns=None, rank=rank, fetch=fetch: (read.append((rank, unit.index)),
+                                                                            fetch(unit, columns))[1]  # fmt: skip
+        out.append(StreamBatches(s, s.units, s.rows, encode, batch, shuffle, 0, buffer_rows=64,
+                                 share=(rank, processes), unit_rows=[u.rows for u in s.units]))  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_in_a_process_group_each_rank_reads_its_own_units_and_takes_as_many_full_batches(source, shuffle):
+    """11 row groups of 100 rows (the last 3) for 3 ranks: rank 2 may get the 3-row group among its 3, so every
+    rank takes 12 full batches of 16 (3 x 100 rows hold 18; 2 x 100 + 3 hold 12), 3 x 12 x 16 = 576 rows."""
+    read: list[tuple[int, int]] = []
+    ranks = shares_of(source, 3, shuffle, read=read)
+    assert {b.n_batches for b in ranks} == {12} and ranks[0].batch_sizes() == [48] * 12
+    for epoch in (0, 1):
+        read.clear()
+        rows = []
+        for b in ranks:
+            got = list(b.epoch(epoch))
+            assert [len(x) for x, _ in got] == [16] * 12
+            rows.append(torch.cat([x for x, _ in got]).squeeze(1).long())
+        units = {r: sorted(u for rank, u in read if rank == r) for r in range(3)}
+        assert sorted(u for r in units for u in units[r]) == list(range(11))  # every unit once, by one rank
+        for r, seen in enumerate(rows):  # a rank's rows come from the units it read, each row at most once
+            assert len(set(seen.tolist())) == len(seen) and set((seen // 100).tolist()) <= set(units[r])
+        if epoch == 0:
+            first = units
+    assert not shuffle or units != first  # the units change hands every epoch when shuffled
+
+
+def test_a_group_with_fewer_units_or_rows_than_it_needs_is_refused(source):
+    with pytest.raises(InputError, match=r"11 row group\(s\) for 12 processes: each process needs at least one"):
+        shares_of(source, 12)
+    with pytest.raises(InputError, match=r"with 2 processes, the one with the fewest rows may get 403, less than a"):
+        shares_of(source, 2, batch=500)
+
+
 def test_a_folder_of_parquet_files_is_one_table_in_name_order(tmp_path):
     folder = tmp_path / "parts"
     folder.mkdir()

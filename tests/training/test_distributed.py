@@ -248,3 +248,43 @@ def test_one_process_diverging_stops_every_process_with_the_same_error(tmp_path)
     assert errors[0] == errors[1], errors
     # row 7 is NaN on rank 1 only: the first batch in which rank 1 draws it stops both, at that batch
     assert re.fullmatch(r"training diverged: the training loss became nan at epoch \d+, batch \d+", errors[0])
+
+
+def test_streamed_parquet_in_two_processes_reads_shares_and_counts_every_row_once(tmp_path):
+    """``--stream --nproc 2``: each rank trains on its share of the row groups; the validation loss sums
+    both ranks' rows (equal to a plain loop over every validation row with the final weights), and the
+    metrics equal those of one process evaluating the same weights."""
+    from torchwork.api import load_run
+    from torchwork.runs.config import TrainConfig
+    from torchwork.runs.recipe import evaluate, prepare
+
+    rng = np.random.default_rng(5)
+    n = 4000
+    X = rng.normal(size=(n, 3))
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame["y"] = X @ [1.0, -2.0, 0.5] + np.sin(2 * X[:, 0]) + 0.1 * rng.normal(size=n)
+    data = tmp_path / "t.parquet"
+    frame.to_parquet(data, row_group_size=250, index=False)
+    out = tmp_path / "two"
+    result = run_cli("train", str(data), "--out", str(out), "--stream", "--nproc", "2", "--batch-size", "32",
+                     "--loss", "mse", *COMMON)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "run.json").read_text())["processes"] == 2
+
+    run = load_run(out)
+    config = TrainConfig().updated(json.loads((out / "config.json").read_text()), source="config.json").validate()
+    prepared = prepare(config)
+    assert prepared.stream is not None
+    metrics = json.loads((out / "metrics.json").read_text())
+    again = json.loads(json.dumps(evaluate(run.model, run.baselines, prepared)))
+    assert metrics["rows"] == again["rows"] and sum(again["rows"].values()) == n
+    assert metrics["model"] == again["model"] and metrics["least_squares"] == again["least_squares"]
+
+    total, rows = 0.0, 0  # the last epoch's validation loss: every validation row once, with the final weights
+    with torch.inference_mode():
+        for xb, yb in prepared.stream.evaluation("val").epoch(0):
+            total += float(torch.nn.functional.mse_loss(run.model(xb), yb, reduction="sum"))
+            rows += len(xb)
+    assert rows == again["rows"]["val"]
+    last = pd.read_csv(out / "history.csv")["val_loss"].iloc[-1]
+    assert last == pytest.approx(total / rows, rel=1e-5)

@@ -252,12 +252,20 @@ class StreamBatches:
     (and at least two units' rows) and draws each batch at random from them (seeded by
     ``(seed, epoch)``): rows mix across units within that bound. Without shuffling, units and
     rows come in the table's order.
-    ``units``: the units this process reads (all of them, or a rank's share).
+
+    ``share=(rank, processes)``: this process's share in a process group. Every rank draws the
+    same permutation of the units and reads every ``processes``-th of it (rank r: positions r,
+    r + processes, ...), so the ranks read disjoint units and together all of them, each unit
+    once per epoch. The ranks must take the same number of steps: an epoch is ``n_batches``
+    full batches on every rank, as many as the rank with the fewest rows can always fill (from
+    ``unit_rows``, the part's rows in each unit, whatever the permutation); a rank's rows beyond
+    that are left out of that epoch (with row groups of equal size, fewer than a batch).
     """
 
     def __init__(
         self, source: Source, units: list[Unit], rows: int, encode: Callable[[pd.DataFrame, Unit], tuple[Any, Any]],
         batch_size: int, shuffle: bool, seed: int, buffer_rows: int = 1 << 16, columns: list[str] | None = None,
+        share: tuple[int, int] | None = None, unit_rows: list[int] | None = None,
     ) -> None:  # fmt: skip
         if rows == 0:
             raise InputError(f"{source.name}: no rows to train on")
@@ -266,6 +274,29 @@ class StreamBatches:
         self.shuffle, self.seed = shuffle, seed
         self.buffer_rows = max(buffer_rows, 4 * self.batch_size)
         self.columns = columns  # the columns to read (None: every one)
+        self.share = share
+        self.steps: int | None = None  # in a share: the full batches every rank takes per epoch
+        if share is not None:
+            self.batch_size = batch_size
+            self.steps = self._steps(share[1], unit_rows or [u.rows for u in units])
+            self.n_rows = self.steps * batch_size
+            self.real, self.current = batch_size, batch_size * share[1]  # what ScaledLoss reads
+
+    def _steps(self, processes: int, unit_rows: list[int]) -> int:
+        fewest = len(self.units) // processes  # the units the rank with the fewest gets
+        if fewest == 0:
+            raise InputError(
+                f"{self.source.name}: {len(self.units)} row group(s) for {processes} processes: each process needs "
+                "at least one; write it in smaller row groups (pyarrow's row_group_size) or use fewer processes"
+            )
+        steps = sum(sorted(unit_rows)[:fewest]) // self.batch_size
+        if steps == 0:
+            raise InputError(
+                f"{self.source.name}: with {processes} processes, the one with the fewest rows may get "
+                f"{sum(sorted(unit_rows)[:fewest])}, less than a batch ({self.batch_size}); use a smaller "
+                "--batch-size or fewer processes"
+            )
+        return steps
 
     @property
     def full_batch(self) -> bool:
@@ -276,6 +307,8 @@ class StreamBatches:
         return -(-self.n_rows // self.batch_size)
 
     def batch_sizes(self) -> list[int]:
+        if self.share is not None and self.steps is not None:
+            return [self.batch_size * self.share[1]] * self.steps  # the global batches
         full, rest = divmod(self.n_rows, self.batch_size)
         return [self.batch_size] * full + ([rest] if rest else [])
 
@@ -283,10 +316,11 @@ class StreamBatches:
         self.seed = seed
 
     def _order(self, epoch: int) -> list[Unit]:
-        if not self.shuffle:
-            return list(self.units)
-        rng = np.random.default_rng(epoch_seed(self.seed, epoch))
-        return [self.units[i] for i in rng.permutation(len(self.units))]
+        order = list(self.units)
+        if self.shuffle:
+            rng = np.random.default_rng(epoch_seed(self.seed, epoch))
+            order = [self.units[i] for i in rng.permutation(len(self.units))]
+        return order if self.share is None else order[self.share[0] :: self.share[1]]
 
     def chunks(self, order: list[Unit]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Encoded chunks, in ``order``, the next read while the current one is used."""
@@ -321,7 +355,7 @@ class StreamBatches:
     def _in_order(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         B = self.batch_size
         carry: tuple[torch.Tensor, torch.Tensor] | None = None
-        for X, y in self.chunks(list(self.units)):
+        for X, y in self.chunks(self._order(0)):
             if carry is not None:
                 X, y = torch.cat([carry[0], X]), torch.cat([carry[1], y])
             full = len(X) // B * B
@@ -370,11 +404,16 @@ class StreamBatches:
 
 
 class StreamEval:
-    """A part of the table streamed in order, for the testing loop: ``epoch()`` yields encoded chunks."""
+    """A part of the table streamed in order, for the testing loop: ``epoch()`` yields encoded chunks.
 
-    def __init__(self, batches: StreamBatches) -> None:
+    ``share=(rank, processes)``: this process reads every ``processes``-th unit (rank r: r, r +
+    processes, ...); the ranks' losses are summed over the group (each row counted once).
+    """
+
+    def __init__(self, batches: StreamBatches, share: tuple[int, int] | None = None) -> None:
         self.batches = batches
         self.n_rows = batches.n_rows
+        self.units = list(batches.units) if share is None else list(batches.units)[share[0] :: share[1]]
 
     def epoch(self, epoch: int = 0, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        yield from self.batches.chunks(list(self.batches.units))
+        yield from self.batches.chunks(self.units)

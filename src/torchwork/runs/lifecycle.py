@@ -184,7 +184,7 @@ def resume_run(
                 fitted = restore(config, prepared, state or {}, extra, model, str(partial / CHECKPOINT))
                 if lead:
                     echo(f"{partial}: training had finished; writing the run out")
-                run = _as_run(config, prepared, data_info, fitted, resumed=True, processes=world)
+                run = _as_run(config, prepared, data_info, fitted, resumed=True, processes=world, group=group)
             else:
                 run = _train(config, prepared, data_info, partial, verbose and lead, resume_state=state, given=model,
                              group=group)  # fmt: skip
@@ -355,12 +355,14 @@ def _train(
         if checkpointer is not None and exc.checkpoint is None:
             exc.checkpoint = checkpointer.good()
         raise
-    return _as_run(config, prepared, data_info, fitted, resumed=resume_state is not None, processes=processes)
+    return _as_run(config, prepared, data_info, fitted, resumed=resume_state is not None, processes=processes,
+                   group=group)  # fmt: skip
 
 
 def _as_run(
-    config: TrainConfig, prepared: Prepared, data_info: dict[str, Any], fitted: Any, resumed: bool, processes: int
-) -> Run:
+    config: TrainConfig, prepared: Prepared, data_info: dict[str, Any], fitted: Any, resumed: bool, processes: int,
+    group: Group | None = None,
+) -> Run:  # fmt: skip
     info = {
         "format": RUN_FORMAT,
         "data": data_info,
@@ -375,7 +377,10 @@ def _as_run(
         "notes": fitted.notes,
         "versions": versions(),
     }
-    metrics = evaluate(fitted.model, fitted.baselines, prepared)
+    if prepared.stream is not None:  # a pass over the whole table: rank 0 makes it, every rank gets the metrics
+        metrics = on_main(group, lambda: evaluate(fitted.model, fitted.baselines, prepared))
+    else:
+        metrics = evaluate(fitted.model, fitted.baselines, prepared)
     meta = {
         "format": MODEL_FORMAT,
         "task": prepared.pre.task,

@@ -257,6 +257,17 @@ class Baselines:
         return baselines
 
 
+def fit_baselines(prepared: Prepared) -> Baselines:
+    """:meth:`Baselines.fit`; streamed data in a process group: rank 0 fits them (a pass over the
+    training rows) and every rank gets them."""
+    from torchwork.training.distributed import current, on_main
+
+    group = current()
+    if prepared.stream is None or group is None:
+        return Baselines.fit(prepared)
+    return Baselines(prepared.pre, on_main(group, lambda: Baselines.fit(prepared).fitted))
+
+
 # -------------------------------------------------------------------- fitting
 def spec_for(config: TrainConfig, pre: Preprocessor) -> dict[str, Any]:
     """The model spec (a registered name or a class, and its arguments) the configuration asks for."""
@@ -429,8 +440,15 @@ def fit(
     resume: dict[str, Any] | None = None,
     given: Any = None,
 ) -> Fitted:
-    """Fit the baselines, build the model (started from them), train it on the train split."""
-    baselines = Baselines.fit(prepared)
+    """Fit the baselines, build the model (started from them), train it on the train split.
+
+    Streamed data in a process group: each rank trains on its share of the row groups (see
+    ``StreamBatches``).
+    """
+    from torchwork.training.distributed import current
+
+    group = current()
+    baselines = fit_baselines(prepared)
     model, spec = build(config, prepared.pre, given)
     if given is not None:
         _try_inputs(model, prepared)
@@ -440,15 +458,11 @@ def fit(
     trainer = trainer_for(config, prepared, callbacks, handle_signals)
     started = time.perf_counter()
     if prepared.stream is not None:
-        from torchwork.training.distributed import current
-
-        if current() is not None:
-            raise InputError(f"{config.where('stream')}: streamed data trains in one process for now; train it in "
-                             "one process, or read it into memory (--no-stream) to use several")  # fmt: skip
         batch_size = config.resolved_batch_size()
         assert batch_size is not None  # resolve() gave streamed data a batch size
-        train: Any = prepared.stream.batches("train", batch_size, config.shuffle, config.seed)
-        val: Any = prepared.stream.evaluation("val")
+        share = None if group is None else (group.rank, group.world_size)
+        train: Any = prepared.stream.batches("train", batch_size, config.shuffle, config.seed, share)
+        val: Any = prepared.stream.evaluation("val", share)
     else:
         train, val = prepared.tensors("train"), prepared.tensors("val")
     history = trainer.fit(model, train, val, resume=resume)
@@ -473,7 +487,7 @@ def restore(
     source: str = "the checkpoint",
 ) -> Fitted:
     """The :class:`Fitted` of a finished fit from its final checkpoint (``source``), without training again."""
-    baselines = Baselines.fit(prepared)
+    baselines = fit_baselines(prepared)
     model, spec = build(config, prepared.pre, given)
     check_compatible(model, state["model"], source)  # one line naming the keys, not torch's traceback
     model.load_state_dict(state["model"])

@@ -98,6 +98,7 @@ class Scan:
     """What one pass over the data found (see the module)."""
 
     sizes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PART_CODES, 0))
+    unit_sizes: dict[str, list[int]] = field(default_factory=lambda: {p: [] for p in PART_CODES})  # per unit
     dropped: dict[str, int] = field(default_factory=lambda: {"missing_target": 0})
     samples: dict[str, Reservoir] = field(default_factory=lambda: {p: Reservoir(k) for p, k in SAMPLE.items()})
     numeric: list[str] = field(default_factory=list)  # columns of numbers (features, then targets)
@@ -138,15 +139,20 @@ class Streamed:
 
         return encode
 
-    def batches(self, part: str, batch_size: int, shuffle: bool, seed: int) -> StreamBatches:
+    def batches(
+        self, part: str, batch_size: int, shuffle: bool, seed: int, share: tuple[int, int] | None = None
+    ) -> StreamBatches:
+        """``part``'s rows for training; ``share=(rank, processes)``: this rank's share of the units."""
         return StreamBatches(self.source, self.source.units, self.sizes[part], self._encode(part), batch_size,
-                             shuffle, seed, columns=self.features + self.targets)  # fmt: skip
+                             shuffle, seed, columns=self.features + self.targets, share=share,
+                             unit_rows=self.scan.unit_sizes[part])  # fmt: skip
 
-    def evaluation(self, part: str) -> StreamEval | None:
-        """``part``'s rows for the testing loop, in the table's order (None when it has none)."""
+    def evaluation(self, part: str, share: tuple[int, int] | None = None) -> StreamEval | None:
+        """``part``'s rows for the testing loop, in the table's order (None when it has none);
+        ``share=(rank, processes)``: this rank's units of them."""
         if not self.sizes[part]:
             return None
-        return StreamEval(self.batches(part, 65536, False, 0))
+        return StreamEval(self.batches(part, 65536, False, 0), share)
 
     def _parts(self, frame: pd.DataFrame, unit: Unit) -> tuple[pd.DataFrame, np.ndarray]:
         """The chunk's usable rows and the part of each."""
@@ -277,6 +283,7 @@ def scan(source: Source, config: TrainConfig, targets: list[str], features: list
         for part, code in PART_CODES.items():
             mask = usable & (parts == code)
             found.sizes[part] += int(mask.sum())
+            found.unit_sizes[part].append(int(mask.sum()))
             found.samples[part].add(frame.loc[mask], keys[mask])
         used = frame.loc[usable]
         for name in features:

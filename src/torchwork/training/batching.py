@@ -201,6 +201,20 @@ class LoaderBatches:
             )
 
 
+class OnDevice:
+    """Batches made elsewhere (on the CPU, streamed from disk) moved to ``device`` as they are used."""
+
+    def __init__(self, batches: Any, device: torch.device) -> None:
+        self.batches, self.device = batches, device
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.batches, name)
+
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for X, y in self.batches.epoch(epoch, start):
+            yield X.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
 def is_batches(data: Any) -> bool:
     """Batches made elsewhere (data streamed from disk): anything with ``epoch`` and ``batch_sizes``."""
     return callable(getattr(data, "epoch", None)) and callable(getattr(data, "batch_sizes", None))

@@ -237,7 +237,8 @@ class ScaledLoss:
     optimizer that reads the loss (L-BFGS's line search) decide the same thing everywhere.
     """
 
-    def __init__(self, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batches: ShardedBatches) -> None:
+    def __init__(self, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batches: Any) -> None:
+        """``batches``: what says, at each step, this rank's rows (``real``) of the global batch's (``current``)."""
         self.loss_fn, self.batches = loss_fn, batches
         self.group = batches.group
 
@@ -265,20 +266,27 @@ class Distributed:
 
     forward: Callable[[torch.Tensor], torch.Tensor]
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    batches: ShardedBatches
+    batches: Any  # ShardedBatches, or a stream's share (StreamBatches with share=(rank, processes))
     val: tuple[torch.Tensor, torch.Tensor] | None
     engine: DistributedEngine
     note: str | None
 
 
 def distribute(
-    group: Group, model: torch.nn.Module, loss_fn: Callable[..., torch.Tensor], train: tuple[torch.Tensor, ...],
+    group: Group, model: torch.nn.Module, loss_fn: Callable[..., torch.Tensor], train: Any,
     val: tuple[torch.Tensor, ...] | None, batch_size: int | None, shuffle: bool, seed: int, device: torch.device,
 ) -> Distributed:  # fmt: skip
-    """The DDP-wrapped forward, the scaled loss, this rank's batches and validation rows, the engine."""
+    """The DDP-wrapped forward, the scaled loss, this rank's batches and validation rows, the engine.
+
+    ``train``: ``(X, y)`` tensors (every rank holds them and takes its rows of each global batch),
+    or a stream's share of this rank (full batches of ``batch_size``, the same number on every rank).
+    """
     from torch.nn.parallel import DistributedDataParallel
 
-    batches = ShardedBatches(train[0], train[1], batch_size, shuffle, seed, group)
+    batches: Any = train
+    if isinstance(train, tuple):
+        batches = ShardedBatches(train[0], train[1], batch_size, shuffle, seed, group)
+    batches.group = group
     ids = [device.index] if device.type == "cuda" else None
     forward = DistributedDataParallel(model, device_ids=ids)  # rank 0's weights broadcast to every rank
     torch.manual_seed(rank_seed(seed, group.rank))  # each rank's own dropout stream
@@ -290,22 +298,26 @@ def distribute(
 
 
 def shared_testing_loss(
-    model: torch.nn.Module, scaled: Any, data: tuple[torch.Tensor, torch.Tensor], group: Group,
-    autocast: Callable[[], Any], batch_size: int | None, check: Callable[[torch.Tensor, torch.Tensor], None],
+    model: torch.nn.Module, scaled: Any, data: Any, group: Group, autocast: Callable[[], Any], batch_size: int | None,
+    check: Callable[[torch.Tensor, torch.Tensor], None],
 ) -> torch.Tensor:  # fmt: skip
-    """The mean loss over the validation rows of every rank (each row counted once), on every rank."""
+    """The mean loss over the validation rows of every rank (each row counted once), on every rank.
+
+    ``data``: this rank's rows as ``(X, y)``, or an iterable of ``(X, y)`` chunks (a stream's share).
+    """
     model.eval()
-    X, y = data
     loss_fn = scaled.loss_fn  # the unscaled loss
-    step = batch_size or max(1, len(X))
-    total = torch.zeros(2, dtype=torch.float64, device=X.device)
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    total = torch.zeros(2, dtype=torch.float64, device=device)
     with torch.inference_mode(), autocast():
-        for lo in range(0, len(X), step):
-            xb, yb = X[lo : lo + step], y[lo : lo + step]
-            y_pred = model(xb)
-            check(y_pred, yb)
-            total[0] += loss_fn(y_pred, yb).double() * len(xb)
-            total[1] += len(xb)
+        for X, y in [data] if isinstance(data, tuple) else data:
+            step = batch_size or max(1, len(X))
+            for lo in range(0, len(X), step):
+                xb, yb = X[lo : lo + step], y[lo : lo + step]
+                y_pred = model(xb)
+                check(y_pred, yb)
+                total[0] += loss_fn(y_pred, yb).double() * len(xb)
+                total[1] += len(xb)
     with torch.no_grad():
         group.all_sum(total)
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)

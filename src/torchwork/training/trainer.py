@@ -30,6 +30,8 @@ from torchwork.core.seeding import seed_everything
 from torchwork.evaluation.metrics import regression_metrics
 from torchwork.training.batching import (
     Batches,
+    LoaderBatches,
+    OnDevice,
     TensorBatches,
     as_pair,
     eval_batches,
@@ -228,11 +230,15 @@ class Trainer:
                 scheduler=self.scheduler, optimizer=self.optimizer, optimizer_options=self.optimizer_options,
             )  # fmt: skip
         else:
-            if is_dataset(train) or is_dataset(val) or is_batches(train):
-                raise InputError("Trainer.fit in several processes takes (X, y) tensors, not a Dataset or a stream")
-            pair = as_pair(train, "train", device, dtype, targets)
+            shared = is_batches(train) and getattr(train, "share", None) == (group.rank, group.world_size)
+            if is_dataset(train) or is_dataset(val) or (is_batches(train) and not shared):
+                raise InputError("Trainer.fit in several processes takes (X, y) tensors or a stream's share of a "
+                                 "rank (StreamBatches(share=(rank, processes))), not a Dataset")  # fmt: skip
+            pair = train if shared else as_pair(train, "train", device, dtype, targets)
             d = distribute(group, forward, loss_fn, pair, val_data, self.batch_size, self.shuffle, seed, device)
             batches, val_data, engine, note, forward, loss_fn = d.batches, d.val, d.engine, d.note, d.forward, d.loss_fn
+        if is_batches(train) and not isinstance(train, TensorBatches | LoaderBatches) and device.type != "cpu":
+            batches = OnDevice(batches, device)  # streamed batches are made on the CPU
         callbacks = list(self.callbacks)
         if self.early_stopping is not None:
             callbacks.append(self.early_stopping)
@@ -385,6 +391,10 @@ class Trainer:
     def _testing_loop(self, fit: Fit, loop: _Loop, data: Any) -> torch.Tensor:
         """The mean loss over ``data`` under ``eval()`` and ``inference_mode()``."""
         if loop.group is not None:
+            if callable(getattr(data, "epoch", None)):  # this rank's share of streamed rows, chunk by chunk
+                dtype, long = fit.losses.buffer.dtype, loop.targets == "classes"
+                data = ((X.to(fit.device, dtype), y.to(fit.device, torch.long if long else dtype))
+                        for X, y in data.epoch(0))  # fmt: skip
             return shared_testing_loss(fit.model, loop.loss_fn, data, loop.group, loop.autocast, self.eval_batch_size,
                                        lambda y_pred, y: check_shapes(y_pred, y, loop.targets))  # fmt: skip
         fit.model.eval()
