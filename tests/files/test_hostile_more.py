@@ -258,13 +258,27 @@ FORGED_CHECKPOINTS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
     "best-epoch-as-text": (_edit(_early_stopping("best_epoch", "x")), "callback state '0:EarlyStopping'"),
     "history-as-text": (_edit(_state("history", "x")), "its history is not rows"),
     "history-of-numbers-unfinished": (_edit(_state("history", [5]), finished=False), "its history is not rows"),
+    # the history as rows (how checkpoints before the columns were written; still read)
     "history-without-seconds": (
-        _edit(lambda tree: tree["state"]["history"][0].pop("seconds")),
+        _edit(_state("history", [{"epoch": 1, "train_loss": 0.5, "lr": 0.001}])),
         "its history is not rows",
     ),
     "history-with-an-extra-column": (
-        _edit(lambda tree: tree["state"]["history"][0].__setitem__("evil", 1)),
+        _edit(_state("history", [{"epoch": 1, "train_loss": 0.5, "lr": 0.001, "seconds": 0.1, "evil": 1}])),
         "its history is not rows",
+    ),
+    # the history as columns (a tensor): names that do not match it, a column that is not one
+    "history-columns-of-another-width": (
+        _edit(lambda tree: tree["state"]["history"]["columns"].pop()),
+        "its history's columns do not match its values",
+    ),
+    "history-columns-renamed": (
+        _edit(lambda tree: tree["state"]["history"]["columns"].__setitem__(-1, "evil")),
+        "its history is not rows",
+    ),
+    "history-values-not-a-tensor": (
+        _edit(lambda tree: tree["state"]["history"].__setitem__("values", [[1.0]])),
+        "its history is not a table of numbers",
     ),
     "finished-without-history": (_edit(_state("history", [])), "its history holds no epoch"),
     "config-a-list": (_edit(_extra("config", [1])), "its config is [1]"),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -94,9 +95,43 @@ def _digest(header: str, tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
+def _history_columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """History rows as one float64 tensor, a column per name (NaN where a row has no value).
+
+    A checkpoint every 100 epochs of a fast fit rewrites the whole history each time: as a
+    tensor it is copied as bytes, not written out as JSON text number by number.
+    """
+    names = [c for c in HISTORY_COLUMNS if any(c in row for row in rows)]
+    nan = math.nan
+    values = torch.tensor([[row.get(c, nan) for c in names] for row in rows], dtype=torch.float64)
+    return {"columns": names, "values": values.reshape(len(rows), len(names))}
+
+
+def _history_rows(doc: Any) -> Any:
+    """Rows back from :func:`_history_columns` (a checkpoint written before it holds rows: as they are)."""
+    if not isinstance(doc, dict):
+        return doc
+    names, values = doc["columns"], doc["values"]
+    if not isinstance(names, list) or not isinstance(values, torch.Tensor) or values.dtype != torch.float64:
+        raise ValueError("its history is not a table of numbers")
+    if values.ndim != 2 or values.shape[1] != len(names) or len(set(names)) != len(names):
+        raise ValueError("its history's columns do not match its values")
+    rows = []
+    for line in values.tolist():
+        row = {c: v for c, v in zip(names, line, strict=True) if v == v}  # NaN: the row has no such value
+        if "epoch" in row:
+            if not float(row["epoch"]).is_integer():
+                raise ValueError("its history holds an epoch that is not a whole number")
+            row["epoch"] = int(row["epoch"])
+        rows.append(row)
+    return rows
+
+
 def checkpoint_bytes(state: dict[str, Any], extra: dict[str, Any] | None = None) -> bytes:
     """The bytes of a checkpoint holding ``state`` (a :meth:`Fit.state_dict`) and ``extra`` (plain values)."""
     tensors: dict[str, torch.Tensor] = {}
+    if isinstance(state.get("history"), list):
+        state = {**state, "history": _history_columns(state["history"])}
     tree = _flatten({"format": FORMAT, "state": state, "extra": extra or {}}, tensors, "")
     header = json.dumps(tree, separators=(",", ":"))
     plain = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}  # no storage shared
@@ -122,6 +157,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
         if not isinstance(tree, dict) or tree.get("format") != FORMAT:
             raise ValueError(f"unknown checkpoint format {tree.get('format') if isinstance(tree, dict) else None!r}")
         state, extra = tree["state"], tree["extra"]
+        if isinstance(state, dict) and "history" in state:
+            state["history"] = _history_rows(state["history"])
         _check_tree(state, extra)
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise IntegrityError(f"{path}: not a torchwork checkpoint ({' '.join(str(exc).split())[:200]})") from None
