@@ -127,3 +127,19 @@ def test_a_step_checkpoint_never_stores_a_non_finite_loss(tmp_path):
     with pytest.raises(TrainingDiverged, match=r"inf at epoch 1, batch 1; no checkpoint was written$"):
         trainer.fit(nn.Linear(3, 1), (X, y))
     assert not ckpt.exists()
+
+
+def test_the_history_comes_back_from_a_checkpoint_row_for_row(tmp_path):
+    """Rows with and without a validation loss, every value a float but the epoch (an int): as the fit recorded
+    them (the checkpoint stores them as one tensor of columns)."""
+    X, y = regression_data(120)
+    ckpt = tmp_path / "c.safetensors"
+    trainer = Trainer(loss="mse", optimizer="adam", epochs=5, seed=0, device="cpu", callbacks=[Checkpointer(ckpt, 5)])
+    history = trainer.fit(nn.Linear(3, 1), (X[:100], y[:100]), (X[100:], y[100:]))
+    state, _ = load_checkpoint(ckpt)
+    assert state["history"] == history.rows and len(history) == 5
+    assert all(type(row["epoch"]) is int and type(row["val_loss"]) is float for row in state["history"])
+    no_val = Trainer(loss="mse", optimizer="adam", epochs=3, seed=0, device="cpu", callbacks=[Checkpointer(ckpt, 3)])
+    history = no_val.fit(nn.Linear(3, 1), (X, y))
+    state, _ = load_checkpoint(ckpt)
+    assert state["history"] == history.rows and all("val_loss" not in row for row in state["history"])

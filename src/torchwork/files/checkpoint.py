@@ -103,7 +103,8 @@ def _history_columns(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """
     names = [c for c in HISTORY_COLUMNS if any(c in row for row in rows)]
     nan = math.nan
-    values = torch.tensor([[row.get(c, nan) for c in names] for row in rows], dtype=torch.float64)
+    values = torch.tensor([[nan if (v := row.get(c)) is None else v for c in names] for row in rows],
+                          dtype=torch.float64)  # fmt: skip
     return {"columns": names, "values": values.reshape(len(rows), len(names))}
 
 
