@@ -153,8 +153,22 @@ def _wait_for(condition, timeout: float, what: str) -> None:
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
 def test_a_killed_process_stops_the_job_which_resumes_bit_identically(table, tmp_path):
+    _killed_then_resumed(table, tmp_path, [])
+
+
+def test_a_killed_streamed_job_resumes_bit_identically(tmp_path):
+    """The same with Parquet streamed in two processes (each rank's share of the row groups)."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(800, 3))
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame["y"] = X @ [1.0, -1.0, 2.0] + np.cos(X[:, 1]) + 0.1 * rng.normal(size=800)
+    frame.to_parquet(tmp_path / "t.parquet", row_group_size=50, index=False)
+    _killed_then_resumed(tmp_path / "t.parquet", tmp_path, ["--stream"])
+
+
+def _killed_then_resumed(table: Path, tmp_path: Path, more: list[str]) -> None:
     args = ["--target", "y", "--epochs", "60", "--seed", "5", "--device", "cpu", "-q", "--early-stopping", "0",
-            "--batch-size", "8", "--checkpoint-every", "1", "--nproc", "2"]  # fmt: skip
+            "--batch-size", "8", "--checkpoint-every", "1", "--nproc", "2", *more]  # fmt: skip
     full = run_cli("train", str(table), "--out", str(tmp_path / "full"), *args)
     assert full.returncode == 0, full.stderr
 
