@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from torchwork.core.errors import IntegrityError
+from torchwork.core.errors import InputError, IntegrityError
 from torchwork.files.atomic import TMP_SUFFIX, atomic_write, sha256_file
+from torchwork.files.safeload import read_regular_file
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "torchwork-manifest/1"
@@ -84,12 +85,12 @@ def verify_manifest(
     """
     folder = Path(folder)
     manifest = folder / MANIFEST
-    try:
-        raw = manifest.read_bytes()
-    except FileNotFoundError:
-        raise IntegrityError(f"{manifest}: missing; the folder cannot be checked, so it is not trusted") from None
-    except OSError as exc:
-        raise IntegrityError(f"{manifest}: cannot be read ({exc.strerror or exc})") from None
+    if not manifest.exists() and not manifest.is_symlink():
+        raise IntegrityError(f"{manifest}: missing; the folder cannot be checked, so it is not trusted")
+    try:  # a FIFO or a device there is refused, not read (it would block)
+        raw = read_regular_file(manifest, what="manifest")
+    except InputError as exc:
+        raise IntegrityError(f"{exc}; the folder is not trusted") from None
     try:
         doc = json.loads(raw)
         files, recorded = doc["files"], doc["sha256"]
@@ -143,8 +144,8 @@ def unlisted_files(folder: str | os.PathLike[str]) -> list[str]:
     """
     folder = Path(folder)
     try:
-        listed = set(json.loads((folder / MANIFEST).read_bytes())["files"])
-    except (OSError, ValueError, KeyError, TypeError):
+        listed = set(json.loads(read_regular_file(folder / MANIFEST, what="manifest"))["files"])
+    except (InputError, ValueError, KeyError, TypeError):
         raise IntegrityError(f"{folder / MANIFEST}: missing or damaged") from None
     extra = []
     for path in sorted(folder.rglob("*")):

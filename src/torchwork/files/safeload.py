@@ -109,9 +109,9 @@ def _show(value: Any, limit: int = 60) -> str:
 
 
 # ------------------------------------------------------------------ reading
-def _not_regular(source: str, mode: int) -> InputError:
+def _not_regular(source: str, mode: int, what: str) -> InputError:
     if stat.S_ISDIR(mode):
-        return InputError(f"{source}: is a folder, not a weights file")
+        return InputError(f"{source}: is a folder, not a {what}")
     kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
              (stat.S_ISSOCK, "a socket"))  # fmt: skip
     kind = next((name for test, name in kinds if test(mode)), "not a regular file")
@@ -119,8 +119,9 @@ def _not_regular(source: str, mode: int) -> InputError:
 
 
 def read_regular_file(
-    path: str | os.PathLike[str], source: str | None = None, check: Callable[[bytes, int], None] | None = None
-) -> bytes:
+    path: str | os.PathLike[str], source: str | None = None, check: Callable[[bytes, int], None] | None = None,
+    what: str = "weights file",
+) -> bytes:  # fmt: skip
     """The whole of a regular file, read once; anything else (FIFO, device, folder) refused before reading.
 
     The mode is checked before opening (opening a device can have effects) and again on the open
@@ -132,7 +133,7 @@ def read_regular_file(
     try:
         mode = os.stat(path).st_mode
         if not stat.S_ISREG(mode):
-            raise _not_regular(source, mode)
+            raise _not_regular(source, mode, what)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise InputError(f"{source}: no such file") from None
@@ -141,7 +142,7 @@ def read_regular_file(
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise _not_regular(source, info.st_mode)
+            raise _not_regular(source, info.st_mode, what)
         if check is not None:
             check(os.pread(fd, 16, 0), info.st_size)
         chunks, got = [], 0

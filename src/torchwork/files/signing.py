@@ -23,6 +23,7 @@ from typing import Any
 from torchwork.core.errors import InputError, IntegrityError, TorchworkError, UnsafeFileError
 from torchwork.files.atomic import atomic_write, sha256_file
 from torchwork.files.manifest import MANIFEST, SIGNATURE, verify_manifest
+from torchwork.files.safeload import read_regular_file
 
 INSTALL_HINT = "pip install 'torchwork[signing]'"
 _CURVES = {"secp256r1", "secp384r1", "secp521r1"}  # what model_signing accepts: P-256, P-384, P-521
@@ -52,10 +53,10 @@ def _name(rel: str) -> str:
 
 
 def _read_key(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from None
+    try:  # a regular file only: a FIFO given as a key would block
+        return read_regular_file(path, "", what=what)
+    except InputError as exc:
+        raise InputError(f"{path}: cannot read the {what}{exc}") from None
 
 
 def _check_curve(path: Path, key: Any, what: str) -> None:
