@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -79,6 +80,14 @@ class Source:
         self.rows = first
         if self.rows == 0:
             raise InputError(f"{self.name}: no rows")
+        self._readers: dict[str, Any] = {}  # each file opened once (its footer or header parsed once), on first use
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_readers": {}, "_lock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
     def _parquet_units(self, path: Path, first: int) -> tuple[list[Unit], list[str]]:
         import pyarrow as pa
@@ -122,13 +131,20 @@ class Source:
 
     def fetch(self, unit: Unit, columns: list[str] | None = None) -> Any:
         """The unit's raw rows (an Arrow table, or a NumPy block): the I/O, which may run in another thread."""
+        with self._lock:  # one reader of a file at a time (the training and evaluation threads share them)
+            reader = self._readers.get(unit.path)
+            if reader is None:
+                reader = self._readers[unit.path] = self._open(Path(unit.path))
+            if self.kind == "npy":
+                return np.array(reader[unit.index : unit.index + unit.rows])  # a copy of the block
+            return reader.read_row_group(unit.index, columns=columns)
+
+    def _open(self, path: Path) -> Any:
         if self.kind == "npy":
-            array = self._memmap(Path(unit.path))
-            return np.array(array[unit.index : unit.index + unit.rows])  # a copy: the map is released
+            return self._memmap(path)
         import pyarrow.parquet as pq
 
-        with pq.ParquetFile(unit.path) as f:
-            return f.read_row_group(unit.index, columns=columns)
+        return pq.ParquetFile(path)
 
     def frame(self, raw: Any, columns: list[str] | None = None) -> pd.DataFrame:
         """What :meth:`fetch` returned, as a DataFrame."""

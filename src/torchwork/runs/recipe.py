@@ -39,7 +39,7 @@ from torchwork.evaluation.metrics import classification_metrics, regression_metr
 from torchwork.files.weights import check_compatible
 from torchwork.models.registry import accepts, build_model, importable, model_from, model_spec
 from torchwork.runs.config import TrainConfig
-from torchwork.runs.streamed import model_fn, prepare_stream, roc_auc_on_sample, stream_baselines, wants_stream
+from torchwork.runs.streamed import prepare_stream, roc_auc_on_sample, stream_baselines, wants_stream
 from torchwork.training.callbacks import Callback, EarlyStopping
 from torchwork.training.history import History
 from torchwork.training.losses import LOSSES
@@ -543,17 +543,17 @@ def evaluate(model: nn.Module, baselines: Baselines, prepared: Prepared) -> dict
 def _evaluate_streamed(model: nn.Module, baselines: Baselines, prepared: Prepared) -> dict[str, Any]:
     """Metrics of every row of each part, in one more pass; ROC-AUC from the sample (see runs.streamed)."""
     pre = prepared.pre
-    predictors: dict[str, Any] = {"model": model_fn(model, pre)}
-    for name in baselines.fitted:
-        predictors[name] = lambda X, name=name: baselines.predictions(X)[name]
-    result: dict[str, Any] = prepared.stream.evaluate(predictors)
+
+    def everyone(X: np.ndarray) -> dict[str, np.ndarray]:  # the model's and each baseline's, design built once
+        return {"model": model_predictions(model, pre, X), **baselines.predictions(X)}
+
+    result: dict[str, Any] = prepared.stream.evaluate(["model", *baselines.fitted], everyone)
     if pre.task == "classification":
         for part in PARTS:
             if prepared.size(part) == 0 or part not in result["model"]:
                 continue
             s = prepared.parts[part]
-            sample = {"model": model_predictions(model, pre, prepared.X[s]), **baselines.predictions(prepared.X[s])}
-            for name, proba in sample.items():
+            for name, proba in everyone(prepared.X[s]).items():
                 result[name][part]["roc_auc"] = roc_auc_on_sample(prepared.truth[s], proba)
                 result[name][part]["roc_auc_rows"] = prepared.size(part)
     result["rows"] = {p: prepared.rows_in(p) for p in PARTS if prepared.rows_in(p)}

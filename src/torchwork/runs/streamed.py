@@ -26,20 +26,19 @@ stratified by class), and L-BFGS is not available (it needs every row at once).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
 
 from torchwork.core.errors import InputError
 from torchwork.data.columns import infer_columns, infer_task
 from torchwork.data.encoders import CategoryEncoder, NumericEncoder, TargetEncoder, as_text
 from torchwork.data.preprocess import Preprocessor
-from torchwork.data.readers import _available_memory, _size, npy_memory
+from torchwork.data.readers import _available_memory, npy_memory
 from torchwork.data.stream import (
     PART_CODES,
     Moments,
@@ -172,17 +171,18 @@ class Streamed:
                 ls.partial_fit(self.pre.design(self.pre.inputs(chunk, self.source.name).X), self.pre.targets(chunk))
         return ls.finish()
 
-    def evaluate(self, predict: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
-        """Each predictor's metrics on each part, in one pass. ``predict``: name -> function from the
-        encoded inputs to predictions (target units, or class probabilities)."""
+    def evaluate(
+        self, names: list[str], predict: Callable[[np.ndarray], dict[str, np.ndarray]]
+    ) -> dict[str, dict[str, dict[str, Any]]]:
+        """Each predictor's metrics on each part, in one pass. ``predict``: the encoded inputs of a
+        chunk to every predictor's predictions (target units, or class probabilities), by name."""
         regression = self.pre.task == "regression"
-        acc = {name: {p: _Metrics(regression, len(self.pre.target.classes)) for p in PART_CODES} for name in predict}
+        acc = {name: {p: _Metrics(regression, len(self.pre.target.classes)) for p in PART_CODES} for name in names}
         columns = self.features + self.targets
         for unit in self.source.units:
             frame, parts = self._parts(self.source.read(unit, columns), unit)
             X, truth = self.pre.inputs(frame, self.source.name).X, self.pre.target_values(frame, self.source.name)
-            for name, fn in predict.items():
-                out = fn(X)
+            for name, out in predict(X).items():
                 for part, code in PART_CODES.items():
                     mask = parts == code
                     if mask.any():
@@ -398,18 +398,3 @@ def roc_auc_on_sample(truth: np.ndarray, proba: np.ndarray) -> float | None:
     if len(truth) == 0:
         return None
     return classification_metrics(truth, proba)["roc_auc"]
-
-
-def model_fn(model: nn.Module, pre: Preprocessor) -> Any:
-    from torchwork.training.predict import predict
-
-    def fn(X: np.ndarray) -> np.ndarray:
-        outputs = predict(model, torch.from_numpy(np.ascontiguousarray(X)), 65536)
-        return pre.decode(outputs.double().numpy())
-
-    return fn
-
-
-def describe_budget(config: TrainConfig) -> str:
-    budget = config.memory_budget or (_available_memory() or 0) // 2
-    return _size(budget) if budget else "unknown"
