@@ -51,7 +51,10 @@ def launch(n: int, argv: list[str]) -> int:
     except ChildFailedError as exc:
         rank, cause = _cause(exc.failures)
         if cause.exitcode < 0:
-            died = signal.Signals(-cause.exitcode).name
+            try:
+                died = signal.Signals(-cause.exitcode).name
+            except ValueError:  # a signal without a name (a real-time one)
+                died = f"signal {-cause.exitcode}"
             text = f"process {rank} of {n} was killed by {died}; the job stopped (resume it with the same --nproc)"
             print(f"torchwork: error: {text}", file=sys.stderr, flush=True)
             return 128 - cause.exitcode

@@ -90,7 +90,10 @@ class EarlyStopping(Callback):
         self.best_weights: dict[str, torch.Tensor] | None = None
 
     def _improves(self, loss: float) -> bool:
-        return loss < self.best * (1.0 - self.min_delta_rel) - self.min_delta if math.isfinite(self.best) else True
+        # below the best by the margins (relative to its size: a best below 0 tightens it too); NaN never is
+        if math.isinf(self.best):  # nothing yet (inf - inf would be NaN)
+            return loss < self.best
+        return loss < self.best - self.min_delta_rel * abs(self.best) - self.min_delta
 
     def _keep(self, fit: Fit, loss: float, epoch: int) -> None:
         self.best, self.best_epoch, self.wait = loss, epoch, 0
