@@ -149,3 +149,30 @@ def KillAfter(path, every_epochs=None, every_steps=None, extra=None, final=False
                 raise Killed
 
     return _KillAfter(path, every_epochs, every_steps, extra, final)
+
+
+def refuse_network(monkeypatch) -> None:
+    """Any connection or name lookup fails the test (signing and verifying stay on this machine)."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network used: {args[1:]!r}")
+
+    for owner, name in ((socket.socket, "connect"), (socket.socket, "connect_ex"), (socket, "getaddrinfo"),
+                        (socket, "create_connection")):  # fmt: skip
+        monkeypatch.setattr(owner, name, refuse)
+
+
+def write_keys(folder: Path, name: str, password: bytes | None = None) -> tuple[Path, Path]:
+    """An EC P-256 key pair as PEM files: (private, public)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    crypt = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
+    private, public = folder / f"{name}.pem", folder / f"{name}.pub"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, crypt))
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return private, public

@@ -28,7 +28,7 @@ import pytest
 import torch
 from safetensors.torch import save as safetensors_save
 
-from tests.support import ENV, assert_one_line_error, cli
+from tests.support import ENV, assert_one_line_error, cli, run_cli
 from torchwork.core.errors import InputError
 from torchwork.files.manifest import write_manifest
 from torchwork.files.safeload import load_weights
@@ -96,7 +96,6 @@ def test_a_forged_20000x20000_architecture_is_refused_fast_without_allocating_it
     result, seconds, rss = measured(["predict", str(forged), str(data)], tmp_path)
     line = assert_one_line_error(result, "model.safetensors", "does not fit MLP", "nothing was loaded")
     assert "model (20000, 20000)" in line
-    assert rss < max(600 * MIB, honest_rss + 150 * MIB), f"{rss / MIB:.0f} MiB (honest: {honest_rss / MIB:.0f} MiB)"
     assert rss < honest_rss + 150 * MIB, (rss / MIB, honest_rss / MIB)  # 1.6 GB would be allocated otherwise
     assert seconds < max(60.0, 3 * honest_seconds), seconds  # a hang guard, not a speed test
     assert not [p for p in tmp_path.iterdir() if p.name != forged.name]  # nothing written where it ran
@@ -384,6 +383,21 @@ def test_a_368_byte_npy_declaring_2_TiB_is_one_line_for_train_and_predict(traine
     assert cli("train", str(ok), "--target", "2", "--epochs", "1", "--out", str(tmp_path / "ok"), "-q").returncode == 0
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_as_a_manifest_or_a_key_is_refused_without_reading_it(trained, copy_of, tmp_path):
+    """Opening a FIFO to read it waits for a writer: the run folder's manifest and a key are refused first."""
+    data, run = trained
+    run = copy_of(run)
+    (run / "manifest.json").unlink()
+    os.mkfifo(run / "manifest.json")
+    for command in (("inspect", str(run)), ("predict", str(run), str(data))):
+        result = run_cli(*command, timeout=60)
+        assert_one_line_error(result, "manifest.json: is a FIFO, not a regular file", "not trusted")
+    os.mkfifo(tmp_path / "key.pub")
+    result = run_cli("inspect", str(trained[1]), "--verify-key", str(tmp_path / "key.pub"), timeout=60)
+    assert_one_line_error(result, "key.pub: cannot read the public key: is a FIFO")
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
 def test_dev_zero_as_data_is_one_line_for_train_and_predict(trained, tmp_path):
     _, run = trained
@@ -405,17 +419,14 @@ def test_a_stride_0_view_of_a_10_12_element_tensor_is_one_line(tmp_path):
     assert seconds < 30 and rss < 600 * MIB, (seconds, rss / MIB)
 
 
-def test_a_value_that_overflows_once_standardized_is_predicted_or_refused_in_one_line(trained, tmp_path):
+def test_a_value_that_overflows_once_standardized_is_refused_in_one_line(trained, tmp_path):
     data, run = trained
     frame = pd.read_csv(data)
     frame.loc[4, "b"] = 3.4028235e38  # float32's largest is 3.4028234663852886e38: this rounds to it
     frame.to_csv(tmp_path / "big.csv", index=False)
     assert np.isfinite(np.float32(3.4028235e38))
     result = cli("predict", str(run), str(tmp_path / "big.csv"))  # the RuntimeWarning is an error under pytest
-    if result.returncode == 0:  # predicted (in float64, say): every row has its prediction, and stderr is quiet
-        assert result.stderr == "" and pd.read_csv(io.StringIO(result.stdout))["prediction"].notna().all()
-    else:
-        assert_one_line_error(result, "column 'b'", "row 5")
+    assert_one_line_error(result, "column 'b'", "row 5", "too large once standardized")
 
 
 def _npy_with_version(major: int, minor: int) -> bytes:

@@ -6,15 +6,14 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.support import refuse_network, write_keys
 from torchwork.core.errors import InputError, IntegrityError, TorchworkError, UnsafeFileError
 from torchwork.files.manifest import MANIFEST, verify_manifest, write_manifest
 from torchwork.files.signing import SIGNATURE, is_signed, sign_folder, verify_folder
@@ -24,28 +23,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-    """Any connection or name lookup fails the test: signing and verifying stay on this machine."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network used: {args[1:]!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-def write_keys(folder: Path, name: str, password: bytes | None = None) -> tuple[Path, Path]:
-    """An EC P-256 key pair as PEM files: (private, public)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    crypt = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
-    private = folder / f"{name}.pem"
-    public = folder / f"{name}.pub"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, crypt))
-    public.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return private, public
+    refuse_network(monkeypatch)
 
 
 def make_run(folder: Path, model_bytes: int = 4096) -> Path:

@@ -7,43 +7,19 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import socket
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.support import assert_one_line_error, cli, run_cli
+from tests.support import assert_one_line_error, cli, refuse_network, run_cli, write_keys
 from torchwork.files.manifest import write_manifest
-
-SIGNATURE = "signature.sig"
+from torchwork.files.signing import SIGNATURE
 
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
-    """Any connection or name lookup fails the test: signing and verifying stay on this machine."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network used: {args[1:]!r}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-
-
-def write_keys(folder: Path, name: str, password: bytes | None = None) -> tuple[Path, Path]:
-    """An EC P-256 key pair as PEM files: (private, public)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    crypt = serialization.BestAvailableEncryption(password) if password else serialization.NoEncryption()
-    private, public = folder / f"{name}.pem", folder / f"{name}.pub"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, crypt))
-    public.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return private, public
+    refuse_network(monkeypatch)
 
 
 @pytest.fixture(scope="module")

@@ -452,7 +452,8 @@ def test_optimizer_and_scheduler_options_torch_refuses_are_one_line(tmp_path, op
 def test_an_encoding_whose_codec_raises_unicode_error_is_one_line(tmp_path, encoding):
     (tmp_path / "d.csv").write_bytes(VALID_CSV)
     result, out = train(tmp_path / "d.csv", tmp_path, "--target", "y", "--encoding", encoding)
-    outcome(result, out, Path(f"{out}.partial"))
+    assert not outcome(result, out, Path(f"{out}.partial"))
+    assert f"line 1: not valid {encoding} text" in result.stderr, result.stderr
 
 
 # ------------------------------------------------------------ (d) forged run documents

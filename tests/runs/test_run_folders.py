@@ -49,17 +49,23 @@ def popen(*args: str, cwd: Path | None = None) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)  # fmt: skip
 
 
+def training_into(out: Path, data: Path) -> subprocess.Popen:
+    """A slow training into ``out``, once it has claimed ``out.partial`` (and is still running)."""
+    proc = popen("train", str(data), *SLOW, "--out", str(out))
+    deadline = time.monotonic() + 60
+    while not Path(f"{out}.partial").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, proc.communicate()[1]
+    return proc
+
+
 def weights(run: Path) -> bytes:
     return (run / "model.safetensors").read_bytes()
 
 
 def test_two_trainings_into_one_folder_one_wins_the_other_names_it(data, tmp_path):
     out = tmp_path / "conc"
-    first = popen("train", str(data), *SLOW, "--out", str(out))
-    deadline = time.monotonic() + 60
-    while not Path(f"{out}.partial").exists() and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert first.poll() is None, first.communicate()[1]
+    first = training_into(out, data)
     second = cli("train", str(data), *TRAIN, "--out", str(out))
     line = assert_one_line_error(second, f"{out}.partial", "being written by process", code=75)
     assert f"process {first.pid} " in line
@@ -86,11 +92,7 @@ def test_simultaneous_starts_never_share_a_folder(data, tmp_path):
 
 def test_a_folder_that_appears_during_training_is_never_replaced(data, tmp_path):
     out = tmp_path / "run"
-    proc = popen("train", str(data), *SLOW, "--out", str(out))
-    deadline = time.monotonic() + 60
-    while not Path(f"{out}.partial").exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert proc.poll() is None, proc.communicate()[1]
+    proc = training_into(out, data)
     out.mkdir()
     (out / "thesis.txt").write_text("my thesis")  # a user's folder, made while the run trains
     _, err = proc.communicate(timeout=300)
