@@ -76,11 +76,16 @@ class Registry(Generic[T]):
         return ", ".join(parts)
 
 
-def check_options(registry: Registry[Any], name: str, options: dict[str, Any], where: str) -> dict[str, Any]:
+def check_options(registry: Registry[Any], name: Any, options: dict[str, Any] | None, where: str) -> dict[str, Any]:
     """``options`` checked (and converted) against the table of entry ``name`` of ``registry``.
 
     Entries carry their table as ``entry.options``: option name -> kind (see :mod:`torchwork.core.checks`).
+    Options apply only to an entry given by name (not to an object of the user's).
     """
+    if not options:
+        return {}
+    if not isinstance(name, str):
+        raise InputError(f"{where}: options apply only to a {registry.kind} given by name")
     entry = registry.get(name)
     out = {}
     for key, value in options.items():

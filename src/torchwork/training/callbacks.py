@@ -64,6 +64,20 @@ class Callback:
         pass
 
 
+def step_interval(callbacks: list[Callback]) -> tuple[list[Callback], int | None]:
+    """The callbacks that override ``on_step_end``, and how many steps may run between two calls
+    of it (the gcd of their ``every_n_steps``; ``None`` when there are none)."""
+    step_callbacks = [
+        cb for cb in callbacks if type(cb).on_step_end is not Callback.on_step_end and cb.every_n_steps != 0
+    ]
+    interval = None
+    if step_callbacks:
+        interval = 1 if any(cb.every_n_steps is None for cb in step_callbacks) else 0
+        for cb in step_callbacks:
+            interval = math.gcd(interval, cb.every_n_steps or 1)
+    return step_callbacks, interval
+
+
 class EarlyStopping(Callback):
     """Stop when the monitored loss has not improved for ``patience`` epochs.
 

@@ -29,8 +29,8 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from torchwork.core.errors import GroupFailed, TorchworkError
-from torchwork.training.batching import TensorBatches, epoch_permutation
+from torchwork.core.errors import GroupFailed, InputError, TorchworkError
+from torchwork.training.batching import TensorBatches, as_pair, epoch_permutation, is_batches, is_dataset
 from torchwork.training.engines import EagerEngine
 
 T = TypeVar("T")
@@ -270,6 +270,17 @@ class Distributed:
     val: tuple[torch.Tensor, torch.Tensor] | None
     engine: DistributedEngine
     note: str | None
+
+
+def rank_training_data(
+    group: Group, train: Any, val: Any, device: torch.device, dtype: torch.dtype, targets: str
+) -> Any:
+    """What a rank trains on: ``(X, y)`` tensors that every rank holds, or its own share of a stream."""
+    shared = is_batches(train) and getattr(train, "share", None) == (group.rank, group.world_size)
+    if is_dataset(train) or is_dataset(val) or (is_batches(train) and not shared):
+        raise InputError("Trainer.fit in several processes takes (X, y) tensors or a stream's share of a "
+                         "rank (StreamBatches(share=(rank, processes))), not a Dataset")  # fmt: skip
+    return train if shared else as_pair(train, "train", device, dtype, targets)
 
 
 def distribute(

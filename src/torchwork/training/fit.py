@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchwork.core.errors import InputError, TrainingDiverged
+from torchwork.core.errors import InputError, TorchworkError, TrainingDiverged
 from torchwork.core.seeding import rng_state, set_rng_state
 from torchwork.training.history import History
 
@@ -233,6 +233,16 @@ class Fit:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state_dict`; a fit in N processes continues only in N processes."""
+        try:
+            self._load_state_dict(state)
+        except TorchworkError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+            first = " ".join(str(exc).split())[:200]
+            why = f"{type(exc).__name__}: {first}"
+            raise InputError(f"the state to resume from does not fit this fit ({why})") from None
+
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
         ranks = state.get("ranks")
         saved, world = len(ranks) if ranks else 1, self.group.world_size if self.group is not None else 1
         if saved != world:

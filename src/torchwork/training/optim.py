@@ -102,6 +102,22 @@ def build_optimizer(
         raise InputError(f"optimizer {OPTIMIZERS.canonical(spec)!r}: {' '.join(str(exc).split())}") from None
 
 
+def device_options(spec: Any, options: dict[str, Any], device: torch.device, graphs: bool) -> dict[str, Any]:
+    """``options`` with what a named optimizer needs on ``device``: ``foreach`` on the CPU (one
+    dispatch per step for all tensors; the same arithmetic), ``capturable`` in a CUDA graph."""
+    options = dict(options)
+    if not isinstance(spec, str):
+        return options
+    table = OPTIMIZERS.get(spec).options
+    if graphs and device.type == "cuda" and "capturable" in table:
+        options.setdefault("capturable", True)  # Adam's step count stays on the GPU
+    if device.type == "cpu" and "foreach" in table and not options.get("fused"):
+        options.setdefault("foreach", True)
+    if options.get("capturable") and device.type != "cuda":  # torch fails at the first step otherwise
+        raise InputError(f"optimizer {spec!r}: capturable needs a CUDA device, not {device.type}")
+    return options
+
+
 def uses_closure(spec: Any) -> bool:
     return isinstance(spec, str) and OPTIMIZERS.get(spec).closure
 

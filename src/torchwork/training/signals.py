@@ -15,6 +15,17 @@ class Signals:
     def __init__(self) -> None:
         self.received: int | None = None
 
+    def arrived(self, group: Any, sync: bool) -> bool:
+        """A signal arrived: here, or in a process group (``group.any``) in any of its processes.
+
+        In a group, processes look only when ``sync`` (every few steps and at each epoch's end),
+        all at the same step, so that they stop together.
+        """
+        received = self.received is not None
+        if group is None or not sync:
+            return received and group is None
+        return bool(group.any(received))
+
 
 @contextmanager
 def catch_signals(enabled: bool, repeat_acts: bool = True) -> Iterator[Signals]:

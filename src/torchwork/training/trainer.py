@@ -11,7 +11,6 @@ read only when something needs them, never once per step.
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 import signal
 import time
@@ -24,7 +23,7 @@ from torch import nn
 
 from torchwork.core.checks import check, choice
 from torchwork.core.devices import resolve_device
-from torchwork.core.errors import InputError, TorchworkError, TrainingInterrupted
+from torchwork.core.errors import InputError, TrainingInterrupted
 from torchwork.core.registry import check_options
 from torchwork.core.seeding import seed_everything
 from torchwork.evaluation.metrics import regression_metrics
@@ -34,22 +33,30 @@ from torchwork.training.batching import (
     OnDevice,
     TensorBatches,
     as_pair,
-    eval_batches,
     is_batches,
     is_dataset,
     train_batches,
 )
-from torchwork.training.callbacks import Callback, EarlyStopping
+from torchwork.training.callbacks import Callback, EarlyStopping, step_interval
 from torchwork.training.cuda_graphs import CudaGraphEngine, choose_engine
-from torchwork.training.distributed import Group, current, distribute, lost, shared_testing_loss
+from torchwork.training.distributed import Group, current, distribute, lost, rank_training_data
 from torchwork.training.engines import Engine, EpochJob
 from torchwork.training.fit import EpochLogs, EpochLosses, Fit
 from torchwork.training.history import History
 from torchwork.training.losses import LOSSES, get_loss, target_kind
-from torchwork.training.optim import OPTIMIZERS, SCHEDULERS, Schedule, build_optimizer, build_scheduler, uses_closure
+from torchwork.training.optim import (
+    OPTIMIZERS,
+    SCHEDULERS,
+    Schedule,
+    build_optimizer,
+    build_scheduler,
+    device_options,
+    uses_closure,
+)
 from torchwork.training.predict import as_tensor, model_dtype, predict
 from torchwork.training.signals import Signals, catch_signals
-from torchwork.training.steps import autocast_for, check_shapes, fast_loss, make_train_step
+from torchwork.training.steps import autocast_for, fast_loss, make_train_step
+from torchwork.training.testing import TestingLoop
 
 log = logging.getLogger("torchwork")
 
@@ -65,10 +72,7 @@ class _Loop:
     engine: Engine
     batches: Batches
     val: Any
-    forward: Callable[[torch.Tensor], torch.Tensor]
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    autocast: Callable[[], Any]
-    targets: str
+    testing: TestingLoop  # the model, how to run it, how to score it
     schedule: Schedule | None
     step_callbacks: list[Callback]
     interval: int | None  # step callbacks run every this many steps
@@ -117,15 +121,15 @@ class Trainer:
             return f"Trainer({name}=...)"
 
         self.loss = LOSSES.canonical(loss, where("loss")) if isinstance(loss, str) else loss
-        self.loss_options = self._options(LOSSES, self.loss, loss_options, where("loss_options"))
+        self.loss_options = check_options(LOSSES, self.loss, loss_options, where("loss_options"))
         self.optimizer = (
             OPTIMIZERS.canonical(optimizer, where("optimizer")) if isinstance(optimizer, str) else optimizer
         )
-        self.optimizer_options = self._options(
+        self.optimizer_options = check_options(
             OPTIMIZERS, self.optimizer, optimizer_options, where("optimizer_options")
         )
         self.scheduler = SCHEDULERS.canonical(scheduler, where("scheduler")) if scheduler is not None else None
-        self.scheduler_options = self._options(
+        self.scheduler_options = check_options(
             SCHEDULERS, self.scheduler, scheduler_options, where("scheduler_options")
         )
         self.lr = check(lr, "positive", where("lr"))
@@ -152,14 +156,6 @@ class Trainer:
         self.engine = engine if not isinstance(engine, str) else choice(engine, ENGINES, where("engine"))
         self.last_fit: Fit | None = None  # the fit running now, or the last one
 
-    @staticmethod
-    def _options(registry: Any, name: Any, options: dict[str, Any] | None, where: str) -> dict[str, Any]:
-        if not options:
-            return {}
-        if not isinstance(name, str):
-            raise InputError(f"{where}: options apply only to a {registry.kind} given by name")
-        return check_options(registry, name, dict(options), where)
-
     # ------------------------------------------------------------------ fit
     def fit(self, model: nn.Module, train: Any, val: Any = None, *, resume: dict[str, Any] | None = None) -> History:
         """Train ``model`` on ``train`` and run the testing loop on ``val`` after every epoch.
@@ -173,18 +169,10 @@ class Trainer:
         for cb in fit.callbacks:
             cb.reset()  # a callback used in an earlier fit starts afresh (a resume then loads its state)
         if resume is not None:
-            try:
-                fit.load_state_dict(resume)
-            except TorchworkError:
-                raise
-            except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
-                first = " ".join(str(exc).split())[:200]
-                raise InputError(
-                    f"the state to resume from does not fit this fit ({type(exc).__name__}: {first})"
-                ) from None
+            fit.load_state_dict(resume)
         loop.engine.start(self._job(fit, loop))
         if resume is None and self.early_stopping is not None and loop.val is not None:
-            self.early_stopping.start(fit, float(self._testing_loop(fit, loop, loop.val)))
+            self.early_stopping.start(fit, float(loop.testing(loop.val)))
         for cb in fit.callbacks:
             cb.on_fit_start(fit)
         try:
@@ -230,11 +218,7 @@ class Trainer:
                 scheduler=self.scheduler, optimizer=self.optimizer, optimizer_options=self.optimizer_options,
             )  # fmt: skip
         else:
-            shared = is_batches(train) and getattr(train, "share", None) == (group.rank, group.world_size)
-            if is_dataset(train) or is_dataset(val) or (is_batches(train) and not shared):
-                raise InputError("Trainer.fit in several processes takes (X, y) tensors or a stream's share of a "
-                                 "rank (StreamBatches(share=(rank, processes))), not a Dataset")  # fmt: skip
-            pair = train if shared else as_pair(train, "train", device, dtype, targets)
+            pair = rank_training_data(group, train, val, device, dtype, targets)
             d = distribute(group, forward, loss_fn, pair, val_data, self.batch_size, self.shuffle, seed, device)
             batches, val_data, engine, note, forward, loss_fn = d.batches, d.val, d.engine, d.note, d.forward, d.loss_fn
         if is_batches(train) and not isinstance(train, TensorBatches | LoaderBatches) and device.type != "cpu":
@@ -245,15 +229,7 @@ class Trainer:
         callbacks.sort(key=lambda cb: cb.order)
         notes = [note] if note else []
         graphs = isinstance(engine, CudaGraphEngine)
-        options = dict(self.optimizer_options)
-        if isinstance(self.optimizer, str):
-            table = OPTIMIZERS.get(self.optimizer).options
-            if graphs and device.type == "cuda" and "capturable" in table:
-                options.setdefault("capturable", True)  # Adam's step count stays on the GPU
-            if device.type == "cpu" and "foreach" in table and not options.get("fused"):
-                options.setdefault("foreach", True)  # one dispatch per step for all tensors; same arithmetic
-            if options.get("capturable") and device.type != "cuda":  # torch fails at the first step otherwise
-                raise InputError(f"optimizer {self.optimizer!r}: capturable needs a CUDA device, not {device.type}")
+        options = device_options(self.optimizer, self.optimizer_options, device, graphs)
         optimizer = build_optimizer(self.optimizer, model.parameters(), self.lr, **options)
         batches_per_epoch = batches.n_batches
         schedule = None
@@ -261,22 +237,14 @@ class Trainer:
             schedule = build_scheduler(
                 self.scheduler, optimizer, self.epochs, batches_per_epoch, **self.scheduler_options
             )
-        step_callbacks = [
-            cb for cb in callbacks if type(cb).on_step_end is not Callback.on_step_end and cb.every_n_steps != 0
-        ]
-        interval = None
-        if step_callbacks:
-            interval = 1 if any(cb.every_n_steps is None for cb in step_callbacks) else 0
-            for cb in step_callbacks:
-                interval = math.gcd(interval, cb.every_n_steps or 1)
+        step_callbacks, interval = step_interval(callbacks)
+        testing = TestingLoop(model, forward, loss_fn, autocast_for(self.precision, device, cache=not graphs),
+                              targets, device, dtype, self.eval_batch_size, group)  # fmt: skip
         loop = _Loop(
             engine=engine,
             batches=batches,
             val=val if val_data is None else val_data,
-            forward=forward,
-            loss_fn=loss_fn,
-            autocast=autocast_for(self.precision, device, cache=not graphs),
-            targets=targets,
+            testing=testing,
             schedule=schedule,
             step_callbacks=step_callbacks,
             interval=interval,
@@ -295,9 +263,10 @@ class Trainer:
 
     def _job(self, fit: Fit, loop: _Loop) -> EpochJob:
         after = loop.schedule.scheduler.step if loop.schedule and loop.schedule.interval == "step" else None
+        testing = loop.testing
         step = make_train_step(
-            loop.forward, loop.loss_fn, fit.optimizer, clip_grad=self.clip_grad, after_step=after,
-            autocast=loop.autocast, targets=loop.targets, closure=uses_closure(self.optimizer),
+            testing.forward, testing.loss_fn, fit.optimizer, clip_grad=self.clip_grad, after_step=after,
+            autocast=testing.autocast, targets=testing.targets, closure=uses_closure(self.optimizer),
         )  # fmt: skip
         batches = loop.batches
         batches.set_seed(fit.state.seed)  # a resumed fit shuffles as the original did
@@ -309,30 +278,20 @@ class Trainer:
             for cb in callbacks:
                 if cb.every_n_steps is None or state.step % cb.every_n_steps == 0:
                     cb.on_step_end(fit)
-            if self._signalled(loop, state.step % SIGNAL_EVERY == 0):
+            if loop.signals.arrived(loop.group, state.step % SIGNAL_EVERY == 0):
                 self._interrupt(fit, loop)
 
         def until_boundary() -> int | None:
             return None if interval is None else interval - state.step % interval
 
-        testing_step = None
         val = loop.val
-        if isinstance(val, tuple) and self._one_batch(val):
-
-            def testing_step() -> torch.Tensor:
-                fit.model.eval()
-                with torch.no_grad(), loop.autocast():
-                    return loop.loss_fn(loop.forward(val[0]), val[1])
-
+        testing_step = testing.single_step(val) if testing.one_batch(val) else None
         params = [p for group in fit.optimizer.param_groups for p in group["params"]]
         return EpochJob(
             step=step, batches=batches, losses=fit.losses, after_steps=after_steps, step_interval=interval,
             until_boundary=until_boundary, testing_step=testing_step, params=params, device=fit.device,
             dtype=fit.losses.buffer.dtype, epochs=self.epochs, log_every=self.log_every, note=fit.note,
         )  # fmt: skip
-
-    def _one_batch(self, data: Any) -> bool:
-        return isinstance(data, tuple) and (self.eval_batch_size is None or len(data[0]) <= self.eval_batch_size)
 
     # --------------------------------------------------------------- epochs
     def _epoch(self, fit: Fit, loop: _Loop) -> None:
@@ -345,7 +304,7 @@ class Trainer:
         val_loss = loop.engine.run_epoch(state.epoch, state.batch)
         train_loss = fit.losses.mean()
         if val_loss is None and loop.val is not None:
-            val_loss = self._testing_loop(fit, loop, loop.val)
+            val_loss = loop.testing(loop.val)
         self._end_epoch(fit, loop, EpochLogs(state.epoch + 1, train_loss, val_loss, lr, time.perf_counter() - started))
 
     def _end_epoch(self, fit: Fit, loop: _Loop, logs: EpochLogs) -> None:
@@ -371,56 +330,14 @@ class Trainer:
             fit.stop_training = loop.group.any(fit.stop_training)
         if fit.stop_training:
             state.stop = True
-        if self._signalled(loop, True):
+        if loop.signals.arrived(loop.group, True):
             self._interrupt(fit, loop)
-
-    @staticmethod
-    def _signalled(loop: _Loop, sync: bool) -> bool:
-        """A signal arrived (in any process of a group: checked every SIGNAL_EVERY steps and each epoch)."""
-        received = loop.signals.received is not None
-        if loop.group is None or not sync:
-            return received and loop.group is None
-        return loop.group.any(received)
 
     def _interrupt(self, fit: Fit, loop: _Loop) -> None:
         signum = loop.signals.received or signal.SIGTERM  # another process of the group was signalled
         for cb in fit.callbacks:
             cb.on_interrupt(fit)
         raise TrainingInterrupted(signum, fit.state.epoch + 1, fit.state.batch)
-
-    def _testing_loop(self, fit: Fit, loop: _Loop, data: Any) -> torch.Tensor:
-        """The mean loss over ``data`` under ``eval()`` and ``inference_mode()``."""
-        if loop.group is not None:
-            if callable(getattr(data, "epoch", None)):  # this rank's share of streamed rows, chunk by chunk
-                dtype, long = fit.losses.buffer.dtype, loop.targets == "classes"
-                data = ((X.to(fit.device, dtype), y.to(fit.device, torch.long if long else dtype))
-                        for X, y in data.epoch(0))  # fmt: skip
-            return shared_testing_loss(fit.model, loop.loss_fn, data, loop.group, loop.autocast, self.eval_batch_size,
-                                       lambda y_pred, y: check_shapes(y_pred, y, loop.targets))  # fmt: skip
-        fit.model.eval()
-        forward, loss_fn, device = loop.forward, loop.loss_fn, fit.device
-        with torch.inference_mode(), loop.autocast():
-            if self._one_batch(data):
-                X, y = data
-                y_pred = forward(X)
-                check_shapes(y_pred, y, loop.targets)
-                return loss_fn(y_pred, y)
-            if isinstance(data, tuple):
-                batches: Any = eval_batches(data[0], data[1], self.eval_batch_size)
-            elif callable(getattr(data, "epoch", None)):  # streamed: chunks, each cut into batches
-                batches = (b for X, y in data.epoch(0) for b in eval_batches(X, y, self.eval_batch_size))
-            else:
-                batches = torch.utils.data.DataLoader(data, batch_size=self.eval_batch_size or 4096)
-            dtype = fit.losses.buffer.dtype
-            total, rows = torch.zeros((), device=device), 0
-            for xb, yb in batches:
-                xb = xb.to(device, dtype)
-                yb = yb.to(device, torch.long if loop.targets == "classes" else dtype)
-                y_pred = forward(xb)
-                check_shapes(y_pred, yb, loop.targets)
-                total = total + loss_fn(y_pred, yb).float() * len(xb)
-                rows += len(xb)
-            return total / rows
 
     # ---------------------------------------------- evaluation & inference
     def predict(self, model: nn.Module, X: Any, batch_size: int | None = None) -> torch.Tensor:
