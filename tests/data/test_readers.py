@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import torchwork.data.readers as readers
+import torchwork.data.csv_text as csv_text
+import torchwork.data.filechecks as filechecks
 from tests.support import ENV, run_cli
 from torchwork.core.errors import InputError
 from torchwork.data.readers import read_table
@@ -77,7 +78,7 @@ def test_utf16_is_recognised_and_reads_with_its_encoding(tmp_path):
 
 
 def test_a_bad_byte_straddling_the_read_chunks_names_its_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "_CHUNK", 5)  # every line crosses a chunk
+    monkeypatch.setattr(csv_text, "_CHUNK", 5)  # every line crosses a chunk
     path = write(tmp_path, "long.csv", ("a,y\n" + "é,1\n" * 20).encode() + b"x,\xff\n")
     refused(path, "line 22", "0xFF")
     assert len(read_table(path, encoding="latin-1").frame) == 21
@@ -276,13 +277,13 @@ def test_a_folder_and_a_missing_file(tmp_path):
 def test_a_file_too_big_for_memory_is_refused_before_reading(tmp_path, monkeypatch):
     path = tmp_path / "big.csv"
     pd.DataFrame(np.ones((20_000, 5)), columns=list("abcdy")).to_csv(path, index=False)  # ~200 KB
-    monkeypatch.setattr(readers, "_available_memory", lambda: 100_000)
+    monkeypatch.setattr(filechecks, "_available_memory", lambda: 100_000)
     refused(path, "big.csv", "reading it needs about", "this machine has 98 KiB available", "Parquet")
     np.save(tmp_path / "big.npy", np.ones((20_000, 5)))
     refused(tmp_path / "big.npy", "big.npy", "reading it needs about 1.5 MiB", "fewer rows")
     pd.DataFrame(np.ones((20_000, 5)), columns=list("abcdy")).to_parquet(tmp_path / "big.parquet")  # tiny: RLE
     refused(tmp_path / "big.parquet", "big.parquet", "reading it needs about 1.5 MiB", "fewer rows")
-    monkeypatch.setattr(readers, "_available_memory", lambda: 1 << 40)
+    monkeypatch.setattr(filechecks, "_available_memory", lambda: 1 << 40)
     assert len(read_table(path).frame) == 20_000
 
 
@@ -299,7 +300,7 @@ def test_running_out_of_memory_while_reading_is_one_line(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="no /proc/meminfo")
 def test_available_memory_is_read():
-    available = readers._available_memory()
+    available = filechecks._available_memory()
     assert available is not None and 0 < available < 1 << 50
 
 
@@ -362,7 +363,7 @@ def test_line_numbers_map_to_rows_only_when_they_do(tmp_path):
 
 
 def test_a_crlf_straddling_the_read_chunks_still_maps_lines(tmp_path, monkeypatch):
-    monkeypatch.setattr(readers, "_CHUNK", 4)
+    monkeypatch.setattr(csv_text, "_CHUNK", 4)
     path = write(tmp_path, "w.csv", "a,y\r\n1,2\r\n3,4\r\n5,6\r\n")
     assert read_table(path).lines_match_rows and read_table(path, encoding="cp1252").lines_match_rows
 

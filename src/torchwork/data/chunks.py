@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from torchwork.core.errors import InputError
-from torchwork.data.readers import _clean, _sniff_delimiter
+from torchwork.data.csv_text import _sniff_delimiter
+from torchwork.data.filechecks import _clean
 
 BLOCK_BYTES = 4 << 20
 
