@@ -26,7 +26,7 @@ import torch
 
 from tests.support import TUTORIAL_FIXTURES
 from torchwork.core.errors import InputError, UnsafeFileError
-from torchwork.files import safeload
+from torchwork.files import safeload, torchfiles
 from torchwork.files.safeload import load_weights, save_weights_bytes
 from torchwork.report.inspect import describe_weights, tensor_summary
 
@@ -583,13 +583,13 @@ def test_zipfile_stored_archive_loads_and_torch_reads_the_canonical_rebuild(tmp_
             z.writestr(m.name.decode(), m.data)
     assert out.getvalue() != original
     seen: list[bytes] = []
-    real = safeload._torch_load
+    real = torchfiles._torch_load
 
     def spy(stream, source):
         seen.append(stream.getvalue())
         return real(stream, source)
 
-    monkeypatch.setattr(safeload, "_torch_load", spy)
+    monkeypatch.setattr(torchfiles, "_torch_load", spy)
     state = _loads(tmp_path, out.getvalue())
     assert state["w"].tolist() == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]] and state["b"].tolist() == [7, 8]
     assert seen == [original]

@@ -12,7 +12,7 @@ from typing import Any
 
 from torchwork.core.errors import InputError, IntegrityError
 from torchwork.files.atomic import TMP_SUFFIX, atomic_write, sha256_file
-from torchwork.files.safeload import read_regular_file
+from torchwork.files.regular import read_regular_file
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "torchwork-manifest/1"

@@ -23,7 +23,7 @@ from typing import Any
 from torchwork.core.errors import InputError, IntegrityError, TorchworkError, UnsafeFileError
 from torchwork.files.atomic import atomic_write, sha256_file
 from torchwork.files.manifest import MANIFEST, SIGNATURE, verify_manifest
-from torchwork.files.safeload import read_regular_file
+from torchwork.files.regular import read_regular_file
 
 INSTALL_HINT = "pip install 'torchwork[signing]'"
 _CURVES = {"secp256r1", "secp384r1", "secp521r1"}  # what model_signing accepts: P-256, P-384, P-521
