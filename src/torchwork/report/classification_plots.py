@@ -1,0 +1,263 @@
+"""The classification plots: the confusion matrix, ROC and precision-recall curves, the classes in
+each split, and the decision regions over one or two features.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from torchwork.report.figures import (
+    CLASS_MARKERS,
+    CURVE_COLOURS,
+    FIGSIZE,
+    LABEL_SIZE,
+    LEGEND_SIZE,
+    NOTE_SIZE,
+    REGION_COLOURS,
+    SPLIT_COLOURS,
+    TEST_COLOUR,
+    TICK_SIZE,
+    TRAIN_COLOUR,
+    _figure,
+    _names,
+    _np,
+    _percent_formatter,
+    _png,
+    _short,
+    _style,
+)
+
+
+def plot_confusion_matrix(
+    matrix: Any,
+    class_names: Sequence[Any] | None = None,
+    title: str = "Confusion matrix",
+    path: str | os.PathLike[str] | None = None,
+) -> bytes:
+    """Rows: the actual class, columns: the predicted one; each cell's count, shaded by its share of the row."""
+    from matplotlib.colors import Normalize
+
+    cm = np.asarray(matrix, dtype=np.float64)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0:
+        raise ValueError(f"matrix: expected a square matrix of counts, got shape {cm.shape}")
+    n = cm.shape[0]
+    names = _names(class_names, n)
+    totals = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
+    fig = _figure()
+    ax = fig.add_subplot()
+    image = ax.imshow(share, cmap="Blues", norm=Normalize(0.0, 1.0), aspect="auto", interpolation="nearest")
+    bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
+    bar.set_label("Share of the actual class", fontsize=LABEL_SIZE)
+    bar.ax.tick_params(labelsize=TICK_SIZE)
+    bar.ax.yaxis.set_major_formatter(_percent_formatter())
+    if n <= 20:
+        size = NOTE_SIZE if n <= 8 else NOTE_SIZE * 8 / n + 3
+        for i in range(n):
+            for j in range(n):
+                text = f"{int(cm[i, j])}" + (f"\n{share[i, j]:.0%}" if n <= 8 and totals[i, 0] > 0 else "")
+                colour = "white" if share[i, j] > 0.55 else "#1d2330"
+                ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=size, linespacing=1.1)
+    step = max(1, n // 20)
+    ticks = list(range(0, n, step))
+    ax.set_xticks(ticks, [names[k] for k in ticks], rotation=30 if max(map(len, names)) > 6 else 0, ha="right")
+    if max(map(len, names)) <= 6:
+        for label in ax.get_xticklabels():
+            label.set_ha("center")
+    ax.set_yticks(ticks, [names[k] for k in ticks])
+    ax.set_xlabel("Predicted class")
+    ax.set_ylabel("Actual class")
+    ax.set_title(title)
+    _style(ax)
+    return _png(fig, path)
+
+
+def plot_roc_curves(
+    curves: Mapping[str, tuple[Any, Any, float | None]],
+    title: str = "ROC curves",
+    path: str | os.PathLike[str] | None = None,
+) -> bytes:
+    """One ROC curve per label: ``curves`` maps a label (``"model"``) to ``(fpr, tpr, auc)``."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="Chance (AUC 0.500)")
+    for k, (label, (fpr, tpr, auc)) in enumerate(curves.items()):
+        name = label if auc is None else f"{label} (AUC {auc:.3f})"
+        ax.plot(_np(fpr), _np(tpr), color=CURVE_COLOURS[k % len(CURVE_COLOURS)], lw=1.8, label=name)
+    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
+    ax.set_xlabel("False positive rate")
+    ax.set_ylabel("True positive rate")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    _style(ax)
+    return _png(fig, path)
+
+
+def plot_pr_curves(
+    curves: Mapping[str, tuple[Any, Any, float | None]],
+    title: str = "Precision-recall curves",
+    path: str | os.PathLike[str] | None = None,
+    chance: float | None = None,
+) -> bytes:
+    """One precision-recall curve per label: ``curves`` maps a label to ``(recall, precision, average_precision)``.
+
+    ``chance`` (the positive class's share of the rows) draws the precision of guessing.
+    """
+    fig = _figure()
+    ax = fig.add_subplot()
+    if chance is not None:
+        ax.axhline(chance, color="grey", lw=1, ls="--", label=f"Chance ({chance:.3f})")
+    for k, (label, (recall, precision, ap)) in enumerate(curves.items()):
+        name = label if ap is None else f"{label} (AP {ap:.3f})"
+        colour = CURVE_COLOURS[k % len(CURVE_COLOURS)]
+        ax.plot(_np(recall), _np(precision), color=colour, lw=1.8, drawstyle="steps-post", label=name)
+    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.02))
+    ax.set_xlabel("Recall")
+    ax.set_ylabel("Precision")
+    ax.set_title(title)
+    ax.legend(loc="lower left")
+    _style(ax)
+    return _png(fig, path)
+
+
+def plot_class_balance(
+    counts: Mapping[str, Sequence[int]],
+    class_names: Sequence[Any] | None = None,
+    title: str = "Classes in each split",
+    path: str | os.PathLike[str] | None = None,
+) -> bytes:
+    """Each class's share of each split's rows, as grouped bars; ``counts`` maps a split to per-class counts."""
+    splits = list(counts)
+    if not splits:
+        raise ValueError("counts: no splits")
+    n = len(counts[splits[0]])
+    names = _names(class_names, n)
+    fig = _figure()
+    ax = fig.add_subplot()
+    width = 0.8 / len(splits)
+    x = np.arange(n)
+    for k, split in enumerate(splits):
+        c = np.asarray(counts[split], dtype=np.float64)
+        if len(c) != n:
+            raise ValueError(f"counts[{split!r}]: expected {n} counts, got {len(c)}")
+        total = c.sum()
+        share = c / total if total > 0 else np.zeros(n)
+        colour = SPLIT_COLOURS.get(split, CURVE_COLOURS[k % len(CURVE_COLOURS)])
+        bars = ax.bar(x + (k - (len(splits) - 1) / 2) * width, share, width, color=colour,
+                      label=f"{split} ({int(total)} rows)")  # fmt: skip
+        if n * len(splits) <= 12:
+            ax.bar_label(bars, labels=[f"{int(v)}" for v in c], fontsize=NOTE_SIZE, padding=2)
+    ax.yaxis.set_major_formatter(_percent_formatter())
+    ax.set_ylim(0, min(1.0, ax.get_ylim()[1] * 1.12))
+    ax.set_xticks(x, names, rotation=30 if n > 6 or max(map(len, names)) > 10 else 0)
+    ax.set_ylabel("Share of the split's rows")
+    ax.set_title(title)
+    ax.legend()
+    _style(ax)
+    return _png(fig, path)
+
+
+def _class_codes(y: Any, names: list[str]) -> np.ndarray:
+    """Class codes 0..n-1 from codes or from the class names themselves."""
+    if hasattr(y, "detach"):
+        y = y.detach().cpu().numpy()
+    raw = np.asarray(y).reshape(-1)
+    if raw.dtype.kind in "OUS":
+        index = {name: k for k, name in enumerate(names)}
+        return np.array([index[str(v)] for v in raw], dtype=np.int64)
+    return raw.astype(np.int64)
+
+
+def _predicted_codes(predict_proba_fn: Callable[[np.ndarray], Any], X: np.ndarray, n_classes: int) -> np.ndarray:
+    out = predict_proba_fn(X)
+    if hasattr(out, "detach"):
+        out = out.detach().cpu().numpy()
+    out = np.asarray(out)
+    if out.ndim == 2 and out.shape[1] > 1:
+        return np.argmax(out, axis=1)
+    out = out.reshape(-1)
+    if out.dtype.kind in "iub":
+        return out.astype(np.int64)
+    if n_classes == 2:  # the probability of class 1
+        return (out > 0.5).astype(np.int64)
+    return np.rint(out).astype(np.int64)
+
+
+def plot_decision_regions(
+    predict_proba_fn: Callable[[np.ndarray], Any],
+    X_train: Any,
+    y_train: Any,
+    X_test: Any,
+    y_test: Any,
+    class_names: Sequence[Any],
+    feature_names: Sequence[str],
+    title: str = "Decision regions",
+    path: str | os.PathLike[str] | None = None,
+    resolution: int = 200,
+) -> bytes:
+    """The class the model predicts over one or two numeric features, shaded, with the data on top.
+
+    ``predict_proba_fn`` maps an array of feature values, shape (n, 1 or 2), to class probabilities
+    (n, C) (or class codes (n,)). Training data are blue, testing data green, one marker per class.
+    """
+    from matplotlib.colors import ListedColormap
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    names = [str(c) for c in class_names]
+    n_classes = len(names)
+    Xtr, Xte = np.asarray(_np(X_train)), np.asarray(_np(X_test))
+    Xtr, Xte = Xtr.reshape(len(Xtr), -1), Xte.reshape(len(Xte), -1)
+    d = Xtr.shape[1]
+    if d not in (1, 2) or Xte.shape[1] != d or len(feature_names) != d:
+        raise ValueError(f"plot_decision_regions: needs one or two features, got {d} (and {len(feature_names)} names)")
+    ytr, yte = _class_codes(y_train, names), _class_codes(y_test, names)
+    both = np.vstack([Xtr, Xte])
+    lo, hi = both.min(axis=0), both.max(axis=0)
+    pad = np.where(hi > lo, (hi - lo) * 0.06, 1.0)
+    lo, hi = lo - pad, hi + pad
+    colours = [REGION_COLOURS[k % len(REGION_COLOURS)] for k in range(n_classes)]
+    cmap = ListedColormap(colours)
+    fig = _figure((FIGSIZE[0], FIGSIZE[1] + 0.2 + 0.2 * ((n_classes + 2 + 2) // 3)))  # room for the legend below
+    ax = fig.add_subplot()
+    if d == 2:
+        gx, gy = np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution)
+        mx, my = np.meshgrid(gx, gy)
+        pred = _predicted_codes(predict_proba_fn, np.column_stack([mx.ravel(), my.ravel()]), n_classes)
+        ax.imshow(pred.reshape(mx.shape), cmap=cmap, vmin=-0.5, vmax=n_classes - 0.5, origin="lower",
+                  extent=(lo[0], hi[0], lo[1], hi[1]), aspect="auto", interpolation="nearest")  # fmt: skip
+        xy_tr, xy_te = (Xtr[:, 0], Xtr[:, 1]), (Xte[:, 0], Xte[:, 1])
+        ax.set_ylabel(feature_names[1])
+    else:
+        gx = np.linspace(lo[0], hi[0], resolution * 2)
+        pred = _predicted_codes(predict_proba_fn, gx.reshape(-1, 1), n_classes)
+        ax.imshow(pred.reshape(1, -1), cmap=cmap, vmin=-0.5, vmax=n_classes - 0.5, origin="lower",
+                  extent=(lo[0], hi[0], -0.5, n_classes - 0.5), aspect="auto", interpolation="nearest")  # fmt: skip
+        # One row per class: training points just above the class's line, testing points just below.
+        xy_tr, xy_te = (Xtr[:, 0], ytr + 0.15), (Xte[:, 0], yte - 0.15)
+        ax.set_yticks(range(n_classes), [_short(name) for name in names])
+        ax.set_ylabel("Actual class")
+    for k in range(n_classes):
+        marker = CLASS_MARKERS[k % len(CLASS_MARKERS)]
+        for (x, y), codes, colour in ((xy_tr, ytr, TRAIN_COLOUR), (xy_te, yte, TEST_COLOUR)):
+            mask = codes == k
+            ax.scatter(x[mask], y[mask], s=22, marker=marker, c=colour, edgecolors="white", linewidths=0.5)
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_xlabel(feature_names[0])
+    ax.set_title(title)
+    handles: list[Any] = [
+        (Patch(facecolor=colours[k], edgecolor="#8a8f99"),
+         Line2D([], [], ls="", marker=CLASS_MARKERS[k % len(CLASS_MARKERS)], color="#1d2330", markersize=5))
+        for k in range(n_classes)
+    ]  # fmt: skip
+    labels = [_short(name) for name in names]
+    handles += [Line2D([], [], ls="", marker="o", color=c, markersize=6) for c in (TRAIN_COLOUR, TEST_COLOUR)]
+    labels += ["Training data", "Testing data"]
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=LEGEND_SIZE,
+               title="Class (shading: predicted, marker: actual)", title_fontsize=LEGEND_SIZE)  # fmt: skip
+    _style(ax)
+    return _png(fig, path)

@@ -1,0 +1,47 @@
+"""The regression diagnostics: predicted against actual, and the residuals."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from torchwork.report.figures import PRED_COLOUR, TRAIN_COLOUR, _figure, _np, _png, _style
+
+
+def plot_pred_vs_actual(
+    y_true: Any, y_pred: Any, path: str | os.PathLike[str] | None = None, title: str = "Predicted vs actual"
+) -> bytes:
+    """Each test row as a point (actual, predicted); the diagonal is a perfect prediction."""
+    t, p = _np(y_true).reshape(-1), _np(y_pred).reshape(-1)  # type: ignore[union-attr]
+    fig = _figure()
+    ax = fig.add_subplot()
+    ax.scatter(t, p, s=8, alpha=0.6, c=TRAIN_COLOUR, label="Rows")
+    lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
+    ax.plot([lo, hi], [lo, hi], c=PRED_COLOUR, lw=1, label="Perfect prediction")
+    ax.set_xlabel("Actual")
+    ax.set_ylabel("Predicted")
+    ax.set_title(title)
+    ax.legend()
+    _style(ax)
+    return _png(fig, path)
+
+
+def plot_residuals(
+    y_true: Any, y_pred: Any, path: str | os.PathLike[str] | None = None, title: str = "Residuals"
+) -> bytes:
+    """Residuals (actual - predicted) against the prediction, and their distribution beside them."""
+    t, p = _np(y_true).reshape(-1), _np(y_pred).reshape(-1)  # type: ignore[union-attr]
+    r = t - p
+    fig = _figure()
+    ax1, ax2 = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 1]})
+    ax1.scatter(p, r, s=8, alpha=0.6, c=TRAIN_COLOUR)
+    ax1.axhline(0.0, c=PRED_COLOUR, lw=1)
+    ax1.set_xlabel("Predicted")
+    ax1.set_ylabel("Residual (actual − predicted)")
+    ax1.set_title(title)
+    ax2.hist(r, bins=min(50, max(5, len(r) // 5)), color=TRAIN_COLOUR, orientation="horizontal")
+    ax2.axhline(0.0, c=PRED_COLOUR, lw=1)
+    ax2.set_xlabel("Rows")
+    ax2.tick_params(labelleft=False)
+    _style(ax1, ax2)
+    return _png(fig, path)
