@@ -26,7 +26,7 @@ from torchwork.data.encoders import NumericEncoder
 from torchwork.data.preprocess import Preprocessor
 from torchwork.files.atomic import atomic_write, sha256_file
 from torchwork.files.export import FORMATS, export_module
-from torchwork.runs.recipe import model_predictions
+from torchwork.runs.evaluating import model_predictions
 from torchwork.runs.run import Run
 
 __all__ = ["FORMATS", "Deployable", "check_rows", "export_run"]
@@ -97,7 +97,7 @@ def check_rows(run: Run, data: Any = None) -> Any:
     if data is not None:
         return read_table(data).frame
     from torchwork.runs.config import TrainConfig
-    from torchwork.runs.recipe import prepare
+    from torchwork.runs.preparing import prepare
 
     source = run.info["data"]["source"]
     if source.startswith("<") or not Path(source).is_file():

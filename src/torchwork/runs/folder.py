@@ -28,7 +28,9 @@ from torchwork.files.manifest import verify_manifest, write_manifest
 from torchwork.files.safeload import load_weights_bytes, save_weights_bytes
 from torchwork.files.weights import check_compatible
 from torchwork.models.registry import build_model, rebuild
-from torchwork.runs.recipe import Baselines, Prepared, model_predictions
+from torchwork.runs.baselines import Baselines
+from torchwork.runs.evaluating import model_predictions
+from torchwork.runs.preparing import Prepared
 from torchwork.runs.run import Run
 from torchwork.training.history import History
 

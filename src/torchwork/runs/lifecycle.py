@@ -8,69 +8,32 @@ half-written. A killed or interrupted run stays in ``RUN_DIR.partial`` for
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
-import json
 import os
-import platform
-import shutil
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from torchwork.core.errors import (
-    InputError,
-    IntegrityError,
-    TrainingDiverged,
-    TrainingInterrupted,
-    UnsafeFileError,
-)
-from torchwork.core.version import __version__
-from torchwork.files.atomic import atomic_write, sha256_file
-from torchwork.files.checkpoint import Checkpointer, load_checkpoint
-from torchwork.files.folders import lock
-from torchwork.files.manifest import MANIFEST
-from torchwork.models.registry import count_parameters
+from torchwork.core.errors import InputError, TrainingDiverged, TrainingInterrupted
+from torchwork.files.atomic import atomic_write
+from torchwork.files.checkpoint import Checkpointer
 from torchwork.runs.config import TrainConfig
-from torchwork.runs.folder import CHECKPOINT, MODEL_FORMAT, RUN_FORMAT, complete_run_path, partial_path, write_run
+from torchwork.runs.failures import _after_failure
+from torchwork.runs.fitting import fit, resolve, restore
+from torchwork.runs.folder import CHECKPOINT, complete_run_path, partial_path, write_run
 from torchwork.runs.outdir import check_out, claim_run, default_out, move_into_place
-from torchwork.runs.recipe import PARTS, Prepared, evaluate, fit, prepare, resolve, restore
+from torchwork.runs.preparing import Prepared, prepare
+from torchwork.runs.resume_point import Echo, _consent, _resume_start
 from torchwork.runs.run import Run
+from torchwork.runs.run_record import _as_run, _data_info, describe, versions
 from torchwork.training.callbacks import Callback, Progress, TensorBoard
 from torchwork.training.distributed import Group, joined, on_main
 
-Echo = Callable[[str], Any]
-
-
-def versions() -> dict[str, str]:
-    return {
-        "torchwork": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+__all__ = ["Echo", "describe", "resume_run", "train_run", "versions"]  # describe, versions: importable here as before
 
 
 def _stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def _consent(config: TrainConfig, trust_model_code: bool) -> None:
-    """A class named in a config file is not consent to import it: that needs --trust-model-code."""
-    if ":" in config.model and config.from_file("model") and not trust_model_code:
-        raise UnsafeFileError(
-            f"{config.where('model')}: names the class {config.model!r}; importing it runs that module's code: "
-            "pass --trust-model-code if you trust it (naming it with --model is consent too)"
-        )
 
 
 def train_run(
@@ -198,131 +161,6 @@ def resume_run(
                 held.release()
 
 
-def _resume_start(
-    partial: Path, out: Path, data: Any, world: int, trust_model_code: bool, model: Any, echo: Echo
-) -> tuple[TrainConfig, dict[str, Any] | None, dict[str, Any], Any]:
-    """Lock the partial run; its configuration, checkpoint state and extra values, after every check."""
-    if partial.is_symlink() or not partial.is_dir():
-        if (out / MANIFEST).exists():
-            raise InputError(f"{out}: this run is complete; nothing to resume")
-        raise InputError(f"{partial}: no unfinished run to resume")
-    held = lock(partial)
-    try:
-        config, state, extra = _resume_point(partial, echo)
-        processes = int(extra.get("processes", 1))
-        if state is not None and not extra.get("finished") and processes != world:
-            n = f"{processes} process{'es' if processes > 1 else ''}"
-            raise InputError(
-                f"{partial}: trained in {n}; it resumes exactly only in {processes} (this is {world}): "
-                f"torchwork resume {out} --nproc {processes}, or torchrun with {processes} processes in all"
-            )
-        _consent(config, trust_model_code or model is not None)
-        if ":" in config.model and not trust_model_code and model is None:
-            raise UnsafeFileError(
-                f"{partial}: the run's model is the class {config.model!r}; resuming imports it, which runs that "
-                "module's code: pass --trust-model-code (trust_model_code=True) if you trust it"
-            )
-        data_info = extra.get("data")
-        if data is None:
-            source = config.data
-            if source is None:
-                raise InputError(
-                    f"{partial}: this run was trained from in-memory data; resume it in Python with "
-                    "torchwork.resume(RUN_DIR, data=<the same data>)"
-                )
-            if not (Path(source).is_file() or Path(source).is_dir()):
-                raise InputError(f"{partial}: its data file {source} is gone; a run resumes only from the same data")
-            if data_info is not None and _digest(Path(source)) != data_info["sha256"]:
-                raise InputError(f"{source}: changed since the run started (SHA-256 differs); cannot resume exactly")
-    except BaseException:
-        held.release()
-        raise
-    return config, state, extra, held
-
-
-def _resume_point(partial: Path, echo: Echo) -> tuple[TrainConfig, dict[str, Any] | None, dict[str, Any]]:
-    """The configuration, the checkpoint's state (None: start again) and its extra values."""
-    ckpt = partial / CHECKPOINT
-    if ckpt.exists():
-        state, extra = load_checkpoint(ckpt)
-        if not isinstance(extra.get("config"), dict):  # a checkpoint the Trainer wrote, not a run
-            raise IntegrityError(f"{ckpt}: holds no run configuration; start again with --overwrite")
-        return TrainConfig().updated(extra["config"], source=str(ckpt)).validate(), state, extra
-    config_file = partial / "config.json"
-    try:
-        config = TrainConfig().updated(json.loads(config_file.read_text()), source=str(config_file))
-    except (OSError, ValueError) as exc:
-        raise IntegrityError(f"{config_file}: cannot be read ({exc}); start again with --overwrite") from None
-    echo(f"{partial}: no checkpoint yet; starting the run again from the beginning")
-    return config.validate(), None, {}
-
-
-def _after_failure(exc: BaseException, partial: Path, out: Path, keep: bool = False, from_file: bool = True) -> None:
-    """Say what was kept and how to go on; keep a partial run that can be resumed, remove one that cannot."""
-    has_checkpoint = (partial / CHECKPOINT).exists()
-    how = f"torchwork resume {out}" if from_file else f"torchwork.resume({str(out)!r}, data=<the same data>)"
-    if isinstance(exc, TrainingInterrupted):
-        exc.checkpoint = exc.checkpoint or (
-            f"a checkpoint is in {partial / CHECKPOINT}" if has_checkpoint else "no checkpoint"
-        )
-        exc.resume = how
-    elif isinstance(exc, TrainingDiverged) and exc.checkpoint is None:
-        exc.checkpoint = (
-            f"the last good checkpoint is {partial / CHECKPOINT}" if has_checkpoint else "no checkpoint was written"
-        )
-    if not (keep or has_checkpoint or isinstance(exc, TrainingInterrupted)):
-        shutil.rmtree(partial, ignore_errors=True)
-
-
-def _digest(path: Path) -> str:
-    """The SHA-256 of a data file; of a folder (of Parquet files), over each file's name and SHA-256."""
-    if path.is_file():
-        return sha256_file(path)
-    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in (".parquet", ".pq"))
-    return hashlib.sha256(json.dumps([[p.name, sha256_file(p)] for p in files]).encode()).hexdigest()
-
-
-def _data_info(config: TrainConfig, data: Any, prepared: Prepared) -> dict[str, Any]:
-    source = data if data is not None else config.data
-    if prepared.stream is not None:  # a file or a folder of files, streamed
-        path = Path(prepared.stream.source.name)
-        return {"source": str(path.resolve()), "sha256": _digest(path), "rows": prepared.stream.source.rows,
-                "rows_used": sum(prepared.stream.sizes.values()), "dropped": prepared.dropped,
-                "filled": prepared.filled, "streamed": True}  # fmt: skip
-    if isinstance(source, str | os.PathLike):
-        path = Path(source)
-        info: dict[str, Any] = {"source": str(path.resolve()), "sha256": sha256_file(path)}
-    else:
-        import pandas as pd
-
-        frame = prepared.table.frame
-        digest = hashlib.sha256(json.dumps([str(c) for c in frame.columns]).encode())
-        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-        info = {"source": f"<{type(source).__name__}>", "sha256": digest.hexdigest()}
-    info.update(rows=len(prepared.table.frame), rows_used=len(prepared.rows), dropped=prepared.dropped,
-                filled=prepared.filled)  # fmt: skip
-    return info
-
-
-def describe(prepared: Prepared) -> list[str]:
-    """What the data turned out to be, one line each: the task, each column's kind, what was dropped or filled."""
-    pre = prepared.pre
-    target = ", ".join(pre.target_names)
-    if pre.task == "classification":
-        lines = [f"task: classification of {target!r} ({len(pre.target.classes)} classes)"]
-    else:
-        lines = [f"task: regression of {target}"]
-    kinds = ", ".join(f"{c.name} {c.kind}" + ("" if c.reason == "numbers" else f" ({c.reason})") for c in pre.columns)
-    lines.append(f"columns: {kinds}")
-    if prepared.dropped.get("missing_target"):
-        lines.append(f"dropped {prepared.dropped['missing_target']} rows with a missing target")
-    if prepared.dropped.get("missing_value"):
-        lines.append(f"dropped {prepared.dropped['missing_value']} rows with missing values (--drop-missing)")
-    if prepared.filled:
-        lines.append("filled missing values: " + ", ".join(f"{c} {n}" for c, n in prepared.filled.items()))
-    return lines + [f"note: {n}" for n in prepared.notes]
-
-
 def _train(
     config: TrainConfig,
     prepared: Prepared,
@@ -357,43 +195,6 @@ def _train(
         raise
     return _as_run(config, prepared, data_info, fitted, resumed=resume_state is not None, processes=processes,
                    group=group)  # fmt: skip
-
-
-def _as_run(
-    config: TrainConfig, prepared: Prepared, data_info: dict[str, Any], fitted: Any, resumed: bool, processes: int,
-    group: Group | None = None,
-) -> Run:  # fmt: skip
-    info = {
-        "format": RUN_FORMAT,
-        "data": data_info,
-        "split": {p: prepared.rows_in(p) for p in PARTS},
-        "device": fitted.device,
-        "processes": processes,
-        "epochs_run": fitted.epochs_run,
-        "stopped_early": fitted.stopped_early,
-        "best_epoch": fitted.best_epoch,
-        "seconds": sum(fitted.history["seconds"]) if resumed else fitted.seconds,
-        "finished": _now(),
-        "notes": fitted.notes,
-        "versions": versions(),
-    }
-    if prepared.stream is not None:  # a pass over the whole table: rank 0 makes it, every rank gets the metrics
-        metrics = on_main(group, lambda: evaluate(fitted.model, fitted.baselines, prepared))
-    else:
-        metrics = evaluate(fitted.model, fitted.baselines, prepared)
-    meta = {
-        "format": MODEL_FORMAT,
-        "task": prepared.pre.task,
-        "architecture": fitted.spec,
-        "parameters": count_parameters(fitted.model),
-        "preprocessing": prepared.pre.to_json(),
-        "baselines": fitted.baselines.to_json(),
-        "dtype": "float32",
-        "weights": "model.safetensors",
-        "trained_on": fitted.device,
-        "versions": versions(),
-    }
-    return Run(fitted.model, prepared.pre, fitted.baselines, config.to_dict(), fitted.history, metrics, info, meta)
 
 
 def _finish(

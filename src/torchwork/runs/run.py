@@ -15,7 +15,8 @@ from torchwork.core.errors import InputError
 from torchwork.data.preprocess import Preprocessor
 from torchwork.data.readers import read_table
 from torchwork.data.tables import Table, check_schema, rows_to_use
-from torchwork.runs.recipe import Baselines, model_predictions, score
+from torchwork.runs.baselines import Baselines
+from torchwork.runs.evaluating import model_predictions, score
 from torchwork.training.history import History
 
 
