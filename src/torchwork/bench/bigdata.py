@@ -105,7 +105,7 @@ def _measure_memory(rows: int, features: int = 8) -> dict[str, float]:
     import torch
 
     from torchwork.bench.cases import tabular_model
-    from torchwork.bench.memory import _status
+    from torchwork.bench.memory import proc_status
     from torchwork.training.trainer import Trainer
 
     with tempfile.TemporaryDirectory(prefix="torchwork-bench-") as tmp:
@@ -116,11 +116,11 @@ def _measure_memory(rows: int, features: int = 8) -> dict[str, float]:
             tabular_model("mlp", features), (torch.randn(16, features), torch.randn(16, 1))
         )  # everything loaded once, before the baseline
         Path("/proc/self/clear_refs").write_text("5")
-        base = _status("VmRSS")
+        base = proc_status("VmRSS")
         Trainer(loss="mse", optimizer="adam", epochs=1, batch_size=1024, seed=0, device="cpu").fit(
             tabular_model("mlp", features), batches
         )
-        peak = _status("VmHWM")
+        peak = proc_status("VmHWM")
     return {"data_bytes": rows * (features + 1) * 4, "peak_bytes": peak - base}
 
 

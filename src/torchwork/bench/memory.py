@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 
-def _status(key: str) -> int:
+def proc_status(key: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key + ":"):
             return int(line.split()[1]) * 1024
@@ -36,7 +36,7 @@ def measure(kind: str, rows: int, batch: int, device_name: str) -> dict[str, flo
         base = torch.cuda.memory_allocated()
     else:
         Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current size
-        base = _status("VmRSS")
+        base = proc_status("VmRSS")
     X, y = tabular_data(rows)
     if device.type == "cuda":
         X, y = X.to(device), y.to(device)
@@ -48,7 +48,7 @@ def measure(kind: str, rows: int, batch: int, device_name: str) -> dict[str, flo
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated()
     else:
-        peak = _status("VmHWM")
+        peak = proc_status("VmHWM")
     return {"data_bytes": data_bytes, "peak_bytes": peak - base, "ratio": (peak - base) / data_bytes}
 
 

@@ -280,14 +280,14 @@ def convert(data: str, out: str, overwrite: bool | None, encoding: str | None, d
     from pathlib import Path
 
     from torchwork.data.chunks import csv_batches
-    from torchwork.data.readers import _csv_options
+    from torchwork.data.readers import csv_options
     from torchwork.files.tables import TableWriter, check_output
 
     if Path(out).suffix.lower() not in (".parquet", ".pq"):
         raise click.UsageError(f"{out}: the output is a .parquet file")
     if not Path(data).is_file():
         raise click.UsageError(f"{data}: no such file")
-    options = _csv_options(encoding, delimiter, decimal)
+    options = csv_options(encoding, delimiter, decimal)
     check_output(out, overwrite=bool(overwrite), inputs=[data])
     rows = 0
 

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from torchwork.core.errors import InputError
-from torchwork.data.csv_text import _sniff_delimiter
-from torchwork.data.filechecks import _clean
+from torchwork.data.csv_text import sniff_delimiter
+from torchwork.data.filechecks import clean_message
 
 BLOCK_BYTES = 4 << 20
 
@@ -37,7 +37,7 @@ def chunked_tables(
             yield batch, offset
             offset += batch.num_rows
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
-        message = _clean(str(exc)).replace("CSV conversion error to double", "not a number")
+        message = clean_message(str(exc)).replace("CSV conversion error to double", "not a number")
         raise InputError(f"{source}: after row {offset}: {message}") from None
     finally:
         batches.close()
@@ -60,7 +60,7 @@ def _batches(
         head = bytearray(f.read(1 << 16))
     decimal = decimal or "."
     if delimiter is None:
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(head, decimal)
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else sniff_delimiter(head, decimal)
     names = pacsv.read_csv(
         pa.py_buffer(bytes(head[: head.find(b"\n") + 1] or head)),
         read_options=pacsv.ReadOptions(encoding=encoding or "utf8"),
@@ -108,7 +108,7 @@ def csv_batches(
     with open(path, "rb") as f:
         head = bytearray(f.read(BLOCK_BYTES))
     if delimiter is None:
-        delimiter = "\t" if path.suffix.lower() == ".tsv" else _sniff_delimiter(head, decimal)
+        delimiter = "\t" if path.suffix.lower() == ".tsv" else sniff_delimiter(head, decimal)
     cut = head.rfind(b"\n") + 1 or len(head)
     parse = pacsv.ParseOptions(delimiter=delimiter)
     read = pacsv.ReadOptions(encoding=encoding or "utf8")
@@ -136,7 +136,7 @@ def csv_batches(
                 rows += batch.num_rows
         except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
             raise InputError(
-                f"{path}: after row {rows}: {_clean(str(exc))} (the column's type was taken from the first "
+                f"{path}: after row {rows}: {clean_message(str(exc))} (the column's type was taken from the first "
                 f"{first.num_rows} rows)"
             ) from None
         finally:

@@ -9,23 +9,23 @@ import re
 from typing import Any, NoReturn
 
 from torchwork.core.errors import InputError
-from torchwork.data.csv_text import _load_text, _sniff_delimiter
-from torchwork.data.filechecks import _check_memory, _clean
-from torchwork.data.frames import _to_pandas
+from torchwork.data.csv_text import load_text, sniff_delimiter
+from torchwork.data.filechecks import check_memory, clean_message
+from torchwork.data.frames import to_pandas
 from torchwork.data.tables import Table
 
 CSV_MEMORY_FACTOR = 3  # the text, the Arrow table and the DataFrame (about 2x), and room for a float64 copy
 
 
 # --------------------------------------------------------------------- CSV
-def _read_csv(f: io.BufferedReader, source: str, size: int, suffix: str, options: dict[str, str | None]) -> Table:
-    _check_memory(source, size * CSV_MEMORY_FACTOR, "csv")
-    text = _load_text(f, source, options["encoding"], size)
+def read_csv(f: io.BufferedReader, source: str, size: int, suffix: str, options: dict[str, str | None]) -> Table:
+    check_memory(source, size * CSV_MEMORY_FACTOR, "csv")
+    text = load_text(f, source, options["encoding"], size)
     data, text.data = text.data, None
     assert data is not None
     detected = options["delimiter"] is None
     decimal = options["decimal"] or "."
-    delimiter = options["delimiter"] or ("\t" if suffix == ".tsv" else _sniff_delimiter(data, decimal))
+    delimiter = options["delimiter"] or ("\t" if suffix == ".tsv" else sniff_delimiter(data, decimal))
     if decimal == delimiter:
         raise InputError(
             f"{source}: the delimiter {delimiter!r} is also the decimal mark; pass --delimiter to name the other one"
@@ -33,7 +33,7 @@ def _read_csv(f: io.BufferedReader, source: str, size: int, suffix: str, options
     table = _parse_csv(data, source, delimiter, decimal, detected and delimiter != ",")
     del data  # the text is not needed once parsed: free it before the DataFrame is built
     rows = table.num_rows
-    frame = _to_pandas(table)
+    frame = to_pandas(table)
     result = Table(frame, source, first_line=2)
     used = {"encoding": options["encoding"] or "utf-8", "delimiter": delimiter, "decimal": decimal}
     _annotate(result, options=used, lines_match_rows=text.lines_match_rows(rows))
@@ -127,7 +127,7 @@ def _check_header(names: list[str], source: str) -> None:
 def _raise_unreadable(
     exc: Exception, data: bytearray, source: str, delimiter: str, detected: bool, block: int
 ) -> NoReturn:
-    message = _clean(str(exc)) or type(exc).__name__
+    message = clean_message(str(exc)) or type(exc).__name__
     if "Empty CSV" in message:
         raise InputError(f"{source}: empty file (no header)")
     if "Expected" in message and "columns, got" in message:

@@ -17,7 +17,7 @@ _CHUNK = 8 << 20  # bytes read, decoded and counted at a time
 
 
 # ----------------------------------------------------------------- options
-def _csv_options(encoding: str | None, delimiter: str | None, decimal: str | None) -> dict[str, str | None]:
+def csv_options(encoding: str | None, delimiter: str | None, decimal: str | None) -> dict[str, str | None]:
     """The CSV options checked, in the CLI's words; None stays None (the default, or detected)."""
     if encoding is not None:
         try:
@@ -78,7 +78,7 @@ class _Text:
         return self.newlines + (0 if self.ends_with_newline else 1)
 
 
-def _load_text(f: io.BufferedReader, source: str, encoding: str | None, size: int) -> _Text:
+def load_text(f: io.BufferedReader, source: str, encoding: str | None, size: int) -> _Text:
     """Read the file once, as UTF-8: checked (UTF-8) or transcoded chunk by chunk, its lines counted.
 
     Every byte that reaches the parser is valid UTF-8, so pyarrow never meets a byte it cannot
@@ -164,7 +164,7 @@ def _records(sample: str, limit: int) -> list[str]:
     return [r for r in (line.rstrip("\r") for line in lines) if r][:limit]
 
 
-def _sniff_delimiter(data: bytearray, decimal: str) -> str:
+def sniff_delimiter(data: bytearray, decimal: str) -> str:
     """The delimiter among :data:`DELIMITERS` (but the decimal mark) that the header and the first records agree on."""
     sample = bytes(data[:SNIFF_BYTES]).decode("utf-8", "ignore")
     if len(data) > SNIFF_BYTES and "\n" in sample:  # drop the record cut off at the end

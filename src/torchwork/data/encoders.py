@@ -45,7 +45,7 @@ def as_text(values: pd.Series) -> pd.Series:
     return pd.Series([one(v) for v in values.to_numpy(dtype=object)], index=values.index, dtype=object)
 
 
-def _float(values: pd.Series, name: str, source: str, where: Any) -> np.ndarray:
+def as_float(values: pd.Series, name: str, source: str, where: Any) -> np.ndarray:
     """A numeric column as float64 (NaN for missing); infinities are errors naming the row."""
     if pd.api.types.is_bool_dtype(values.dtype):
         out = values.astype("float64").to_numpy()

@@ -12,7 +12,7 @@ from torchwork.core.errors import InputError
 
 
 # ------------------------------------------------------------------ memory
-def _available_memory() -> int | None:
+def available_memory() -> int | None:
     """Bytes this process may still allocate: MemAvailable, capped by a container's limit; None if unknown."""
     found: list[int] = []
     try:
@@ -36,7 +36,7 @@ def _available_memory() -> int | None:
     return min(found) if found else None
 
 
-def _size(n: float) -> str:
+def human_size(n: float) -> str:
     """``"2.0 TiB"``, ``"1.5 GiB"``, ``"300 MiB"``: a number of bytes for a person."""
     for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if n >= 1 << shift:
@@ -44,24 +44,24 @@ def _size(n: float) -> str:
     return f"{int(n)} bytes"
 
 
-def _memory_hint(kind: str) -> str:
+def memory_hint(kind: str) -> str:
     if kind == "csv":
         return "convert it to Parquet (read without the text, in about the size of its numbers) or use fewer rows"
     return "use fewer rows or a machine with more memory"
 
 
-def _check_memory(source: str, need: int, kind: str) -> None:
+def check_memory(source: str, need: int, kind: str) -> None:
     """Refuse, before reading, a file that would need more memory than is available."""
-    available = _available_memory()
+    available = available_memory()
     if available is not None and need > available:
         raise InputError(
-            f"{source}: reading it needs about {_size(need)} and this machine has {_size(available)} available; "
-            + _memory_hint(kind)
+            f"{source}: reading it needs about {human_size(need)} and this machine has "
+            f"{human_size(available)} available; " + memory_hint(kind)
         )
 
 
 # ------------------------------------------------------------------- files
-def _open_regular(path: Path) -> io.BufferedReader:
+def open_regular(path: Path) -> io.BufferedReader:
     """Open without blocking (a FIFO swapped in after the check would block) and check again what was opened."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -70,7 +70,7 @@ def _open_regular(path: Path) -> io.BufferedReader:
     return os.fdopen(fd, "rb")
 
 
-def _clean(message: str, limit: int = 200) -> str:
+def clean_message(message: str, limit: int = 200) -> str:
     """The first line of a library's message, printable and short: it may quote the file's bytes."""
     first = message.splitlines()[0] if message.strip() else ""
     text = "".join(c if c.isprintable() else " " for c in first).strip()

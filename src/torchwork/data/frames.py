@@ -10,7 +10,7 @@ import pandas as pd
 from torchwork.core.errors import InputError
 
 
-def _to_pandas(table: Any) -> pd.DataFrame:
+def to_pandas(table: Any) -> pd.DataFrame:
     """The DataFrame of an Arrow table, freeing each Arrow column as it is converted; every column writable."""
     frame = table.to_pandas(self_destruct=True, split_blocks=True)
     del table
@@ -25,7 +25,7 @@ def _to_pandas(table: Any) -> pd.DataFrame:
     return frame
 
 
-def _frame_from_array(a: np.ndarray, source: str) -> pd.DataFrame:
+def frame_from_array(a: np.ndarray, source: str) -> pd.DataFrame:
     if a.dtype == object:
         raise InputError(f"{source}: holds Python objects, not numbers")
     if a.ndim == 1:

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from torchwork.core.errors import InputError
-from torchwork.data.filechecks import _check_memory, _clean, _size
-from torchwork.data.frames import _frame_from_array
+from torchwork.data.filechecks import check_memory, clean_message, human_size
+from torchwork.data.frames import frame_from_array
 from torchwork.data.tables import Table
 
 
@@ -42,7 +42,7 @@ def _npy_header(fp: IO[bytes], where: str, data_size: int) -> tuple[int, int]:
         else:
             raise ValueError(f"format version {version[0]}.{version[1]} is not one NumPy writes")
     except (ValueError, TypeError, SyntaxError, EOFError, KeyError, RecursionError, tokenize.TokenError) as exc:
-        detail = "" if "magic string" in str(exc) else f": {_clean(str(exc), 100)}"
+        detail = "" if "magic string" in str(exc) else f": {clean_message(str(exc), 100)}"
         raise InputError(f"{where}: not a NumPy array (it has no valid .npy header{detail})") from None
     if dtype.hasobject:
         raise InputError(f"{where}: refused: it holds Python objects, which load only as pickles "
@@ -53,8 +53,8 @@ def _npy_header(fp: IO[bytes], where: str, data_size: int) -> tuple[int, int]:
     if declared != held:
         what = "the file is truncated or damaged" if declared > held else "it has bytes after its data"
         raise InputError(
-            f"{where}: its header declares shape {tuple(shape)} of {dtype} ({_size(declared)}) "
-            f"but it holds {_size(max(held, 0))} of data; {what}"
+            f"{where}: its header declares shape {tuple(shape)} of {dtype} ({human_size(declared)}) "
+            f"but it holds {human_size(max(held, 0))} of data; {what}"
         )
     return declared, 2 * count * max(dtype.itemsize, 8)  # the array and its DataFrame
 
@@ -91,20 +91,20 @@ def _read_array(fp: IO[bytes], where: str) -> np.ndarray:
     except MemoryError:
         raise
     except (ValueError, EOFError, OSError, zipfile.BadZipFile, zlib.error) as exc:
-        raise InputError(f"{where}: not a readable NumPy array ({_clean(str(exc), 100)})") from None
+        raise InputError(f"{where}: not a readable NumPy array ({clean_message(str(exc), 100)})") from None
 
 
-def _read_npy(f: IO[bytes], source: str, size: int) -> Table:
+def read_npy(f: IO[bytes], source: str, size: int) -> Table:
     _, need = _npy_header(f, source, size)
-    _check_memory(source, need, "npy")
-    return Table(_frame_from_array(_read_array(f, source), source), source)
+    check_memory(source, need, "npy")
+    return Table(frame_from_array(_read_array(f, source), source), source)
 
 
-def _read_npz(f: IO[bytes], source: str) -> Table:
+def read_npz(f: IO[bytes], source: str) -> Table:
     try:
         archive = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
-        raise InputError(f"{source}: not a readable npz file ({_clean(str(exc), 100)})") from None
+        raise InputError(f"{source}: not a readable npz file ({clean_message(str(exc), 100)})") from None
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
         need = 0
@@ -112,13 +112,13 @@ def _read_npz(f: IO[bytes], source: str) -> Table:
             for m in members:
                 with archive.open(m) as fp:
                     need += _npy_header(fp, f"{source}: member {m.filename!r}", m.file_size)[1]
-            _check_memory(source, need, "npz")
+            check_memory(source, need, "npz")
             arrays: dict[str, np.ndarray] = {}
             for m in members:
                 with archive.open(m) as fp:
                     arrays[m.filename.removesuffix(".npy")] = _read_array(fp, f"{source}: member {m.filename!r}")
         except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
-            raise InputError(f"{source}: not a readable npz file ({_clean(str(exc), 100)})") from None
+            raise InputError(f"{source}: not a readable npz file ({clean_message(str(exc), 100)})") from None
     names = list(arrays)
     if not names:
         raise InputError(f"{source}: holds no arrays")
@@ -137,7 +137,7 @@ def _read_npz(f: IO[bytes], source: str) -> Table:
             frame["y" if y.shape[1] == 1 else f"y{j}"] = y[:, j]
         return Table(frame, source)
     if len(names) == 1:
-        return Table(_frame_from_array(arrays[names[0]], source), source)
+        return Table(frame_from_array(arrays[names[0]], source), source)
     # Several 1-D arrays of one length: one column each.
     lengths = {len(a) for a in arrays.values()}
     if len(lengths) != 1 or any(a.ndim != 1 for a in arrays.values()):

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from torchwork.core.errors import InputError
-from torchwork.data.filechecks import _check_memory, _clean
-from torchwork.data.frames import _to_pandas
+from torchwork.data.filechecks import check_memory, clean_message
+from torchwork.data.frames import to_pandas
 from torchwork.data.tables import Table
 
 
 # ----------------------------------------------------------------- Parquet
-def _read_parquet(path: Path) -> Table:
+def read_parquet(path: Path) -> Table:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -22,15 +22,15 @@ def _read_parquet(path: Path) -> Table:
             meta = parquet.metadata
             encoded = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
             need = 2 * max(encoded, 8 * meta.num_rows * meta.num_columns)  # the Arrow table, then the DataFrame
-            _check_memory(source, need, "parquet")
+            check_memory(source, need, "parquet")
             table = parquet.read()
     except MemoryError:
         raise
     except (pa.ArrowException, OSError) as exc:
-        message = _clean(str(exc)) or type(exc).__name__
+        message = clean_message(str(exc)) or type(exc).__name__
         raise InputError(f"{source}: not a readable Parquet file ({message})") from None
     names = table.schema.names
     dups = sorted({n for n in names if names.count(n) > 1})
     if dups:
         raise InputError(f"{source}: duplicated column {', '.join(map(repr, dups))}")
-    return Table(_to_pandas(table), source)
+    return Table(to_pandas(table), source)

@@ -28,7 +28,7 @@ from torchwork.data.encoders import (
     DatetimeEncoder,
     NumericEncoder,
     TargetEncoder,
-    _float,
+    as_float,
 )
 
 
@@ -93,7 +93,7 @@ class Preprocessor:
         for col in columns:
             values = frame[col.name]
             if col.kind == "numeric":
-                numeric[col.name] = NumericEncoder.fit(col.name, _float(values, col.name, source, _no_where),
+                numeric[col.name] = NumericEncoder.fit(col.name, as_float(values, col.name, source, _no_where),
                                                        standardize)  # fmt: skip
             elif col.kind == "datetime":
                 numeric[col.name] = DatetimeEncoder.fit(col.name, values, standardize)
@@ -163,7 +163,7 @@ class Preprocessor:
         unknown: dict[str, int] = {}
         for name, enc in self.numeric.items():
             if isinstance(enc, NumericEncoder):
-                values, missing = enc.encode(_float(frame[name], name, source, where))
+                values, missing = enc.encode(as_float(frame[name], name, source, where))
                 _check_standardized(values, name, source, where)
                 blocks.append(values)
             else:
@@ -205,7 +205,7 @@ class Preprocessor:
         blocks: list[np.ndarray] = []
         for name, enc in self.numeric.items():
             if isinstance(enc, NumericEncoder):
-                blocks.append(_float(frame[name], name, source, where))
+                blocks.append(as_float(frame[name], name, source, where))
             else:
                 parts = DatetimeEncoder.split(frame[name])
                 blocks += [parts[p] for p in enc.parts]
@@ -255,7 +255,7 @@ class Preprocessor:
         if t.task == "classification":
             codes = t.codes(frame[t.names[0]], source, where)
             return codes.astype(np.float32).reshape(-1, 1) if t.outputs == 1 else codes
-        y = np.column_stack([_float(frame[n], n, source, where) for n in t.names])
+        y = np.column_stack([as_float(frame[n], n, source, where) for n in t.names])
         return ((y - np.asarray(t.mean)) / np.asarray(t.scale)).astype(np.float32)
 
     def target_values(self, frame: pd.DataFrame, source: str = "data", where: Any = _no_where) -> np.ndarray:
@@ -263,7 +263,7 @@ class Preprocessor:
         t = self.target
         if t.task == "classification":
             return t.codes(frame[t.names[0]], source, where)
-        return np.column_stack([_float(frame[n], n, source, where) for n in t.names])
+        return np.column_stack([as_float(frame[n], n, source, where) for n in t.names])
 
     def decode(self, outputs: np.ndarray) -> np.ndarray:
         """Model outputs to predictions: target units (float64 (n, k)), or class probabilities (n, C)."""

@@ -42,17 +42,17 @@ import numpy as np
 import pandas as pd
 
 from torchwork.core.errors import InputError
-from torchwork.data.csv_parse import CSV_MEMORY_FACTOR, _read_csv
-from torchwork.data.csv_text import _csv_options
-from torchwork.data.filechecks import _available_memory, _memory_hint, _open_regular, _size
-from torchwork.data.frames import _frame_from_array
-from torchwork.data.npy_files import _read_npy, _read_npz, npy_memory
-from torchwork.data.parquet_files import _read_parquet
+from torchwork.data.csv_parse import CSV_MEMORY_FACTOR, read_csv
+from torchwork.data.csv_text import csv_options
+from torchwork.data.filechecks import available_memory, human_size, memory_hint, open_regular
+from torchwork.data.frames import frame_from_array
+from torchwork.data.npy_files import npy_memory, read_npy, read_npz
+from torchwork.data.parquet_files import read_parquet
 from torchwork.data.tables import Table
 
 # Also imported from here by other packages: the CLI checks the CSV options, the streamed recipe
 # sizes its memory budget.
-__all__ = ["_available_memory", "_csv_options", "npy_memory", "read_table"]
+__all__ = ["available_memory", "csv_options", "npy_memory", "read_table"]
 
 
 SUFFIXES = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet",
@@ -72,7 +72,7 @@ def read_table(
     whatever ``data`` is, and ignored for other inputs: a run replays its training options
     on whatever it predicts for.
     """
-    options = _csv_options(encoding, delimiter, decimal)
+    options = csv_options(encoding, delimiter, decimal)
     if isinstance(data, str | os.PathLike):
         return _read_file(Path(data), options)
     if isinstance(data, pd.DataFrame):
@@ -86,7 +86,7 @@ def read_table(
         return read_table(pd.DataFrame(data), name=name)
     if hasattr(data, "detach"):  # a tensor
         data = data.detach().cpu().numpy()
-    return Table(_frame_from_array(np.asarray(data), name), name)
+    return Table(frame_from_array(np.asarray(data), name), name)
 
 
 # ------------------------------------------------------------------- files
@@ -111,16 +111,16 @@ def _read_file(path: Path, options: dict[str, str | None]) -> Table:
     need = st.st_size * CSV_MEMORY_FACTOR if kind == "csv" else st.st_size
     try:
         if kind == "parquet":
-            return _read_parquet(path)
-        with _open_regular(path) as f:
+            return read_parquet(path)
+        with open_regular(path) as f:
             if kind == "csv":
-                return _read_csv(f, source, st.st_size, path.suffix.lower(), options)
+                return read_csv(f, source, st.st_size, path.suffix.lower(), options)
             if kind == "npy":
-                return _read_npy(f, source, st.st_size)
-            return _read_npz(f, source)
+                return read_npy(f, source, st.st_size)
+            return read_npz(f, source)
     except MemoryError:
         raise InputError(
-            f"{source}: ran out of memory reading it (it needs about {_size(need)} or more); " + _memory_hint(kind)
+            f"{source}: ran out of memory reading it (it needs about {human_size(need)} or more); " + memory_hint(kind)
         ) from None
     except OSError as exc:
         raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from torchwork.core.checks import check
 from torchwork.core.errors import InputError
-from torchwork.evaluation.metrics import _as_2d, _as_codes
+from torchwork.evaluation.metrics import as_2d, as_codes
 
 
 class LeastSquares:
@@ -36,14 +36,14 @@ class LeastSquares:
         self.n_rows_ = 0
 
     def fit(self, X: Any, y: Any) -> LeastSquares:
-        A = _as_2d(X)
+        A = as_2d(X)
         A1 = np.hstack([A, np.ones((len(A), 1))])
-        coef, *_ = np.linalg.lstsq(A1, _as_2d(y), rcond=None)
+        coef, *_ = np.linalg.lstsq(A1, as_2d(y), rcond=None)
         self.coef_, self.intercept_ = coef[:-1], coef[-1]
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        return _as_2d(X) @ self.coef_ + self.intercept_
+        return as_2d(X) @ self.coef_ + self.intercept_
 
     def partial_fit(self, X: Any, y: Any) -> LeastSquares:
         """Adds a chunk of rows to the normal equations ``[X 1]ᵀ[X 1] b = [X 1]ᵀ y``.
@@ -51,7 +51,7 @@ class LeastSquares:
         The rows are shifted by the first chunk's means before they are accumulated, which keeps
         the sums well conditioned when a column sits far from zero (the intercept absorbs the shift).
         """
-        A, Y = _as_2d(X), _as_2d(y)
+        A, Y = as_2d(X), as_2d(y)
         if len(A) != len(Y):
             raise InputError(f"partial_fit: X has {len(A)} rows but y {len(Y)}")
         if len(A) == 0:
@@ -104,7 +104,7 @@ class MajorityClass:
 
     def fit(self, y: Any, n_classes: int) -> MajorityClass:
         n_classes = _check_n_classes(n_classes, "MajorityClass.fit(n_classes=...)")
-        codes = _as_codes(y, n_classes, "y")
+        codes = as_codes(y, n_classes, "y")
         if len(codes) == 0:
             raise InputError("MajorityClass.fit: y has no rows")
         self.frequencies_ = np.bincount(codes, minlength=n_classes) / len(codes)
@@ -153,8 +153,8 @@ class LogisticRegression:
     def fit(self, X: Any, y: Any, n_classes: int) -> LogisticRegression:
         """Fits on features X (n, d) and class codes y (n,) in 0..n_classes-1."""
         n_classes = _check_n_classes(n_classes, "LogisticRegression.fit(n_classes=...)")
-        A = _as_2d(X)
-        codes = _as_codes(y, n_classes, "y")
+        A = as_2d(X)
+        codes = as_codes(y, n_classes, "y")
         if len(A) != len(codes):
             raise InputError(f"LogisticRegression.fit: X has {len(A)} rows but y {len(codes)}")
         if not np.all(np.isfinite(A)):
@@ -219,7 +219,7 @@ class LogisticRegression:
 
     def decision_function(self, X: Any) -> np.ndarray:
         """The logits, (n,) for a binary model, (n, K) otherwise, as scikit-learn returns them."""
-        z = _as_2d(X) @ self.coef_.T + self.intercept_
+        z = as_2d(X) @ self.coef_.T + self.intercept_
         return z[:, 0] if len(self.coef_) == 1 else z
 
     def predict_proba(self, X: Any) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 from torchwork.core.errors import InputError
 
 
-def _as_2d(a: Any) -> np.ndarray:
+def as_2d(a: Any) -> np.ndarray:
     if hasattr(a, "detach"):
         a = a.detach().cpu().numpy()
     a = np.asarray(a, dtype=np.float64)
@@ -22,7 +22,7 @@ def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
     R² is ``1 - SS_res / SS_tot``; a constant target gives R² of 1.0 for a perfect fit and
     0.0 otherwise, as in scikit-learn.
     """
-    t, p = _as_2d(y_true), _as_2d(y_pred)
+    t, p = as_2d(y_true), as_2d(y_pred)
     if t.shape != p.shape:
         raise ValueError(f"targets have shape {t.shape} but predictions {p.shape}")
     err = p - t
@@ -46,7 +46,7 @@ def _as_array(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
-def _as_codes(y: Any, n_classes: int, name: str = "y_true") -> np.ndarray:
+def as_codes(y: Any, n_classes: int, name: str = "y_true") -> np.ndarray:
     """Class codes 0..n_classes-1 as a 1-D int64 array; integer-valued floats and booleans are accepted."""
     raw = _as_array(y)
     if raw.ndim == 2 and raw.shape[1] == 1:
@@ -80,7 +80,7 @@ def _as_proba(proba: Any) -> np.ndarray:
 
 
 def _binary_inputs(y_binary: Any, score: Any) -> tuple[np.ndarray, np.ndarray]:
-    y = _as_codes(y_binary, 2, "y_binary")
+    y = as_codes(y_binary, 2, "y_binary")
     s = _as_array(score).astype(np.float64).reshape(-1)
     if len(s) != len(y):
         raise InputError(f"score: has {len(s)} values but y_binary {len(y)}")
@@ -163,7 +163,7 @@ def classification_metrics(y_true: Any, proba: Any) -> dict[str, Any]:
     """
     p = _as_proba(proba)
     n, n_classes = p.shape
-    y = _as_codes(y_true, n_classes)
+    y = as_codes(y_true, n_classes)
     if len(y) != n:
         raise InputError(f"y_true has {len(y)} rows but proba {n}")
     if n == 0:

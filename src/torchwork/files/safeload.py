@@ -37,9 +37,9 @@ from typing import Any
 import torch
 
 from torchwork.core.errors import InputError, UnsafeFileError
-from torchwork.files.inert import _refuse, _show
+from torchwork.files.inert import refuse_file, shown
 from torchwork.files.regular import read_regular_file, sniff
-from torchwork.files.torchfiles import _load_legacy, _load_torch_zip
+from torchwork.files.torchfiles import load_legacy, load_torch_zip
 
 __all__ = [
     "MAX_SAFETENSORS_HEADER",
@@ -72,7 +72,7 @@ def _flat_tensors(obj: Any, source: str) -> dict[str, torch.Tensor]:
         raise InputError(f"{source}: expected a state_dict (a mapping of names to tensors), got {type(obj).__name__}")
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise InputError(f"{source}: entries that are not tensors: {', '.join(_show(k) for k in bad[:5])}")
+        raise InputError(f"{source}: entries that are not tensors: {', '.join(shown(k) for k in bad[:5])}")
     return {k: v.detach() if isinstance(v, torch.nn.Parameter) else v for k, v in obj.items()}
 
 
@@ -104,12 +104,12 @@ def _load_held(held: list[bytes], source: str, safetensors_only: bool) -> Weight
         what = {"zip": "a PyTorch zip", "pickle": "a pickle"}.get(kind, "something else")
         raise UnsafeFileError(f"{source}: refused: expected a safetensors file, found {what}; nothing was run")
     if kind == "zip-other":
-        _refuse(source, f"it starts with the zip signature {held[0][:4]!r}, not a local file header: torch.load "
+        refuse_file(source, f"it starts with the zip signature {held[0][:4]!r}, not a local file header: torch.load "
                         "would read it as a legacy stream while zip readers see an archive")  # fmt: skip
     if kind == "zip":
-        obj, locations = _load_torch_zip(held, source)
+        obj, locations = load_torch_zip(held, source)
     elif kind == "pickle":
-        obj, locations = _load_legacy(held[0], source)
+        obj, locations = load_legacy(held[0], source)
     else:
         raise InputError(f"{source}: not a weights file (neither safetensors nor a PyTorch .pth/.pt)")
     return WeightsFile(_flat_tensors(obj, source), "pytorch", locations)
@@ -118,7 +118,7 @@ def _load_held(held: list[bytes], source: str, safetensors_only: bool) -> Weight
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     keys = [k for k, _ in pairs]
     if len(set(keys)) != len(keys):
-        raise ValueError(f"duplicate key {_show(next(k for k in keys if keys.count(k) > 1))} in the header")
+        raise ValueError(f"duplicate key {shown(next(k for k in keys if keys.count(k) > 1))} in the header")
     return dict(pairs)
 
 
@@ -128,7 +128,7 @@ def _check_head(head: bytes, size: int, source: str) -> None:
         return
     (n,) = struct.unpack_from("<Q", head, 0)
     if n > MAX_SAFETENSORS_HEADER:
-        _refuse(source, f"its safetensors header declares {n} bytes, over the limit of {MAX_SAFETENSORS_HEADER}")
+        refuse_file(source, f"its safetensors header declares {n} bytes, over the limit of {MAX_SAFETENSORS_HEADER}")
     if 8 + n > size:
         raise InputError(f"{source}: damaged safetensors file (its header declares {n} bytes, the file holds "
                          f"{size - 8} after the length)")  # fmt: skip
@@ -147,7 +147,7 @@ def _load_safetensors(raw: bytes, source: str) -> WeightsFile:
             raise ValueError("the header is not a JSON object")
         tensors = load(raw)
     except (SafetensorError, ValueError, struct.error) as exc:
-        raise InputError(f"{source}: damaged safetensors file ({_show(str(exc), 200)})") from None
+        raise InputError(f"{source}: damaged safetensors file ({shown(str(exc), 200)})") from None
     metadata = header.get("__metadata__") or {}
     return WeightsFile(tensors, "safetensors", [], metadata)
 

@@ -14,9 +14,17 @@ from typing import IO, Any
 import torch
 
 from torchwork.core.errors import InputError, UnsafeFileError
-from torchwork.files.inert import MAX_OPCODES, MAX_PICKLE_BYTES, PICKLE_VALUE_BUDGET, _Dict, _refuse, _show, _Storage
+from torchwork.files.inert import (
+    MAX_OPCODES,
+    MAX_PICKLE_BYTES,
+    PICKLE_VALUE_BUDGET,
+    InertDict,
+    InertStorage,
+    refuse_file,
+    shown,
+)
 from torchwork.files.torchzip import parse_torch_zip
-from torchwork.files.unpickler import _check_totals, _InertUnpickler, _state_dict_check
+from torchwork.files.unpickler import InertUnpickler, check_totals, state_dict_check
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
@@ -25,7 +33,7 @@ _META_RECORDS = {"version", ".data/version", ".format_version", ".storage_alignm
 
 
 # ------------------------------------------------------------ torch.save zips
-def _load_torch_zip(held: list[bytes], source: str) -> tuple[Any, list[str]]:
+def load_torch_zip(held: list[bytes], source: str) -> tuple[Any, list[str]]:
     """Check a torch.save zip, then load it from a canonical rebuild; ``held`` (the file's bytes) is emptied
     before torch.load, so the file is in memory twice at most, never three times."""
     raw = held[0]
@@ -38,41 +46,41 @@ def _load_torch_zip(held: list[bytes], source: str) -> tuple[Any, list[str]]:
         if suffix == "data.pkl" or (suffix.startswith("data/") and len(suffix) > 5):
             continue
         if suffix not in _META_RECORDS and suffix != "byteorder":
-            _refuse(source, f"entry {_show(entry.name)} is not part of a torch.save file")
+            refuse_file(source, f"entry {shown(entry.name)} is not part of a torch.save file")
         value = raw[entry.start : entry.start + min(entry.size, 64)]
         ok = value in (b"little", b"big") if suffix == "byteorder" else bool(_SMALL_RECORD.fullmatch(value))
         if not ok or entry.size > 64:
-            _refuse(source, f"entry {_show(entry.name)} holds an odd value")
+            refuse_file(source, f"entry {shown(entry.name)} holds an odd value")
     if "version" not in by_suffix and ".data/version" not in by_suffix:
         raise InputError(f"{source}: damaged PyTorch file (no version record)")
     if pickle_entry.size > MAX_PICKLE_BYTES:
-        _refuse(source, f"its data.pkl holds {pickle_entry.size} bytes, over the limit of {MAX_PICKLE_BYTES}")
+        refuse_file(source, f"its data.pkl holds {pickle_entry.size} bytes, over the limit of {MAX_PICKLE_BYTES}")
 
-    storages: dict[str, _Storage] = {}
-    unpickler = _InertUnpickler(source, [PICKLE_VALUE_BUDGET, MAX_OPCODES])
+    storages: dict[str, InertStorage] = {}
+    unpickler = InertUnpickler(source, [PICKLE_VALUE_BUDGET, MAX_OPCODES])
 
-    def storage(pid: Any) -> _Storage:
+    def storage(pid: Any) -> InertStorage:
         if type(pid) is not tuple or len(pid) != 5 or pid[0] != "storage":
-            unpickler.refuse(f"a persistent id is {_show(pid)}, not ('storage', type, key, device, size)")
+            unpickler.refuse(f"a persistent id is {shown(pid)}, not ('storage', type, key, device, size)")
         return unpickler.storage(storages, *pid[1:])
 
     unpickler.persistent = storage
     pickled = raw[pickle_entry.start : pickle_entry.start + pickle_entry.size]
     stream = io.BytesIO(pickled)
-    _state_dict_check(unpickler.run(stream), source)
+    state_dict_check(unpickler.run(stream), source)
     if stream.tell() != len(pickled):
-        _refuse(source, "its data.pkl holds bytes after the pickle's end")
+        refuse_file(source, "its data.pkl holds bytes after the pickle's end")
     for key, s in storages.items():
         record = by_suffix.get(f"data/{key}")
         if record is None:
-            _refuse(source, f"storage 'data/{key}' is declared but the archive holds no such entry")
+            refuse_file(source, f"storage 'data/{key}' is declared but the archive holds no such entry")
         if record.size != s.numel * s.itemsize:
-            _refuse(source, f"storage 'data/{key}' declares {s.numel * s.itemsize} bytes but the archive holds "
+            refuse_file(source, f"storage 'data/{key}' declares {s.numel * s.itemsize} bytes but the archive holds "
                             f"{record.size}")  # fmt: skip
     unused = [s for s in by_suffix if s.startswith("data/") and s[5:] not in storages]
     if unused:
-        _refuse(source, f"entry '{_show(unused[0])}' is a storage that no tensor uses")
-    _check_totals(unpickler, storages, len(raw), source)
+        refuse_file(source, f"entry '{shown(unused[0])}' is a storage that no tensor uses")
+    check_totals(unpickler, storages, len(raw), source)
 
     # What torch reads: an archive written by torch's own writer from exactly the entries checked above.
     out = io.BytesIO()
@@ -95,51 +103,53 @@ def _load_torch_zip(held: list[bytes], source: str) -> tuple[Any, list[str]]:
 
 
 # ----------------------------------------------------------- legacy streams
-def _load_legacy(raw: bytes, source: str) -> tuple[Any, list[str]]:
+def load_legacy(raw: bytes, source: str) -> tuple[Any, list[str]]:
     """The pre-zip ``torch.save`` stream: five pickles (magic, protocol, system info, the object, the
     storage keys), then each storage as an 8-byte element count and its bytes, to the end of the file."""
     stream = io.BytesIO(raw)
     budget = [PICKLE_VALUE_BUDGET, MAX_OPCODES]
-    magic = _InertUnpickler(source, budget).run(stream)
+    magic = InertUnpickler(source, budget).run(stream)
     if magic != _LEGACY_MAGIC:
         raise InputError(f"{source}: a pickle, but not a PyTorch file (no torch.save magic number)")
-    if _InertUnpickler(source, budget).run(stream) != _LEGACY_PROTOCOL:
+    if InertUnpickler(source, budget).run(stream) != _LEGACY_PROTOCOL:
         raise InputError(f"{source}: a PyTorch file of an unknown legacy protocol")
-    if not isinstance(_InertUnpickler(source, budget).run(stream), _Dict):
+    if not isinstance(InertUnpickler(source, budget).run(stream), InertDict):
         raise InputError(f"{source}: damaged PyTorch file (its system information is not a mapping)")
 
-    storages: dict[str, _Storage] = {}
-    unpickler = _InertUnpickler(source, budget)
+    storages: dict[str, InertStorage] = {}
+    unpickler = InertUnpickler(source, budget)
 
-    def storage(pid: Any) -> _Storage:
+    def storage(pid: Any) -> InertStorage:
         if type(pid) is not tuple or len(pid) != 6 or pid[0] != "storage":
-            unpickler.refuse(f"a persistent id is {_show(pid)}, not ('storage', type, key, device, size, view)")
+            unpickler.refuse(f"a persistent id is {shown(pid)}, not ('storage', type, key, device, size, view)")
         if pid[5] is not None:
             unpickler.refuse("a storage is a view of another (a pre-1.0 file), which torchwork does not load")
         return unpickler.storage(storages, *pid[1:5])
 
     unpickler.persistent = storage
-    _state_dict_check(unpickler.run(stream), source)
-    keys = _InertUnpickler(source, budget).run(stream)
+    state_dict_check(unpickler.run(stream), source)
+    keys = InertUnpickler(source, budget).run(stream)
     if type(keys) is not list or not all(isinstance(k, str) for k in keys):
-        _refuse(source, "its list of storage keys is not a list of names")
+        refuse_file(source, "its list of storage keys is not a list of names")
     if len(set(keys)) != len(keys) or set(keys) != set(storages):
-        _refuse(source, "its list of storage keys does not match the storages its pickle declares")
+        refuse_file(source, "its list of storage keys does not match the storages its pickle declares")
     pos = stream.tell()
     for key in keys:
         s = storages[key]
         if pos + 8 > len(raw):
-            _refuse(source, f"storage '{key}' has no record: the file ends first")
+            refuse_file(source, f"storage '{key}' has no record: the file ends first")
         (count,) = struct.unpack_from("<q", raw, pos)
         nbytes = s.numel * s.itemsize
         if count != s.numel:
-            _refuse(source, f"storage '{key}' declares {s.numel} elements but its record says {count}")
+            refuse_file(source, f"storage '{key}' declares {s.numel} elements but its record says {count}")
         if nbytes > len(raw) - pos - 8:
-            _refuse(source, f"storage '{key}' declares {nbytes} bytes but only {len(raw) - pos - 8} remain in the file")
+            refuse_file(
+                source, f"storage '{key}' declares {nbytes} bytes but only {len(raw) - pos - 8} remain in the file"
+            )
         pos += 8 + nbytes
     if pos != len(raw):
-        _refuse(source, f"it holds {len(raw) - pos} bytes after its last storage")
-    _check_totals(unpickler, storages, len(raw), source)
+        refuse_file(source, f"it holds {len(raw) - pos} bytes after its last storage")
+    check_totals(unpickler, storages, len(raw), source)
     return _torch_load(io.BytesIO(raw), source)
 
 

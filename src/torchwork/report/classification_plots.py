@@ -22,13 +22,13 @@ from torchwork.report.figures import (
     TEST_COLOUR,
     TICK_SIZE,
     TRAIN_COLOUR,
-    _figure,
-    _names,
-    _np,
-    _percent_formatter,
-    _png,
-    _short,
-    _style,
+    as_numpy,
+    class_labels,
+    new_figure,
+    percent_formatter,
+    png_bytes,
+    shorten,
+    style_axes,
 )
 
 
@@ -45,16 +45,16 @@ def plot_confusion_matrix(
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] == 0:
         raise ValueError(f"matrix: expected a square matrix of counts, got shape {cm.shape}")
     n = cm.shape[0]
-    names = _names(class_names, n)
+    names = class_labels(class_names, n)
     totals = cm.sum(axis=1, keepdims=True)
     share = np.divide(cm, totals, out=np.zeros_like(cm), where=totals > 0)
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     image = ax.imshow(share, cmap="Blues", norm=Normalize(0.0, 1.0), aspect="auto", interpolation="nearest")
     bar = fig.colorbar(image, ax=ax, fraction=0.05, pad=0.02)
     bar.set_label("Share of the actual class", fontsize=LABEL_SIZE)
     bar.ax.tick_params(labelsize=TICK_SIZE)
-    bar.ax.yaxis.set_major_formatter(_percent_formatter())
+    bar.ax.yaxis.set_major_formatter(percent_formatter())
     if n <= 20:
         size = NOTE_SIZE if n <= 8 else NOTE_SIZE * 8 / n + 3
         for i in range(n):
@@ -72,8 +72,8 @@ def plot_confusion_matrix(
     ax.set_xlabel("Predicted class")
     ax.set_ylabel("Actual class")
     ax.set_title(title)
-    _style(ax)
-    return _png(fig, path)
+    style_axes(ax)
+    return png_bytes(fig, path)
 
 
 def plot_roc_curves(
@@ -82,19 +82,19 @@ def plot_roc_curves(
     path: str | os.PathLike[str] | None = None,
 ) -> bytes:
     """One ROC curve per label: ``curves`` maps a label (``"model"``) to ``(fpr, tpr, auc)``."""
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="Chance (AUC 0.500)")
     for k, (label, (fpr, tpr, auc)) in enumerate(curves.items()):
         name = label if auc is None else f"{label} (AUC {auc:.3f})"
-        ax.plot(_np(fpr), _np(tpr), color=CURVE_COLOURS[k % len(CURVE_COLOURS)], lw=1.8, label=name)
+        ax.plot(as_numpy(fpr), as_numpy(tpr), color=CURVE_COLOURS[k % len(CURVE_COLOURS)], lw=1.8, label=name)
     ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
     ax.set_xlabel("False positive rate")
     ax.set_ylabel("True positive rate")
     ax.set_title(title)
     ax.legend(loc="lower right")
-    _style(ax)
-    return _png(fig, path)
+    style_axes(ax)
+    return png_bytes(fig, path)
 
 
 def plot_pr_curves(
@@ -107,21 +107,21 @@ def plot_pr_curves(
 
     ``chance`` (the positive class's share of the rows) draws the precision of guessing.
     """
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     if chance is not None:
         ax.axhline(chance, color="grey", lw=1, ls="--", label=f"Chance ({chance:.3f})")
     for k, (label, (recall, precision, ap)) in enumerate(curves.items()):
         name = label if ap is None else f"{label} (AP {ap:.3f})"
         colour = CURVE_COLOURS[k % len(CURVE_COLOURS)]
-        ax.plot(_np(recall), _np(precision), color=colour, lw=1.8, drawstyle="steps-post", label=name)
+        ax.plot(as_numpy(recall), as_numpy(precision), color=colour, lw=1.8, drawstyle="steps-post", label=name)
     ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.02))
     ax.set_xlabel("Recall")
     ax.set_ylabel("Precision")
     ax.set_title(title)
     ax.legend(loc="lower left")
-    _style(ax)
-    return _png(fig, path)
+    style_axes(ax)
+    return png_bytes(fig, path)
 
 
 def plot_class_balance(
@@ -135,8 +135,8 @@ def plot_class_balance(
     if not splits:
         raise ValueError("counts: no splits")
     n = len(counts[splits[0]])
-    names = _names(class_names, n)
-    fig = _figure()
+    names = class_labels(class_names, n)
+    fig = new_figure()
     ax = fig.add_subplot()
     width = 0.8 / len(splits)
     x = np.arange(n)
@@ -151,14 +151,14 @@ def plot_class_balance(
                       label=f"{split} ({int(total)} rows)")  # fmt: skip
         if n * len(splits) <= 12:
             ax.bar_label(bars, labels=[f"{int(v)}" for v in c], fontsize=NOTE_SIZE, padding=2)
-    ax.yaxis.set_major_formatter(_percent_formatter())
+    ax.yaxis.set_major_formatter(percent_formatter())
     ax.set_ylim(0, min(1.0, ax.get_ylim()[1] * 1.12))
     ax.set_xticks(x, names, rotation=30 if n > 6 or max(map(len, names)) > 10 else 0)
     ax.set_ylabel("Share of the split's rows")
     ax.set_title(title)
     ax.legend()
-    _style(ax)
-    return _png(fig, path)
+    style_axes(ax)
+    return png_bytes(fig, path)
 
 
 def _class_codes(y: Any, names: list[str]) -> np.ndarray:
@@ -210,7 +210,7 @@ def plot_decision_regions(
 
     names = [str(c) for c in class_names]
     n_classes = len(names)
-    Xtr, Xte = np.asarray(_np(X_train)), np.asarray(_np(X_test))
+    Xtr, Xte = np.asarray(as_numpy(X_train)), np.asarray(as_numpy(X_test))
     Xtr, Xte = Xtr.reshape(len(Xtr), -1), Xte.reshape(len(Xte), -1)
     d = Xtr.shape[1]
     if d not in (1, 2) or Xte.shape[1] != d or len(feature_names) != d:
@@ -222,7 +222,7 @@ def plot_decision_regions(
     lo, hi = lo - pad, hi + pad
     colours = [REGION_COLOURS[k % len(REGION_COLOURS)] for k in range(n_classes)]
     cmap = ListedColormap(colours)
-    fig = _figure((FIGSIZE[0], FIGSIZE[1] + 0.2 + 0.2 * ((n_classes + 2 + 2) // 3)))  # room for the legend below
+    fig = new_figure((FIGSIZE[0], FIGSIZE[1] + 0.2 + 0.2 * ((n_classes + 2 + 2) // 3)))  # room for the legend below
     ax = fig.add_subplot()
     if d == 2:
         gx, gy = np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution)
@@ -239,7 +239,7 @@ def plot_decision_regions(
                   extent=(lo[0], hi[0], -0.5, n_classes - 0.5), aspect="auto", interpolation="nearest")  # fmt: skip
         # One row per class: training points just above the class's line, testing points just below.
         xy_tr, xy_te = (Xtr[:, 0], ytr + 0.15), (Xte[:, 0], yte - 0.15)
-        ax.set_yticks(range(n_classes), [_short(name) for name in names])
+        ax.set_yticks(range(n_classes), [shorten(name) for name in names])
         ax.set_ylabel("Actual class")
     for k in range(n_classes):
         marker = CLASS_MARKERS[k % len(CLASS_MARKERS)]
@@ -254,10 +254,10 @@ def plot_decision_regions(
          Line2D([], [], ls="", marker=CLASS_MARKERS[k % len(CLASS_MARKERS)], color="#1d2330", markersize=5))
         for k in range(n_classes)
     ]  # fmt: skip
-    labels = [_short(name) for name in names]
+    labels = [shorten(name) for name in names]
     handles += [Line2D([], [], ls="", marker="o", color=c, markersize=6) for c in (TRAIN_COLOUR, TEST_COLOUR)]
     labels += ["Training data", "Testing data"]
     fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=LEGEND_SIZE,
                title="Class (shading: predicted, marker: actual)", title_fontsize=LEGEND_SIZE)  # fmt: skip
-    _style(ax)
-    return _png(fig, path)
+    style_axes(ax)
+    return png_bytes(fig, path)

@@ -27,7 +27,7 @@ REGION_COLOURS = ("#f6c9a3", "#d8c6ee", "#f5b5c4", "#f1e29a", "#d9d9d9", "#cdb59
 CLASS_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
-def _figure(figsize: tuple[float, float] = FIGSIZE) -> Any:
+def new_figure(figsize: tuple[float, float] = FIGSIZE) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -36,7 +36,7 @@ def _figure(figsize: tuple[float, float] = FIGSIZE) -> Any:
     return fig
 
 
-def _style(*axes: Any) -> None:
+def style_axes(*axes: Any) -> None:
     """The same font sizes on every plot (set on each element: no global rcParams)."""
     for ax in axes:
         ax.title.set_fontsize(TITLE_SIZE)
@@ -51,7 +51,7 @@ def _style(*axes: Any) -> None:
                 text.set_fontsize(LEGEND_SIZE)
 
 
-def _png(fig: Any, path: str | os.PathLike[str] | None) -> bytes:
+def png_bytes(fig: Any, path: str | os.PathLike[str] | None) -> bytes:
     buf = io.BytesIO()
     # No bbox_inches="tight": every PNG keeps the figure's exact width, so text scales alike on the page.
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
@@ -61,7 +61,7 @@ def _png(fig: Any, path: str | os.PathLike[str] | None) -> bytes:
     return data
 
 
-def _np(a: Any) -> np.ndarray | None:
+def as_numpy(a: Any) -> np.ndarray | None:
     if a is None:
         return None
     if hasattr(a, "detach"):
@@ -69,22 +69,22 @@ def _np(a: Any) -> np.ndarray | None:
     return np.asarray(a, dtype=np.float64)
 
 
-def _short(name: Any, limit: int = 16) -> str:
+def shorten(name: Any, limit: int = 16) -> str:
     """A class name for a tick label or a legend: long ones cut, so that they leave room for the plot."""
     text = str(name)
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _names(class_names: Sequence[Any] | None, n: int) -> list[str]:
+def class_labels(class_names: Sequence[Any] | None, n: int) -> list[str]:
     """Class names as plots show them (cut to 16 characters)."""
     if class_names is None:
         return [f"class {k}" for k in range(n)]
     if len(class_names) != n:
         raise ValueError(f"class_names: expected {n} names, got {len(class_names)}")
-    return [_short(c) for c in class_names]
+    return [shorten(c) for c in class_names]
 
 
-def _percent_formatter() -> Any:
+def percent_formatter() -> Any:
     from matplotlib.ticker import PercentFormatter
 
     return PercentFormatter(xmax=1.0, decimals=0)

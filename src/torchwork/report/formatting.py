@@ -13,13 +13,13 @@ import struct
 from typing import Any
 
 
-def _fmt(value: Any) -> str:
+def format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     return html.escape(str(value))
 
 
-def _num(value: Any, kind: str = "num") -> str:
+def number_text(value: Any, kind: str = "num") -> str:
     """A metric as the tables show it: ``pct`` 97.1%, ``p3`` 0.971, ``num`` four significant digits."""
     if value is None:
         return "—"
@@ -42,14 +42,14 @@ def _num(value: Any, kind: str = "num") -> str:
     return f"{v:.3e}"
 
 
-def _json(value: Any) -> str:
+def json_text(value: Any) -> str:
     """A configuration value in JSON spelling (null, true, [64, 64], {}); text as it is."""
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _breakable(text: str) -> str:
+def breakable(text: str) -> str:
     """Escaped text that may wrap after each / \\ : . _ not followed by a digit (long paths and dotted names)."""
     return re.sub(r"([/\\:._])(?=[^\s\d])", r"\1<wbr>", html.escape(text))
 
@@ -61,18 +61,18 @@ def _png_size(png: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _img(png: bytes, alt: str) -> str:
+def img_tag(png: bytes, alt: str) -> str:
     data = base64.b64encode(png).decode()
     size = _png_size(png)
     dims = f" width={size[0]} height={size[1]}" if size else ""
     return f'<img alt="{html.escape(alt)}"{dims} src="data:image/png;base64,{data}">'
 
 
-def _is_classification(metrics: dict[str, Any]) -> bool:
+def is_classification(metrics: dict[str, Any]) -> bool:
     return metrics.get("task") == "classification" or "logistic_regression" in metrics
 
 
-def _table(body: str, css: str = "") -> str:
+def html_table(body: str, css: str = "") -> str:
     """A table in its own box, which scrolls sideways when the table is wider than the page.
 
     ``css="stack"``: on phones each row becomes a block of text instead (no sideways scrolling).
@@ -81,11 +81,11 @@ def _table(body: str, css: str = "") -> str:
     return f"<div class=scroll><table{cls}>{body}</table></div>"
 
 
-def _pct(value: float) -> str:
+def percent(value: float) -> str:
     return f"{value:.1%}"
 
 
-def _as_list(value: Any) -> list[str]:
+def as_list(value: Any) -> list[str]:
     if value is None:
         return []
     if isinstance(value, str):

@@ -13,8 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from torchwork.report.formatting import _as_list, _breakable, _fmt, _img, _is_classification, _json, _table
-from torchwork.report.sections import _columns_table, _metrics_table, _per_class_section
+from torchwork.report.formatting import (
+    as_list,
+    breakable,
+    format_value,
+    html_table,
+    img_tag,
+    is_classification,
+    json_text,
+)
+from torchwork.report.sections import columns_table, metrics_table, per_class_section
 from torchwork.report.verdicts import verdict
 
 __all__ = ["render_report", "verdict"]
@@ -87,9 +95,9 @@ def render_report(
     ``unknown``) for a "Columns" table; ``notes`` (and ``info["notes"]``) are shown near the top.
     """
     text, css = verdict(metrics)
-    classification = _is_classification(metrics)
+    classification = is_classification(metrics)
     pre = model_meta.get("preprocessing", {})
-    features, targets = _as_list(pre.get("features")), _as_list(pre.get("target"))
+    features, targets = as_list(pre.get("features")), as_list(pre.get("target"))
     arch = model_meta.get("architecture", {})
     arch_name = arch.get("name") or arch.get("class") or "model"
     data = info.get("data", {})
@@ -107,25 +115,25 @@ def render_report(
     if info.get("seconds") is not None:
         cards.append((f"time on {info.get('device', '?')}", f"{info['seconds']:.1f} s"))
     cards_html = "".join(
-        f"<div class='card{' wide' if k == 'model' else ''}'><b>{_breakable(v)}</b><span>{_fmt(k)}</span></div>"
+        f"<div class='card{' wide' if k == 'model' else ''}'><b>{breakable(v)}</b><span>{format_value(k)}</span></div>"
         for k, v in cards
     )
 
     target = ", ".join(targets)
-    source = f" of <code>{_breakable(str(data['source']))}</code>" if data.get("source") else ""
+    source = f" of <code>{breakable(str(data['source']))}</code>" if data.get("source") else ""
     dropped = data.get("dropped", 0)
     dropped_note = f" ({dropped} rows with missing values dropped)" if dropped else ""
-    finished = f" Finished {_fmt(info['finished'])}." if info.get("finished") else ""
+    finished = f" Finished {format_value(info['finished'])}." if info.get("finished") else ""
     if classification:
-        shown = f" ({_fmt(', '.join(classes))})" if 0 < len(classes) <= 8 else ""
-        what = f"Classifying <code>{_fmt(target)}</code> into {len(classes)} classes{shown}"
+        shown = f" ({format_value(', '.join(classes))})" if 0 < len(classes) <= 8 else ""
+        what = f"Classifying <code>{format_value(target)}</code> into {len(classes)} classes{shown}"
     else:
-        what = f"Predicting <code>{_fmt(target)}</code>"
+        what = f"Predicting <code>{format_value(target)}</code>"
     lead = f"{what} from {len(features)} features{source}{dropped_note}.{finished}"
 
-    all_notes = list(dict.fromkeys([*_as_list(info.get("notes")), *_as_list(notes)]))
+    all_notes = list(dict.fromkeys([*as_list(info.get("notes")), *as_list(notes)]))
     notes_html = (
-        "<ul class=notes>" + "".join(f"<li>{_breakable(n)}</li>" for n in all_notes) + "</ul>" if all_notes else ""
+        "<ul class=notes>" + "".join(f"<li>{breakable(n)}</li>" for n in all_notes) + "</ul>" if all_notes else ""
     )
 
     if classification:
@@ -144,40 +152,41 @@ def render_report(
             "the better value of each pair is in bold."
         )
     figures = "".join(
-        f"<figure>{_img(png, cap)}<figcaption>{_fmt(cap)}</figcaption></figure>" for cap, png in plots.items()
+        f"<figure>{img_tag(png, cap)}<figcaption>{format_value(cap)}</figcaption></figure>"
+        for cap, png in plots.items()
     )
     plots_html = f"<h2>Plots</h2>\n<div class=grid>{figures}</div>" if plots else ""
     if columns:
         inputs = (
             "<h2>Columns</h2>\n<p>The model reads "
-            + ", ".join(f"<code>{_fmt(f)}</code>" for f in features)
+            + ", ".join(f"<code>{format_value(f)}</code>" for f in features)
             + ". <i>filled</i> counts the missing values that were filled in.</p>\n"
-            + _columns_table(columns)
+            + columns_table(columns)
         )
     else:
-        inputs = "<h2>Features</h2>\n<p>" + ", ".join(f"<code>{_fmt(f)}</code>" for f in features) + "</p>"
+        inputs = "<h2>Features</h2>\n<p>" + ", ".join(f"<code>{format_value(f)}</code>" for f in features) + "</p>"
     config_rows = "".join(
-        f"<tr><th class=l scope=row>{_fmt(k)}</th><td class='l v'>{_breakable(_json(v))}</td></tr>"
+        f"<tr><th class=l scope=row>{format_value(k)}</th><td class='l v'>{breakable(json_text(v))}</td></tr>"
         for k, v in config.items()
     )
     versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
-    per_class = _per_class_section(metrics) if classification else ""
+    per_class = per_class_section(metrics) if classification else ""
     return f"""<!doctype html>
 <html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width,initial-scale=1">
-<title>{_fmt(title)}</title><style>{_CSS}</style></head><body><main>
-<h1>{_fmt(title)}</h1>
+<title>{format_value(title)}</title><style>{_CSS}</style></head><body><main>
+<h1>{format_value(title)}</h1>
 <p class=sub>{lead}</p>
-<div class="verdict {css}">{_fmt(text)}</div>
+<div class="verdict {css}">{format_value(text)}</div>
 {notes_html}
 <div class=cards>{cards_html}</div>
 <h2>Metrics</h2>
 <p>{explain}</p>
-{_metrics_table(metrics)}
+{metrics_table(metrics)}
 {per_class}
 {plots_html}
 {inputs}
 <h2>Configuration</h2>
-{_table(f"<tbody>{config_rows}</tbody>", "stack")}
-<p class=sub>{_fmt(versions)}</p>
+{html_table(f"<tbody>{config_rows}</tbody>", "stack")}
+<p class=sub>{format_value(versions)}</p>
 </main></body></html>
 """

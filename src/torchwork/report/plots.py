@@ -25,7 +25,7 @@ from torchwork.report.classification_plots import (
     plot_pr_curves,
     plot_roc_curves,
 )
-from torchwork.report.figures import DPI, FIGSIZE, TRAIN_COLOUR, VAL_COLOUR, _figure, _np, _png, _style
+from torchwork.report.figures import DPI, FIGSIZE, TRAIN_COLOUR, VAL_COLOUR, as_numpy, new_figure, png_bytes, style_axes
 from torchwork.report.regression_plots import plot_pred_vs_actual, plot_residuals
 
 __all__ = [
@@ -53,18 +53,18 @@ def plot_predictions(
     title: str | None = None,
 ) -> bytes:
     """The tutorial's plot: training data in blue, testing data in green, predictions in red."""
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
-    ax.scatter(_np(train_data), _np(train_labels), c="b", s=4, label="Training data")
-    ax.scatter(_np(test_data), _np(test_labels), c="g", s=4, label="Testing data")
+    ax.scatter(as_numpy(train_data), as_numpy(train_labels), c="b", s=4, label="Training data")
+    ax.scatter(as_numpy(test_data), as_numpy(test_labels), c="g", s=4, label="Testing data")
     if predictions is not None:
         # Predictions were made on the test data.
-        ax.scatter(_np(test_data), _np(predictions), c="r", s=4, label="Predictions")
+        ax.scatter(as_numpy(test_data), as_numpy(predictions), c="r", s=4, label="Predictions")
     if title:
         ax.set_title(title)
     ax.legend(markerscale=2.5)
-    _style(ax)
-    return _png(fig, path)
+    style_axes(ax)
+    return png_bytes(fig, path)
 
 
 def plot_loss_curves(
@@ -81,7 +81,7 @@ def plot_loss_curves(
 
     ``best_epoch`` draws a dashed line where early stopping found the best weights.
     """
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot()
     ax.plot(list(epochs), list(train_loss), color=TRAIN_COLOUR, label="Train loss")
     if test_loss is not None and any(v is not None for v in test_loss):
@@ -94,5 +94,5 @@ def plot_loss_curves(
     if log_scale:
         ax.set_yscale("log")
     ax.legend()
-    _style(ax)
-    return _png(fig, path)
+    style_axes(ax)
+    return png_bytes(fig, path)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from torchwork.report.figures import PRED_COLOUR, TRAIN_COLOUR, _figure, _np, _png, _style
+from torchwork.report.figures import PRED_COLOUR, TRAIN_COLOUR, as_numpy, new_figure, png_bytes, style_axes
 
 
 def plot_pred_vs_actual(
     y_true: Any, y_pred: Any, path: str | os.PathLike[str] | None = None, title: str = "Predicted vs actual"
 ) -> bytes:
     """Each test row as a point (actual, predicted); the diagonal is a perfect prediction."""
-    t, p = _np(y_true).reshape(-1), _np(y_pred).reshape(-1)  # type: ignore[union-attr]
-    fig = _figure()
+    t, p = as_numpy(y_true).reshape(-1), as_numpy(y_pred).reshape(-1)  # type: ignore[union-attr]
+    fig = new_figure()
     ax = fig.add_subplot()
     ax.scatter(t, p, s=8, alpha=0.6, c=TRAIN_COLOUR, label="Rows")
     lo, hi = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
@@ -22,17 +22,17 @@ def plot_pred_vs_actual(
     ax.set_ylabel("Predicted")
     ax.set_title(title)
     ax.legend()
-    _style(ax)
-    return _png(fig, path)
+    style_axes(ax)
+    return png_bytes(fig, path)
 
 
 def plot_residuals(
     y_true: Any, y_pred: Any, path: str | os.PathLike[str] | None = None, title: str = "Residuals"
 ) -> bytes:
     """Residuals (actual - predicted) against the prediction, and their distribution beside them."""
-    t, p = _np(y_true).reshape(-1), _np(y_pred).reshape(-1)  # type: ignore[union-attr]
+    t, p = as_numpy(y_true).reshape(-1), as_numpy(y_pred).reshape(-1)  # type: ignore[union-attr]
     r = t - p
-    fig = _figure()
+    fig = new_figure()
     ax1, ax2 = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 1]})
     ax1.scatter(p, r, s=8, alpha=0.6, c=TRAIN_COLOUR)
     ax1.axhline(0.0, c=PRED_COLOUR, lw=1)
@@ -43,5 +43,5 @@ def plot_residuals(
     ax2.axhline(0.0, c=PRED_COLOUR, lw=1)
     ax2.set_xlabel("Rows")
     ax2.tick_params(labelleft=False)
-    _style(ax1, ax2)
-    return _png(fig, path)
+    style_axes(ax1, ax2)
+    return png_bytes(fig, path)

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from torchwork.report.formatting import _is_classification, _num, _table
+from torchwork.report.formatting import html_table, is_classification, number_text
 
 PARTS = ("train", "val", "test")
 # (key, label, which way is better, format) of each metric in the metrics table.
@@ -32,9 +32,9 @@ CLASSIFICATION_MODELS = (
 )
 
 
-def _metrics_table(metrics: dict[str, Any]) -> str:
+def metrics_table(metrics: dict[str, Any]) -> str:
     """Splits as columns; per metric, one row for the model and one per baseline; the best in bold."""
-    classification = _is_classification(metrics)
+    classification = is_classification(metrics)
     specs = CLASSIFICATION_METRICS if classification else REGRESSION_METRICS
     sources = CLASSIFICATION_MODELS if classification else REGRESSION_MODELS
     parts = [p for p in PARTS if p in metrics.get("model", {})]
@@ -43,7 +43,7 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
     counts = metrics.get("rows", {})
     rows = (
         "<tbody><tr><th class=l scope=row>rows</th>"
-        + "".join(f"<td>{_num(counts.get(p))}</td>" for p in parts)
+        + "".join(f"<td>{number_text(counts.get(p))}</td>" for p in parts)
         + "</tr></tbody>"
     )
     groups = []
@@ -62,12 +62,12 @@ def _metrics_table(metrics: dict[str, Any]) -> str:
             cells = []
             for p in parts:
                 value = metrics[src].get(p, {}).get(key)
-                text = _num(value, kind)
+                text = number_text(value, kind)
                 bold = value is not None and p in best and float(value) == best[p]
                 cells.append(f"<td>{'<b>' + text + '</b>' if bold else text}</td>")
             lines.append(f"<tr><td class=l>{name}</td>{''.join(cells)}</tr>")
         groups.append(f"<tbody>{''.join(lines)}</tbody>")
-    return _table(head + rows + "".join(groups))
+    return html_table(head + rows + "".join(groups))
 
 
 def _class_names(metrics: dict[str, Any], n: int) -> list[str]:
@@ -75,7 +75,7 @@ def _class_names(metrics: dict[str, Any], n: int) -> list[str]:
     return names if len(names) == n else [f"class {k}" for k in range(n)]
 
 
-def _per_class_section(metrics: dict[str, Any]) -> str:
+def per_class_section(metrics: dict[str, Any]) -> str:
     """Per-class precision, recall, F1 and the confusion matrix of the model, on test (else val, else train)."""
     model = metrics.get("model", {})
     part = next((p for p in ("test", "val", "train") if model.get(p, {}).get("per_class")), None)
@@ -88,11 +88,12 @@ def _per_class_section(metrics: dict[str, Any]) -> str:
         "<th scope=col>F1</th><th scope=col>rows</th></tr></thead>"
     )
     body = "".join(
-        f"<tr><th class=l scope=row>{html.escape(name)}</th><td>{_num(c.get('precision'), 'p3')}</td>"
-        f"<td>{_num(c.get('recall'), 'p3')}</td><td>{_num(c.get('f1'), 'p3')}</td><td>{_num(c.get('support'))}</td></tr>"  # noqa: E501
+        f"<tr><th class=l scope=row>{html.escape(name)}</th><td>{number_text(c.get('precision'), 'p3')}</td>"
+        f"<td>{number_text(c.get('recall'), 'p3')}</td><td>{number_text(c.get('f1'), 'p3')}</td>"
+        f"<td>{number_text(c.get('support'))}</td></tr>"
         for name, c in zip(names, per_class, strict=True)
     )
-    out = [f"<h3>Each class, {part} split</h3>", _table(f"{head}<tbody>{body}</tbody>")]
+    out = [f"<h3>Each class, {part} split</h3>", html_table(f"{head}<tbody>{body}</tbody>")]
     cm = model[part].get("confusion_matrix")
     if cm and len(cm) == len(names):
         out.append(f"<h3>Confusion matrix, {part} split</h3>")
@@ -117,11 +118,11 @@ def _per_class_section(metrics: dict[str, Any]) -> str:
             number = f"<span class=n>{i + 1} </span>"
             lines.append(f"<tr><th class=l scope=row>{number}{html.escape(name)}</th>{''.join(cells)}</tr>")
         head = f"<thead><tr><th class=l scope=col>actual \\ predicted</th>{top}</tr></thead>"
-        out.append(_table(f"{head}<tbody>{''.join(lines)}</tbody>", "cmx"))
+        out.append(html_table(f"{head}<tbody>{''.join(lines)}</tbody>", "cmx"))
     return "".join(out)
 
 
-def _columns_table(columns: Sequence[dict[str, Any]]) -> str:
+def columns_table(columns: Sequence[dict[str, Any]]) -> str:
     unknown = any(c.get("unknown") is not None for c in columns)
     head = "<thead><tr><th class=l scope=col>column</th><th class=l scope=col>kind</th>"
     head += "<th class=l scope=col>detail</th><th scope=col>filled</th>"
@@ -132,9 +133,9 @@ def _columns_table(columns: Sequence[dict[str, Any]]) -> str:
             f"<th class=l scope=row><code>{html.escape(str(c.get('name', '')))}</code></th>"
             f"<td class=l>{html.escape(str(c.get('kind', '')))}</td>"
             f"<td class='l wrap'>{html.escape(str(c.get('detail', '')))}</td>"
-            f"<td data-label=filled>{_num(c.get('filled', 0))}</td>"
+            f"<td data-label=filled>{number_text(c.get('filled', 0))}</td>"
         )
         if unknown:
-            cells += f"<td data-label=unknown>{_num(c.get('unknown'))}</td>"
+            cells += f"<td data-label=unknown>{number_text(c.get('unknown'))}</td>"
         rows.append(f"<tr>{cells}</tr>")
-    return _table(f"{head}<tbody>{''.join(rows)}</tbody>", "stack")
+    return html_table(f"{head}<tbody>{''.join(rows)}</tbody>", "stack")

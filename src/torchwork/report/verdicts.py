@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from torchwork.report.formatting import _is_classification, _pct
+from torchwork.report.formatting import is_classification, percent
 
 
 def _classification_verdict(metrics: dict[str, Any]) -> tuple[str, str]:
@@ -19,7 +19,8 @@ def _classification_verdict(metrics: dict[str, Any]) -> tuple[str, str]:
         if part is None:
             return "No metrics to judge the model by.", "even"
         return (
-            f"The model's accuracy on the {part} split is {_pct(model[part]['accuracy'])} (no baseline to compare with).",  # noqa: E501
+            f"The model's accuracy on the {part} split is {percent(model[part]['accuracy'])} "
+            "(no baseline to compare with).",
             "even",
         )
     m, b = model[part], base[part]
@@ -29,21 +30,23 @@ def _classification_verdict(metrics: dict[str, Any]) -> tuple[str, str]:
         loss = f" (log loss {float(m['log_loss']):.3g} against {float(b['log_loss']):.3g})"
     diff = round(ours - theirs, 12)
     if diff >= 0.005:
-        text = f"The model beats {base_name} on the {part} split: accuracy {_pct(ours)} against {_pct(theirs)}{loss}."
+        scores = f"accuracy {percent(ours)} against {percent(theirs)}{loss}"
+        text = f"The model beats {base_name} on the {part} split: {scores}."
         css = "good"
     elif diff <= -0.005:
         name = base_name[0].upper() + base_name[1:]
-        text = f"{name} beats the model on the {part} split: accuracy {_pct(theirs)} against {_pct(ours)}{loss}."
+        text = f"{name} beats the model on the {part} split: accuracy {percent(theirs)} against {percent(ours)}{loss}."
         css = "bad"
     else:
         text = (
-            f"The model and {base_name} do equally well on the {part} split: accuracy {_pct(ours)} against "
-            f"{_pct(theirs)}, within half a point{loss}."
+            f"The model and {base_name} do equally well on the {part} split: accuracy {percent(ours)} against "
+            f"{percent(theirs)}, within half a point{loss}."
         )
         css = "even"
     majority = (metrics.get("majority_class") or {}).get(part)
     if base_key != "majority_class" and majority and ours < float(majority["accuracy"]) + 0.005:
-        text += f" The model does no better than always predicting the most common class ({_pct(float(majority['accuracy']))})."  # noqa: E501
+        share = percent(float(majority["accuracy"]))
+        text += f" The model does no better than always predicting the most common class ({share})."
         css = "bad"
     return text, css
 
@@ -55,7 +58,7 @@ def verdict(metrics: dict[str, Any]) -> tuple[str, str]:
     logistic regression, by accuracy (equal within half a point), with the log loss beside it.
     Judged on the test split, else validation, else training.
     """
-    if _is_classification(metrics):
+    if is_classification(metrics):
         return _classification_verdict(metrics)
     part = next((p for p in ("test", "val", "train") if p in metrics["model"]), "train")
     model, base = metrics["model"][part]["mse"], metrics["least_squares"][part]["mse"]
@@ -70,7 +73,8 @@ def verdict(metrics: dict[str, Any]) -> tuple[str, str]:
         return f"The model beats the least-squares line on the {part} split: MSE {1 - ratio:.1%} lower.", "good"
     if ratio > 2:
         return (
-            f"The least-squares line beats the model on the {part} split: the model's MSE is {ratio:.3g} times as high.",  # noqa: E501
+            f"The least-squares line beats the model on the {part} split: "
+            f"the model's MSE is {ratio:.3g} times as high.",
             "bad",
         )
     if ratio > 1.01:

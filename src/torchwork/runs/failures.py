@@ -10,7 +10,7 @@ from torchwork.core.errors import TrainingDiverged, TrainingInterrupted
 from torchwork.runs.folder import CHECKPOINT
 
 
-def _after_failure(exc: BaseException, partial: Path, out: Path, keep: bool = False, from_file: bool = True) -> None:
+def after_failure(exc: BaseException, partial: Path, out: Path, keep: bool = False, from_file: bool = True) -> None:
     """Say what was kept and how to go on; keep a partial run that can be resumed, remove one that cannot."""
     has_checkpoint = (partial / CHECKPOINT).exists()
     how = f"torchwork resume {out}" if from_file else f"torchwork.resume({str(out)!r}, data=<the same data>)"

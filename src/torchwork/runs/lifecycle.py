@@ -18,14 +18,14 @@ from torchwork.core.errors import InputError, TrainingDiverged, TrainingInterrup
 from torchwork.files.atomic import atomic_write
 from torchwork.files.checkpoint import Checkpointer
 from torchwork.runs.config import TrainConfig
-from torchwork.runs.failures import _after_failure
+from torchwork.runs.failures import after_failure
 from torchwork.runs.fitting import fit, resolve, restore
 from torchwork.runs.folder import CHECKPOINT, complete_run_path, partial_path, write_run
 from torchwork.runs.outdir import check_out, claim_run, default_out, move_into_place
 from torchwork.runs.preparing import Prepared, prepare
-from torchwork.runs.resume_point import Echo, _consent, _resume_start
+from torchwork.runs.resume_point import Echo, check_consent, resume_start
 from torchwork.runs.run import Run
-from torchwork.runs.run_record import _as_run, _data_info, describe, versions
+from torchwork.runs.run_record import as_run, describe, describe_data, versions
 from torchwork.training.callbacks import Callback, Progress, TensorBoard
 from torchwork.training.distributed import Group, joined, on_main
 
@@ -57,7 +57,7 @@ def train_run(
     ``model`` is your class, factory or instance (Python only; ``config.model`` names it).
     """
     config = config.validate()
-    _consent(config, trust_model_code)
+    check_consent(config, trust_model_code)
     if data is None and config.data is not None:  # recorded absolute: resume and export work from anywhere
         config = config.updated({"data": str(Path(config.data).resolve())}, source="config")
     echo = echo or _stderr
@@ -76,7 +76,7 @@ def train_run(
         if verbose and lead:
             for line in describe(prepared):
                 echo(line)
-        data_info = _data_info(config, data, prepared)
+        data_info = describe_data(config, data, prepared)
         if out_path is None:
             return _train(config, prepared, data_info, None, verbose and lead, given=model, group=group)
         out_path, partial, held = on_main(
@@ -87,7 +87,7 @@ def train_run(
             return _finish(run, prepared, partial, out_path, overwrite, from_file=data is None, lead=lead)
         except BaseException as exc:
             if lead:
-                _after_failure(exc, partial, out_path, from_file=data is None)
+                after_failure(exc, partial, out_path, from_file=data is None)
             raise
         finally:
             if held is not None:
@@ -130,7 +130,7 @@ def resume_run(
         lead = group is None or group.main
         world = group.world_size if group is not None else 1
         config, state, extra, held = on_main(
-            group, lambda: _resume_start(partial, out_path, data, world, trust_model_code, model, echo),
+            group, lambda: resume_start(partial, out_path, data, world, trust_model_code, model, echo),
             share=lambda r: (r[0], r[1], r[2], None),
         )  # fmt: skip
         try:
@@ -139,22 +139,22 @@ def resume_run(
             if (
                 data is not None
                 and data_info is not None
-                and _data_info(config, data, prepared)["sha256"] != data_info["sha256"]
+                and describe_data(config, data, prepared)["sha256"] != data_info["sha256"]
             ):
                 raise InputError("the data given to resume is not the data the run started with (SHA-256 differs)")
-            data_info = data_info or _data_info(config, data, prepared)
+            data_info = data_info or describe_data(config, data, prepared)
             if extra.get("finished"):
                 fitted = restore(config, prepared, state or {}, extra, model, str(partial / CHECKPOINT))
                 if lead:
                     echo(f"{partial}: training had finished; writing the run out")
-                run = _as_run(config, prepared, data_info, fitted, resumed=True, processes=world, group=group)
+                run = as_run(config, prepared, data_info, fitted, resumed=True, processes=world, group=group)
             else:
                 run = _train(config, prepared, data_info, partial, verbose and lead, resume_state=state, given=model,
                              group=group)  # fmt: skip
             return _finish(run, prepared, partial, out_path, overwrite, from_file=data is None, lead=lead)
         except BaseException as exc:
             if lead:
-                _after_failure(exc, partial, out_path, keep=True, from_file=data is None)
+                after_failure(exc, partial, out_path, keep=True, from_file=data is None)
             raise
         finally:
             if held is not None:
@@ -193,7 +193,7 @@ def _train(
         if checkpointer is not None and exc.checkpoint is None:
             exc.checkpoint = checkpointer.good()
         raise
-    return _as_run(config, prepared, data_info, fitted, resumed=resume_state is not None, processes=processes,
+    return as_run(config, prepared, data_info, fitted, resumed=resume_state is not None, processes=processes,
                    group=group)  # fmt: skip
 
 

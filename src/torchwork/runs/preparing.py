@@ -12,7 +12,7 @@ from torch import nn
 
 from torchwork.core.errors import InputError
 from torchwork.data.columns import infer_columns, infer_task
-from torchwork.data.encoders import TargetEncoder, _float
+from torchwork.data.encoders import TargetEncoder, as_float
 from torchwork.data.preprocess import Preprocessor
 from torchwork.data.readers import read_table
 from torchwork.data.split import split_indices
@@ -90,7 +90,7 @@ def prepare(
 
     for col in columns:  # every value of every numeric column checked before the rows are split
         if col.kind == "numeric":
-            _float(frame[col.name].iloc[rows], col.name, table.source, where)
+            as_float(frame[col.name].iloc[rows], col.name, table.source, where)
     stratify, names = None, None
     if task == "classification":
         target = TargetEncoder.fit_classification(targets[0], frame[targets[0]].iloc[rows], binary_logit=True)
@@ -99,7 +99,7 @@ def prepare(
         if config.shuffle:
             stratify, names = codes, [str(c) for c in target.classes]
     else:
-        values = np.column_stack([_float(frame[t].iloc[rows], t, table.source, where) for t in targets])
+        values = np.column_stack([as_float(frame[t].iloc[rows], t, table.source, where) for t in targets])
     try:
         train, val, test = split_indices(len(rows), config.val, config.test, shuffle=config.shuffle, seed=config.seed,
                                          stratify=stratify, names=names)  # fmt: skip

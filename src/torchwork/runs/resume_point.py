@@ -14,12 +14,12 @@ from torchwork.files.folders import lock
 from torchwork.files.manifest import MANIFEST
 from torchwork.runs.config import TrainConfig
 from torchwork.runs.folder import CHECKPOINT
-from torchwork.runs.run_record import _digest
+from torchwork.runs.run_record import file_digest
 
 Echo = Callable[[str], Any]
 
 
-def _consent(config: TrainConfig, trust_model_code: bool) -> None:
+def check_consent(config: TrainConfig, trust_model_code: bool) -> None:
     """A class named in a config file is not consent to import it: that needs --trust-model-code."""
     if ":" in config.model and config.from_file("model") and not trust_model_code:
         raise UnsafeFileError(
@@ -28,7 +28,7 @@ def _consent(config: TrainConfig, trust_model_code: bool) -> None:
         )
 
 
-def _resume_start(
+def resume_start(
     partial: Path, out: Path, data: Any, world: int, trust_model_code: bool, model: Any, echo: Echo
 ) -> tuple[TrainConfig, dict[str, Any] | None, dict[str, Any], Any]:
     """Lock the partial run; its configuration, checkpoint state and extra values, after every check."""
@@ -46,7 +46,7 @@ def _resume_start(
                 f"{partial}: trained in {n}; it resumes exactly only in {processes} (this is {world}): "
                 f"torchwork resume {out} --nproc {processes}, or torchrun with {processes} processes in all"
             )
-        _consent(config, trust_model_code or model is not None)
+        check_consent(config, trust_model_code or model is not None)
         if ":" in config.model and not trust_model_code and model is None:
             raise UnsafeFileError(
                 f"{partial}: the run's model is the class {config.model!r}; resuming imports it, which runs that "
@@ -62,7 +62,7 @@ def _resume_start(
                 )
             if not (Path(source).is_file() or Path(source).is_dir()):
                 raise InputError(f"{partial}: its data file {source} is gone; a run resumes only from the same data")
-            if data_info is not None and _digest(Path(source)) != data_info["sha256"]:
+            if data_info is not None and file_digest(Path(source)) != data_info["sha256"]:
                 raise InputError(f"{source}: changed since the run started (SHA-256 differs); cannot resume exactly")
     except BaseException:
         held.release()

@@ -38,7 +38,7 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
     """The SHA-256 of a data file; of a folder (of Parquet files), over each file's name and SHA-256."""
     if path.is_file():
         return sha256_file(path)
@@ -46,11 +46,11 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(json.dumps([[p.name, sha256_file(p)] for p in files]).encode()).hexdigest()
 
 
-def _data_info(config: TrainConfig, data: Any, prepared: Prepared) -> dict[str, Any]:
+def describe_data(config: TrainConfig, data: Any, prepared: Prepared) -> dict[str, Any]:
     source = data if data is not None else config.data
     if prepared.stream is not None:  # a file or a folder of files, streamed
         path = Path(prepared.stream.source.name)
-        return {"source": str(path.resolve()), "sha256": _digest(path), "rows": prepared.stream.source.rows,
+        return {"source": str(path.resolve()), "sha256": file_digest(path), "rows": prepared.stream.source.rows,
                 "rows_used": sum(prepared.stream.sizes.values()), "dropped": prepared.dropped,
                 "filled": prepared.filled, "streamed": True}  # fmt: skip
     if isinstance(source, str | os.PathLike):
@@ -87,7 +87,7 @@ def describe(prepared: Prepared) -> list[str]:
     return lines + [f"note: {n}" for n in prepared.notes]
 
 
-def _as_run(
+def as_run(
     config: TrainConfig, prepared: Prepared, data_info: dict[str, Any], fitted: Any, resumed: bool, processes: int,
     group: Group | None = None,
 ) -> Run:  # fmt: skip

@@ -10,7 +10,7 @@ import numpy as np
 from torchwork.evaluation.metrics import classification_metrics
 
 
-class _Metrics:
+class StreamMetrics:
     """Metrics accumulated chunk by chunk: exact sums for regression; the confusion matrix and
     log loss for classes (ROC-AUC comes from the sample)."""
 

@@ -15,7 +15,7 @@ from torchwork.data.preprocess import Preprocessor
 from torchwork.data.stream import PART_CODES, Moments, Source, parts_of, sample_keys
 from torchwork.data.tables import Table, pick_columns
 from torchwork.runs.config import TrainConfig
-from torchwork.runs.stream_table import Scan, Streamed, _usable
+from torchwork.runs.stream_table import Scan, Streamed, usable_rows
 
 MAX_CATEGORIES = 100_000  # distinct values a text column may have when streamed
 
@@ -28,11 +28,11 @@ def scan(source: Source, config: TrainConfig, targets: list[str], features: list
     for unit in source.units:
         frame = source.read(unit, columns)
         rows = unit.first + np.arange(len(frame))
-        usable = _usable(frame, None, rows, targets, features, config.drop_missing)
-        found.dropped["missing_target"] += int((~_usable(frame, None, rows, targets, [], False)).sum())
+        usable = usable_rows(frame, None, rows, targets, features, config.drop_missing)
+        found.dropped["missing_target"] += int((~usable_rows(frame, None, rows, targets, [], False)).sum())
         if config.drop_missing:
             found.dropped["missing_value"] = found.dropped.get("missing_value", 0) + int(
-                (~usable).sum() - (~_usable(frame, None, rows, targets, [], False)).sum()
+                (~usable).sum() - (~usable_rows(frame, None, rows, targets, [], False)).sum()
             )
         parts = parts_of(rows, config.seed, config.val, config.test)
         keys = sample_keys(rows, config.seed)

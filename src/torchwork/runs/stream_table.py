@@ -16,7 +16,7 @@ from torchwork.data.stream import PART_CODES, Moments, Reservoir, Source, Stream
 from torchwork.data.tables import missing_mask
 from torchwork.evaluation.baselines import LeastSquares, LogisticRegression, MajorityClass
 from torchwork.runs.config import TrainConfig
-from torchwork.runs.stream_metrics import _Metrics
+from torchwork.runs.stream_metrics import StreamMetrics
 
 SAMPLE = {"train": 50_000, "val": 10_000, "test": 10_000}
 
@@ -59,7 +59,7 @@ class Streamed:
 
         def encode(frame: pd.DataFrame, unit: Unit) -> tuple[np.ndarray, np.ndarray]:
             rows = unit.first + np.arange(len(frame))
-            keep = (parts_of(rows, config.seed, config.val, config.test) == code) & _usable(frame, self, rows)
+            keep = (parts_of(rows, config.seed, config.val, config.test) == code) & usable_rows(frame, self, rows)
             chunk = frame.loc[keep, columns]
             where = _where_in(unit, np.flatnonzero(keep))
             X = pre.inputs(chunk, source, where).X
@@ -85,7 +85,7 @@ class Streamed:
     def _parts(self, frame: pd.DataFrame, unit: Unit) -> tuple[pd.DataFrame, np.ndarray]:
         """The chunk's usable rows and the part of each."""
         rows = unit.first + np.arange(len(frame))
-        usable = _usable(frame, self, rows)
+        usable = usable_rows(frame, self, rows)
         parts = parts_of(rows, self.config.seed, self.config.val, self.config.test)
         return frame.loc[usable], parts[usable]
 
@@ -106,7 +106,7 @@ class Streamed:
         """Each predictor's metrics on each part, in one pass. ``predict``: the encoded inputs of a
         chunk to every predictor's predictions (target units, or class probabilities), by name."""
         regression = self.pre.task == "regression"
-        acc = {name: {p: _Metrics(regression, len(self.pre.target.classes)) for p in PART_CODES} for name in names}
+        acc = {name: {p: StreamMetrics(regression, len(self.pre.target.classes)) for p in PART_CODES} for name in names}
         columns = self.features + self.targets
         for unit in self.source.units:
             frame, parts = self._parts(self.source.read(unit, columns), unit)
@@ -119,7 +119,7 @@ class Streamed:
         return {name: {p: m.result() for p, m in by_part.items() if m.n} for name, by_part in acc.items()}
 
 
-def _usable(frame: pd.DataFrame, streamed: Streamed | None, rows: np.ndarray, targets: list[str] | None = None,
+def usable_rows(frame: pd.DataFrame, streamed: Streamed | None, rows: np.ndarray, targets: list[str] | None = None,
             features: list[str] | None = None, drop_missing: bool | None = None) -> np.ndarray:  # fmt: skip
     """Rows with a target (and, with ``--drop-missing``, every feature)."""
     targets = targets if targets is not None else streamed.targets if streamed else []

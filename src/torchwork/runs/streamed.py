@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from torchwork.core.errors import InputError
-from torchwork.data.readers import _available_memory, npy_memory
+from torchwork.data.readers import available_memory, npy_memory
 from torchwork.runs.config import TrainConfig
 from torchwork.runs.stream_metrics import roc_auc_on_sample
 from torchwork.runs.stream_prepare import MAX_CATEGORIES, prepare_stream, scan
@@ -67,7 +67,7 @@ def wants_stream(config: TrainConfig, data: Any) -> bool:
         return any(p.suffix.lower() in (".parquet", ".pq") for p in path.iterdir())
     if path.suffix.lower() not in (".parquet", ".pq", ".npy") or not path.is_file():
         return False
-    budget = config.memory_budget or (_available_memory() or 1 << 62) // 2
+    budget = config.memory_budget or (available_memory() or 1 << 62) // 2
     return _in_memory_bytes(path) > budget
 
 
