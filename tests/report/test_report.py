@@ -290,3 +290,64 @@ def test_regression_verdict_is_unchanged():
     text, css = verdict(_reg(660.0, 600.0))
     assert text == "The least-squares line beats the model on the test split: the model's MSE is 10.0% higher."
     assert css == "bad" and html.escape(text) in _render(_reg(660.0, 600.0))
+
+
+def _drawn(monkeypatch, module, make):
+    """The figure a plot function draws (its PNG is not rendered)."""
+    figures = []
+    monkeypatch.setattr(module, "png_bytes", lambda fig, path: figures.append(fig) or b"")
+    make()
+    return figures[0]
+
+
+def _points(ax):
+    return sum(len(c.get_offsets()) for c in ax.collections if hasattr(c, "get_offsets"))
+
+
+def _notes(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_scatter_plots_draw_a_fixed_sample_of_many_rows(monkeypatch):
+    """A scatter of 240,000 rows is one blot, and matplotlib's cost (memory too) grows with it: the
+    plots draw MAX_POINTS rows chosen at random, the same ones every time, and say so; the
+    histogram and the axes still cover every row."""
+    from torchwork.report import classification_plots, figures, regression_plots
+
+    limit, n = figures.MAX_POINTS, figures.MAX_POINTS * 3
+    rng = np.random.default_rng(1)
+    t = rng.normal(size=n)
+    p = t + rng.normal(size=n) * 0.1
+    t[7] = 50.0  # the largest value, and row 7 is not in every sample: the diagonal still reaches it
+    fig = _drawn(monkeypatch, regression_plots, lambda: plots.plot_pred_vs_actual(t, p))
+    ax = fig.axes[0]
+    assert _points(ax) == limit and _notes(fig) == [f"{limit:,} of {n:,} rows shown, at random"]
+    drawn = np.asarray(ax.collections[0].get_offsets())
+    again = np.asarray(_drawn(monkeypatch, regression_plots, lambda: plots.plot_pred_vs_actual(t, p)).axes[0]
+                       .collections[0].get_offsets())  # fmt: skip
+    assert np.array_equal(drawn, again)
+    rows = {float(v) for v in t}
+    assert len({float(v) for v in drawn[:, 0]} & rows) == limit  # rows of the data, each once
+    assert max(ax.lines[0].get_xdata()) >= 50.0
+
+    fig = _drawn(monkeypatch, regression_plots, lambda: plots.plot_residuals(t, p))
+    scatter_ax, hist_ax = fig.axes
+    assert _points(scatter_ax) == limit and len(_notes(fig)) == 1
+    assert sum(patch.get_width() for patch in hist_ax.patches) == n  # the histogram counts every row
+
+    small = _drawn(monkeypatch, regression_plots, lambda: plots.plot_pred_vs_actual(t[:limit], p[:limit]))
+    assert _points(small.axes[0]) == limit and _notes(small) == []
+
+    X = rng.normal(size=(n, 2))
+
+    def regions():
+        split = (X[:, 0] > 0).astype(int)
+        plots.plot_decision_regions(lambda A: (A[:, 0] > 0).astype(int), X, split, X[:100], split[:100], ["a", "b"],
+                                    ["u", "v"], resolution=20)  # fmt: skip
+
+    fig = _drawn(monkeypatch, classification_plots, regions)
+    assert _points(fig.axes[0]) == limit + 100
+    assert _notes(fig) == [f"{limit + 100:,} of {n + 100:,} rows shown, at random"]
+
+    fig = _drawn(monkeypatch, plots, lambda: plots.plot_predictions(t, t, t[:10], t[:10], p[:10]))
+    assert _points(fig.axes[0]) == limit + 20 and len(_notes(fig)) == 1

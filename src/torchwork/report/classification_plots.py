@@ -27,6 +27,8 @@ from torchwork.report.figures import (
     new_figure,
     percent_formatter,
     png_bytes,
+    point_sample,
+    sample_note,
     shorten,
     style_axes,
 )
@@ -241,6 +243,15 @@ def plot_decision_regions(
         xy_tr, xy_te = (Xtr[:, 0], ytr + 0.15), (Xte[:, 0], yte - 0.15)
         ax.set_yticks(range(n_classes), [shorten(name) for name in names])
         ax.set_ylabel("Actual class")
+    # At most MAX_POINTS rows of each split are drawn (a seeded sample, said on the plot); the
+    # shading and the axes' extent come from every row.
+    keep_tr, keep_te = point_sample(len(ytr)), point_sample(len(yte))
+    if keep_tr is not None:
+        xy_tr, ytr = (xy_tr[0][keep_tr], xy_tr[1][keep_tr]), ytr[keep_tr]
+    if keep_te is not None:
+        xy_te, yte = (xy_te[0][keep_te], xy_te[1][keep_te]), yte[keep_te]
+    if keep_tr is not None or keep_te is not None:
+        sample_note(ax, len(ytr) + len(yte), len(Xtr) + len(Xte))
     for k in range(n_classes):
         marker = CLASS_MARKERS[k % len(CLASS_MARKERS)]
         for (x, y), codes, colour in ((xy_tr, ytr, TRAIN_COLOUR), (xy_te, yte, TEST_COLOUR)):

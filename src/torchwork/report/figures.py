@@ -27,6 +27,23 @@ REGION_COLOURS = ("#f6c9a3", "#d8c6ee", "#f5b5c4", "#f1e29a", "#d9d9d9", "#cdb59
 CLASS_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 
+MAX_POINTS = 5000  # a scatter draws at most this many rows: more is one blot, and costs memory and time
+
+
+def point_sample(n: int, limit: int = MAX_POINTS) -> np.ndarray | None:
+    """Which of ``n`` rows a scatter draws: None for all of them, else ``limit`` rows drawn at random
+    (seeded: the same rows every time), in row order."""
+    if n <= limit:
+        return None
+    return np.sort(np.random.default_rng(0).choice(n, size=limit, replace=False))
+
+
+def sample_note(ax: Any, shown: int, n: int) -> None:
+    """Say on the plot that it draws a sample of the rows."""
+    ax.annotate(f"{shown:,} of {n:,} rows shown, at random", xy=(0.01, 0.01), xycoords="axes fraction",
+                fontsize=NOTE_SIZE, color="#555555", va="bottom", ha="left")  # fmt: skip
+
+
 def new_figure(figsize: tuple[float, float] = FIGSIZE) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

@@ -25,7 +25,18 @@ from torchwork.report.classification_plots import (
     plot_pr_curves,
     plot_roc_curves,
 )
-from torchwork.report.figures import DPI, FIGSIZE, TRAIN_COLOUR, VAL_COLOUR, as_numpy, new_figure, png_bytes, style_axes
+from torchwork.report.figures import (
+    DPI,
+    FIGSIZE,
+    TRAIN_COLOUR,
+    VAL_COLOUR,
+    as_numpy,
+    new_figure,
+    png_bytes,
+    point_sample,
+    sample_note,
+    style_axes,
+)
 from torchwork.report.regression_plots import plot_pred_vs_actual, plot_residuals
 
 __all__ = [
@@ -52,14 +63,26 @@ def plot_predictions(
     path: str | os.PathLike[str] | None = None,
     title: str | None = None,
 ) -> bytes:
-    """The tutorial's plot: training data in blue, testing data in green, predictions in red."""
+    """The tutorial's plot: training data in blue, testing data in green, predictions in red.
+
+    At most :data:`~torchwork.report.figures.MAX_POINTS` rows of each split are drawn (a seeded
+    sample, said on the plot).
+    """
     fig = new_figure()
     ax = fig.add_subplot()
-    ax.scatter(as_numpy(train_data), as_numpy(train_labels), c="b", s=4, label="Training data")
-    ax.scatter(as_numpy(test_data), as_numpy(test_labels), c="g", s=4, label="Testing data")
+    train = [np.asarray(as_numpy(a)) for a in (train_data, train_labels)]
+    test = [np.asarray(as_numpy(a)) for a in (test_data, test_labels, predictions) if a is not None]
+    keep_train, keep_test = point_sample(len(train[0])), point_sample(len(test[0]))
+    if keep_train is not None or keep_test is not None:
+        shown = sum(len(k) if k is not None else len(part[0]) for k, part in ((keep_train, train), (keep_test, test)))
+        sample_note(ax, shown, len(train[0]) + len(test[0]))
+    train = [a if keep_train is None else a[keep_train] for a in train]
+    test = [a if keep_test is None else a[keep_test] for a in test]
+    ax.scatter(train[0], train[1], c="b", s=4, label="Training data")
+    ax.scatter(test[0], test[1], c="g", s=4, label="Testing data")
     if predictions is not None:
         # Predictions were made on the test data.
-        ax.scatter(as_numpy(test_data), as_numpy(predictions), c="r", s=4, label="Predictions")
+        ax.scatter(test[0], test[2], c="r", s=4, label="Predictions")
     if title:
         ax.set_title(title)
     ax.legend(markerscale=2.5)
