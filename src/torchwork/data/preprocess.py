@@ -30,6 +30,7 @@ from torchwork.data.encoders import (
     TargetEncoder,
     as_float,
 )
+from torchwork.data.tables import Rows
 
 
 @dataclass
@@ -154,26 +155,33 @@ class Preprocessor:
         return names
 
     # ------------------------------------------------------------ transform
-    def inputs(self, frame: pd.DataFrame, source: str = "data", where: Any = _no_where) -> Encoded:
+    def inputs(self, frame: pd.DataFrame | Rows, source: str = "data", where: Any = _no_where) -> Encoded:
         """The model's inputs (float32) for rows of ``frame`` that have the feature columns."""
         n = len(frame)
-        blocks: list[np.ndarray] = []
-        flags: list[np.ndarray] = []
+        # Each column is written into X as it is encoded: the float64 columns never all live at once.
+        X = np.empty((n, self.n_inputs), dtype=np.float32)
+        j = 0  # the next numeric column; missing-value indicators follow every numeric column
+        flag = sum(1 if isinstance(e, NumericEncoder) else len(e.parts) for e in self.numeric.values())
         filled: dict[str, int] = {}
         unknown: dict[str, int] = {}
         for name, enc in self.numeric.items():
             if isinstance(enc, NumericEncoder):
                 values, missing = enc.encode(as_float(frame[name], name, source, where))
                 _check_standardized(values, name, source, where)
-                blocks.append(values)
+                X[:, j] = values
+                j += 1
+                del values
             else:
                 parts = DatetimeEncoder.split(frame[name])
                 missing = np.isnan(parts["year"])
-                blocks += [e.encode(parts[p])[0] for p, e in zip(enc.parts, enc.numeric, strict=True)]
+                for p, e in zip(enc.parts, enc.numeric, strict=True):
+                    X[:, j] = e.encode(parts[p])[0]
+                    j += 1
             if missing.any():
                 filled[name] = int(missing.sum())
             if enc.indicator:
-                flags.append(missing.astype(np.float64))
+                X[:, flag] = missing
+                flag += 1
         codes = []
         for name, cat in self.categorical.items():
             c, missing_count, unknown_count = cat.encode(frame[name])
@@ -182,20 +190,15 @@ class Preprocessor:
                 filled[name] = missing_count
             if unknown_count:
                 unknown[name] = unknown_count
-        X = np.empty((n, self.n_inputs), dtype=np.float32)
-        j = 0
-        for block in (*blocks, *flags):
-            X[:, j] = block
-            j += 1
+        j = flag
         for c, cardinality in zip(codes, self.cardinalities, strict=True):
             if self.encoding == "codes":
                 X[:, j] = c
                 j += 1
             else:
-                onehot = np.zeros((n, cardinality - 1), dtype=np.float32)
+                X[:, j : j + cardinality - 1] = 0.0  # one-hot, written in place
                 known = c > 0
-                onehot[np.flatnonzero(known), c[known] - 1] = 1.0
-                X[:, j : j + cardinality - 1] = onehot
+                X[np.flatnonzero(known), j + c[known] - 1] = 1.0
                 j += cardinality - 1
         return Encoded(X, filled, unknown)
 
@@ -234,10 +237,10 @@ class Preprocessor:
                 "values_match": "categories are matched as text: 3, 3.0 and '3' are '3'; True is 'True'"}  # fmt: skip
 
     def design(self, X: np.ndarray) -> np.ndarray:
-        """The baselines' design matrix (float64): the numeric block, then one-hot categories
-        (the unknown code adds nothing)."""
+        """The baselines' design matrix: the numeric block, then one-hot categories (the unknown
+        code adds nothing). ``X`` itself when it is that already (the baselines compute in float64)."""
         if self.encoding == "onehot" or not self.categorical:
-            return X.astype(np.float64)
+            return X
         numeric = X[:, : self.n_numeric].astype(np.float64)
         blocks = [numeric]
         for j, cardinality in enumerate(self.cardinalities):
@@ -248,7 +251,7 @@ class Preprocessor:
             blocks.append(onehot)
         return np.hstack(blocks)
 
-    def targets(self, frame: pd.DataFrame, source: str = "data", where: Any = _no_where) -> np.ndarray:
+    def targets(self, frame: pd.DataFrame | Rows, source: str = "data", where: Any = _no_where) -> np.ndarray:
         """The model's targets: standardized float32 (n, k); class codes int64 (n,); or, for a
         classifier with one logit (two classes), 0/1 as float32 (n, 1)."""
         t = self.target
@@ -258,7 +261,7 @@ class Preprocessor:
         y = np.column_stack([as_float(frame[n], n, source, where) for n in t.names])
         return ((y - np.asarray(t.mean)) / np.asarray(t.scale)).astype(np.float32)
 
-    def target_values(self, frame: pd.DataFrame, source: str = "data", where: Any = _no_where) -> np.ndarray:
+    def target_values(self, frame: pd.DataFrame | Rows, source: str = "data", where: Any = _no_where) -> np.ndarray:
         """The targets in their own units (float64 (n, k)) or as class codes (int64 (n,))."""
         t = self.target
         if t.task == "classification":

@@ -39,6 +39,23 @@ class Table:
         return f"row {self.offset + row + 1}{line}"
 
 
+class Rows:
+    """The rows ``rows`` of ``frame``, in that order, taken a column at a time.
+
+    What the encoders read of a table (``rows[name]``, ``len(rows)``), without a copy of the
+    whole frame in the rows' order: only the column being encoded is copied.
+    """
+
+    def __init__(self, frame: pd.DataFrame, rows: np.ndarray) -> None:
+        self.frame, self.rows = frame, rows
+
+    def __getitem__(self, name: str) -> pd.Series:
+        return self.frame[name].iloc[self.rows]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
 def resolve(table: Table, column: str) -> str:
     columns = list(table.frame.columns)
     if column in columns:

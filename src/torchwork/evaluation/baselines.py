@@ -36,8 +36,11 @@ class LeastSquares:
         self.n_rows_ = 0
 
     def fit(self, X: Any, y: Any) -> LeastSquares:
-        A = as_2d(X)
-        A1 = np.hstack([A, np.ones((len(A), 1))])
+        X = X.detach().cpu().numpy() if hasattr(X, "detach") else np.asarray(X)
+        X = X.reshape(len(X), -1)
+        A1 = np.empty((len(X), X.shape[1] + 1))  # [X 1] in float64, made at once (no float64 copy of X first)
+        A1[:, :-1] = X
+        A1[:, -1] = 1.0
         coef, *_ = np.linalg.lstsq(A1, as_2d(y), rcond=None)
         self.coef_, self.intercept_ = coef[:-1], coef[-1]
         return self

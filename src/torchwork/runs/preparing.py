@@ -16,7 +16,7 @@ from torchwork.data.encoders import TargetEncoder, as_float
 from torchwork.data.preprocess import Preprocessor
 from torchwork.data.readers import read_table
 from torchwork.data.split import split_indices
-from torchwork.data.tables import Table, pick_columns, rows_to_use
+from torchwork.data.tables import Rows, Table, pick_columns, rows_to_use
 from torchwork.models.registry import accepts
 from torchwork.runs.config import TrainConfig
 from torchwork.runs.stream_prepare import prepare_stream
@@ -117,7 +117,7 @@ def prepare(
     encoding = encoding or input_encoding(config, given)
     pre = Preprocessor.fit(frame.iloc[rows[: len(train)]], columns, target, standardize=config.standardize,
                            encoding=encoding, source=table.source)  # fmt: skip
-    used = frame.iloc[rows]
+    used = Rows(frame, rows)  # each column taken in the rows' order as it is encoded
     encoded = pre.inputs(used, table.source, where)
     n1, n2 = len(train), len(train) + len(val)
     parts = {"train": slice(0, n1), "val": slice(n1, n2), "test": slice(n2, len(rows))}

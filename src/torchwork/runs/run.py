@@ -14,7 +14,7 @@ from torch import nn
 from torchwork.core.errors import InputError
 from torchwork.data.preprocess import Preprocessor
 from torchwork.data.readers import read_table
-from torchwork.data.tables import Table, check_schema, rows_to_use
+from torchwork.data.tables import Rows, Table, check_schema, rows_to_use
 from torchwork.runs.baselines import Baselines
 from torchwork.runs.evaluating import model_predictions, score
 from torchwork.training.history import History
@@ -124,7 +124,7 @@ class Run:
                     f"{table.source}: no target column {', '.join(map(repr, missing))} to evaluate against"
                 )
         rows, dropped = rows_to_use(table, self.target if labelled else [], self.features, drop_missing=drop_missing)
-        used = table.frame.iloc[rows]
+        used = Rows(table.frame, rows)  # each column taken in the rows' order as it is encoded
 
         def where(i: int) -> str:
             return table.where(int(rows[i]))
