@@ -22,10 +22,8 @@ epoch is measured in a fresh process. Targets are checked and reported, misses i
 from __future__ import annotations
 
 import functools
-import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -35,6 +33,7 @@ from typing import Any
 import torch
 
 from torchwork.bench import cases
+from torchwork.bench.children import child_result
 
 TUTORIAL_EPOCHS = 1000
 
@@ -151,11 +150,8 @@ def memory_case(kind: str, device: torch.device, rows_n: int) -> dict[str, Any]:
     batch = 4096 if device.type == "cuda" else 1024
     points = []
     for rows in (rows_n // 2, rows_n):
-        out = subprocess.run(
-            [sys.executable, "-m", "torchwork.bench.memory", kind, str(rows), str(batch), str(device)],
-            capture_output=True, text=True, check=True, timeout=600,
-        )  # fmt: skip
-        points.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        command = [sys.executable, "-m", "torchwork.bench.memory", kind, str(rows), str(batch), str(device)]
+        points.append(child_result(command, timeout=600))
     (d1, p1), (d2, p2) = ((p["data_bytes"], p["peak_bytes"]) for p in points)
     slope = (p2 - p1) / (d2 - d1)
     return {**points[-1], "slope": slope, "constant_bytes": p2 - slope * d2}
@@ -167,10 +163,8 @@ def processes_case(kind: str, rows_n: int, batch: int = 1024, n: int = 2) -> dic
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
                "-m", "torchwork.bench.processes", kind, str(rows_n), str(batch)]  # fmt: skip
-    group = subprocess.run(command, capture_output=True, text=True, check=True, timeout=900, env=env)
-    alone = subprocess.run([sys.executable, "-m", "torchwork.bench.processes", kind, str(rows_n), str(n * batch)],
-                           capture_output=True, text=True, check=True, timeout=900)  # fmt: skip
-    one, many = (json.loads(out.stdout.strip().splitlines()[-1]) for out in (alone, group))
+    many = child_result(command, timeout=900, env=env)
+    one = child_result([sys.executable, "-m", "torchwork.bench.processes", kind, str(rows_n), str(n * batch)], 900)
     rows = {
         f"1 process, batch {n * batch}": one["samples_per_s"],
         f"{n} processes, batch {batch} each": many["samples_per_s"],

@@ -90,13 +90,10 @@ def memory_case(rows: int) -> dict[str, Any]:
     The allocators (the C heap, Arrow's pool) warm up over the first several row groups; the
     sizes are large enough for both to be past that (16 and 128 row groups at 1M rows).
     """
-    import subprocess
+    from torchwork.bench.children import child_result
 
-    points = []
-    for n in (rows, 8 * rows):
-        out = subprocess.run([sys.executable, "-m", "torchwork.bench.bigdata", "memory", str(n)], capture_output=True,
-                             text=True, check=True, timeout=1200)  # fmt: skip
-        points.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    points = [child_result([sys.executable, "-m", "torchwork.bench.bigdata", "memory", str(n)], timeout=1200)
+              for n in (rows, 8 * rows)]  # fmt: skip
     (d1, p1), (d2, p2) = ((p["data_bytes"], p["peak_bytes"]) for p in points)
     return {"points": points, "slope": (p2 - p1) / (d2 - d1)}
 
