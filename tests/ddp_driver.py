@@ -4,7 +4,9 @@
 
 MODE ``fit``: fit the test's MLP on the test's data with batch BATCH per process; rank 0
 saves the weights and history to OUT. ``nan``: the same, but rank 1's copy of one row is
-NaN; every rank writes the error it raised to ``OUT.rankR``.
+NaN; every rank writes the error it raised to ``OUT.rankR``. ``freed``: fit (with the cyclic
+garbage collector off), then every rank writes to ``OUT.rankR`` how many DistributedDataParallel
+wrappers were still alive when ``joined`` destroyed the group.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def data() -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch
 
 def main() -> int:
     mode, out, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if mode == "freed":
+        return freed(out, batch)
     with joined("cpu") as group:
         assert group is not None, "start this under torchrun"
         train, val = data()
@@ -50,6 +54,34 @@ def main() -> int:
             return 1
         if group.main:
             torch.save({"weights": net.state_dict(), "history": history.rows}, out)
+    return 0
+
+
+def freed(out: str, batch: int) -> int:
+    import gc
+    import weakref
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    gc.disable()  # what is left in a reference cycle stays until something collects it
+    alive: list[int] = []
+    destroy = dist.destroy_process_group
+    refs: list[weakref.ref] = []
+
+    def destroy_and_count(*args, **kwargs):
+        alive.append(sum(r() is not None for r in refs))
+        return destroy(*args, **kwargs)
+
+    dist.destroy_process_group = destroy_and_count
+    with joined("cpu") as group:
+        assert group is not None, "start this under torchrun"
+        rank = group.rank
+        trainer(batch).fit(model(), *data())
+        refs = [weakref.ref(o) for o in gc.get_objects() if isinstance(o, DistributedDataParallel)]
+        assert refs, "the fit left no DistributedDataParallel to look for"
+    with open(f"{out}.rank{rank}", "w") as f:
+        f.write(str(alive))
     return 0
 
 

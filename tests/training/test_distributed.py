@@ -255,6 +255,14 @@ def test_trainer_fit_in_a_process_group_matches_one_process_with_twice_the_batch
         assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
 
 
+def test_the_ddp_wrappers_of_a_fit_are_freed_before_the_group_is_destroyed(tmp_path):
+    """A DistributedDataParallel freed after its group (at exit) aborted a process now and then
+    ("terminate called without an active exception"), failing a job that had succeeded."""
+    result = _torchrun("-m", "tests.ddp_driver", "freed", str(tmp_path / "x"), "10")
+    assert result.returncode == 0, result.stderr
+    assert [(tmp_path / f"x.rank{r}").read_text() for r in (0, 1)] == ["[0]", "[0]"]
+
+
 def test_one_process_diverging_stops_every_process_with_the_same_error(tmp_path):
     result = _torchrun("-m", "tests.ddp_driver", "nan", str(tmp_path / "x"), "10")
     assert result.returncode != 0
