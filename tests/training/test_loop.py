@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import io
 import itertools
 import math
 
@@ -280,3 +281,25 @@ def test_datasets_train_as_tensors_do_and_float64_models_stay_float64():
         losses.append(loss.item())
     assert history["train_loss"][0] == pytest.approx(sum(losses) / 4, rel=1e-14)  # not float32-rounded
     assert_same_params(model64, reference)
+
+
+def test_a_finished_fit_leaves_no_reference_cycle_behind():
+    """Once fit returns, its loop (batches, engine, buffers; a DistributedDataParallel in a
+    process group) is freed by reference counting, not left for the garbage collector: the
+    hooks an engine calls hold what they use, never the loop that holds the engine."""
+    import gc
+
+    from torchwork.training.trainer import _Loop
+
+    X, y = regression_data(n=120, d=3, seed=1)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            trainer = Trainer(loss="mse", optimizer="adam", epochs=3, batch_size=16, seed=0, early_stopping=2,
+                              callbacks=[Progress(3, file=io.StringIO(), interactive=False)])  # fmt: skip
+            trainer.fit(nn.Linear(3, 1), (X[:100], y[:100]), (X[100:], y[100:]))
+        alive = sum(type(o) is _Loop for o in gc.get_objects())
+    finally:
+        gc.enable()
+    assert alive <= 1  # one may be held by a cycle inside torch (its first optimizer's frames); never one per fit

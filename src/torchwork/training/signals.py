@@ -28,16 +28,17 @@ class Signals:
 
 
 @contextmanager
-def catch_signals(enabled: bool, repeat_acts: bool = True) -> Iterator[Signals]:
+def catch_signals(enabled: bool, repeat_acts: bool = True, caught: Signals | None = None) -> Iterator[Signals]:
     """While active, SIGINT/SIGTERM set ``received`` instead of acting; a second one acts as usual,
     unless ``repeat_acts=False`` (a process of a group: a terminal's Ctrl-C and torchrun's
     agent both send one, and the checkpoint needs every process; the agent kills what does
     not stop in time).
 
     Only in the main thread (Python delivers signals there); elsewhere, or when not
-    ``enabled``, signals keep their usual handlers.
+    ``enabled``, signals keep their usual handlers. ``caught``: the object to note the signal
+    in (a new one by default).
     """
-    caught = Signals()
+    caught = caught if caught is not None else Signals()
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield caught
         return

@@ -176,8 +176,7 @@ class Trainer:
         for cb in fit.callbacks:
             cb.on_fit_start(fit)
         try:
-            with catch_signals(self.handle_signals, repeat_acts=loop.group is None) as signals:
-                loop.signals = signals
+            with catch_signals(self.handle_signals, repeat_acts=loop.group is None, caught=loop.signals):
                 while fit.state.epoch < self.epochs and not fit.state.stop:
                     self._epoch(fit, loop)
             fit.check_finite()
@@ -270,7 +269,11 @@ class Trainer:
         )  # fmt: skip
         batches = loop.batches
         batches.set_seed(fit.state.seed)  # a resumed fit shuffles as the original did
+        # The hooks hold what they use, never the loop: the loop holds the engine, which holds the
+        # hooks, and such a cycle would outlive the fit until the garbage collector ran (keeping a
+        # DistributedDataParallel alive past its group, which can abort the process at exit).
         state, callbacks, interval = fit.state, loop.step_callbacks, loop.interval
+        signals, group = loop.signals, loop.group
 
         def after_steps(k: int) -> None:
             state.batch += k
@@ -278,8 +281,8 @@ class Trainer:
             for cb in callbacks:
                 if cb.every_n_steps is None or state.step % cb.every_n_steps == 0:
                     cb.on_step_end(fit)
-            if loop.signals.arrived(loop.group, state.step % SIGNAL_EVERY == 0):
-                self._interrupt(fit, loop)
+            if signals.arrived(group, state.step % SIGNAL_EVERY == 0):
+                self._interrupt(fit, signals)
 
         def until_boundary() -> int | None:
             return None if interval is None else interval - state.step % interval
@@ -331,10 +334,10 @@ class Trainer:
         if fit.stop_training:
             state.stop = True
         if loop.signals.arrived(loop.group, True):
-            self._interrupt(fit, loop)
+            self._interrupt(fit, loop.signals)
 
-    def _interrupt(self, fit: Fit, loop: _Loop) -> None:
-        signum = loop.signals.received or signal.SIGTERM  # another process of the group was signalled
+    def _interrupt(self, fit: Fit, signals: Signals) -> None:
+        signum = signals.received or signal.SIGTERM  # another process of the group was signalled
         for cb in fit.callbacks:
             cb.on_interrupt(fit)
         raise TrainingInterrupted(signum, fit.state.epoch + 1, fit.state.batch)
