@@ -39,7 +39,7 @@ lint: $(VENV)/.dev
 	$(BIN)/lint-imports
 
 bench: $(VENV)/.runtime
-	$(BIN)/torchwork bench --quick
+	$(BIN)/python -m benchmarks.speed --quick
 
 lock: $(VENV)/.dev
 	{ sed -n '1,3p' $(CONSTRAINTS); echo "$(TORCH)"; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^torch=='; } > $(CONSTRAINTS).new

@@ -42,7 +42,7 @@ SWITCHES = """
 import torch, time
 from torchwork.training.trainer import Trainer
 from torchwork.models.mlp import MLP
-from torchwork.bench.cases import tabular_data
+from benchmarks.speed.cases import tabular_data
 X, y = tabular_data(200_000)
 for options in ({"precision": "bf16-mixed"}, {"compile": True}):
     torch.manual_seed(0)

@@ -66,7 +66,7 @@ def main() -> int:
 
         folder.atomic_write = write_or_die
     elif mode == "swapped":
-        import torchwork.runs.outdir as outdir
+        import torchwork.runs.folder as outdir
 
         exchange = outdir.exchange
 

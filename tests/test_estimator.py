@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from torchwork import Regressor
+from torchwork.estimator import Regressor
 
 
 @parametrize_with_checks([Regressor(device="cpu")])
@@ -60,7 +60,7 @@ def test_numpy_integers_from_grids_are_accepted():
 from sklearn.datasets import load_breast_cancer, load_iris  # noqa: E402
 from sklearn.model_selection import cross_val_score  # noqa: E402
 
-from torchwork import Classifier  # noqa: E402
+from torchwork.estimator import Classifier  # noqa: E402
 
 
 @parametrize_with_checks([Classifier(device="cpu", epochs=50)])

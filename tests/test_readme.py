@@ -57,7 +57,7 @@ def test_readme_python_examples_run(workdir, index):
 
 
 def test_readme_options_table_is_the_generated_one():
-    from torchwork.cli.options import options_table
+    from torchwork.cli import options_table
 
     block = re.search(r"<!-- options:start -->\n(.*?)\n<!-- options:end -->", README, flags=re.S)
     assert block is not None

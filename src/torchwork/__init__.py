@@ -9,21 +9,21 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from torchwork.core.version import __version__
+from torchwork.core import __version__
 
 _EXPORTS = {
     "Trainer": "torchwork.training.trainer",
-    "predict": "torchwork.training.predict",
-    "History": "torchwork.training.history",
+    "predict": "torchwork.training.batching",
+    "History": "torchwork.training.loop",
     "Callback": "torchwork.training.callbacks",
     "EarlyStopping": "torchwork.training.callbacks",
-    "get_loss": "torchwork.training.losses",
-    "build_optimizer": "torchwork.training.optim",
-    "make_line": "torchwork.data.line",
+    "get_loss": "torchwork.training.components",
+    "build_optimizer": "torchwork.training.components",
+    "make_line": "torchwork.data.split",
     "split": "torchwork.data.split",
     "LinearRegressionModel": "torchwork.models.tutorial",
     "LinearRegressionModelV2": "torchwork.models.tutorial",
-    "MLP": "torchwork.models.mlp",
+    "MLP": "torchwork.models.tabular",
     "build_model": "torchwork.models.registry",
     "model_spec": "torchwork.models.registry",
     "regression_metrics": "torchwork.evaluation.metrics",
@@ -33,10 +33,10 @@ _EXPORTS = {
     "save_state_dict": "torchwork.files.weights",
     "load_state_dict": "torchwork.files.weights",
     "load_into": "torchwork.files.weights",
-    "resolve_device": "torchwork.core.devices",
-    "train": "torchwork.api",
-    "load_run": "torchwork.api",
-    "resume": "torchwork.api",
+    "resolve_device": "torchwork.core.runtime",
+    "train": "torchwork.runs.lifecycle",
+    "load_run": "torchwork.runs.folder",
+    "resume": "torchwork.runs.lifecycle",
     "Run": "torchwork.runs.run",
     "TrainConfig": "torchwork.runs.config",
     "Regressor": "torchwork.estimator",
@@ -66,8 +66,6 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from torchwork.api import load_run, resume, train
-    from torchwork.core.devices import resolve_device
     from torchwork.core.errors import (
         InputError,
         IntegrityError,
@@ -76,21 +74,22 @@ if TYPE_CHECKING:  # pragma: no cover
         TrainingInterrupted,
         UnsafeFileError,
     )
-    from torchwork.data.line import make_line
-    from torchwork.data.split import split
+    from torchwork.core.runtime import resolve_device
+    from torchwork.data.split import make_line, split
     from torchwork.estimator import Classifier, Regressor
     from torchwork.evaluation.baselines import LeastSquares
     from torchwork.evaluation.metrics import regression_metrics
     from torchwork.files.weights import load_into, load_state_dict, save_state_dict
-    from torchwork.models.mlp import MLP
     from torchwork.models.registry import build_model, model_spec
+    from torchwork.models.tabular import MLP
     from torchwork.models.tutorial import LinearRegressionModel, LinearRegressionModelV2
     from torchwork.report.plots import plot_loss_curves, plot_predictions
     from torchwork.runs.config import TrainConfig
+    from torchwork.runs.folder import load_run
+    from torchwork.runs.lifecycle import resume, train
     from torchwork.runs.run import Run
+    from torchwork.training.batching import predict
     from torchwork.training.callbacks import Callback, EarlyStopping
-    from torchwork.training.history import History
-    from torchwork.training.losses import get_loss
-    from torchwork.training.optim import build_optimizer
-    from torchwork.training.predict import predict
+    from torchwork.training.components import build_optimizer, get_loss
+    from torchwork.training.loop import History
     from torchwork.training.trainer import Trainer

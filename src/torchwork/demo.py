@@ -12,9 +12,8 @@ from typing import Any
 
 import torch
 
-from torchwork.core.devices import resolve_device
-from torchwork.data.line import make_line
-from torchwork.data.split import split
+from torchwork.core.runtime import resolve_device
+from torchwork.data.split import make_line, split
 from torchwork.files.atomic import ensure_dir
 from torchwork.files.weights import load_into, save_state_dict
 from torchwork.models.tutorial import LinearRegressionModel, LinearRegressionModelV2

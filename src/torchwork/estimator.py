@@ -25,7 +25,8 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from torchwork.data.tables import Table
 from torchwork.runs.config import TrainConfig
-from torchwork.runs.recipe import fit, model_predictions, prepare
+from torchwork.runs.prepare import prepare
+from torchwork.runs.recipe import fit, model_predictions
 
 TARGET = "__target__"
 

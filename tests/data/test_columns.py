@@ -9,10 +9,15 @@ import pandas as pd
 import pytest
 
 from torchwork.core.errors import InputError
-from torchwork.data.columns import infer_columns, infer_task
-from torchwork.data.encoders import CategoryEncoder, DatetimeEncoder, NumericEncoder, TargetEncoder, as_text
-from torchwork.data.preprocess import Preprocessor
-from torchwork.data.tables import Table
+from torchwork.data.preprocess import (
+    CategoryEncoder,
+    DatetimeEncoder,
+    NumericEncoder,
+    Preprocessor,
+    TargetEncoder,
+    as_text,
+)
+from torchwork.data.tables import Table, infer_columns, infer_task
 
 
 def table(**columns) -> Table:

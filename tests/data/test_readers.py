@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import torchwork.data.csv_text as csv_text
-import torchwork.data.filechecks as filechecks
+import torchwork.core.runtime as runtime
+import torchwork.data.csv as csv_text
 from tests.support import ENV, run_cli
 from torchwork.core.errors import InputError
 from torchwork.data.readers import read_table
@@ -277,13 +277,13 @@ def test_a_folder_and_a_missing_file(tmp_path):
 def test_a_file_too_big_for_memory_is_refused_before_reading(tmp_path, monkeypatch):
     path = tmp_path / "big.csv"
     pd.DataFrame(np.ones((20_000, 5)), columns=list("abcdy")).to_csv(path, index=False)  # ~200 KB
-    monkeypatch.setattr(filechecks, "available_memory", lambda: 100_000)
+    monkeypatch.setattr(runtime, "available_memory", lambda: 100_000)
     refused(path, "big.csv", "reading it needs about", "this machine has 98 KiB available", "Parquet")
     np.save(tmp_path / "big.npy", np.ones((20_000, 5)))
     refused(tmp_path / "big.npy", "big.npy", "reading it needs about 1.5 MiB", "fewer rows")
     pd.DataFrame(np.ones((20_000, 5)), columns=list("abcdy")).to_parquet(tmp_path / "big.parquet")  # tiny: RLE
     refused(tmp_path / "big.parquet", "big.parquet", "reading it needs about 1.5 MiB", "fewer rows")
-    monkeypatch.setattr(filechecks, "available_memory", lambda: 1 << 40)
+    monkeypatch.setattr(runtime, "available_memory", lambda: 1 << 40)
     assert len(read_table(path).frame) == 20_000
 
 
@@ -300,14 +300,13 @@ def test_running_out_of_memory_while_reading_is_one_line(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="no /proc/meminfo")
 def test_available_memory_is_read():
-    available = filechecks.available_memory()
+    available = runtime.available_memory()
     assert available is not None and 0 < available < 1 << 50
 
 
 # ru_maxrss would not do: on Linux a child keeps its parent's peak (pytest's, with torch) across fork and exec
 PEAK = """
 import json, sys
-from torchwork.data.readers import read_table
 
 def status(key):
     with open("/proc/self/status") as f:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from torchwork.files.checkpoint_format import HistoryTable, _history_columns, checkpoint_bytes, load_checkpoint
+from torchwork.files.checkpoint import HistoryTable, _history_columns, checkpoint_bytes, load_checkpoint
 
 
 def _row(epoch, val=True):
@@ -47,7 +47,7 @@ def test_checkpoints_round_trip_through_both_safetensors_writers(tmp_path):
 
 def load_checkpoint_unchecked(path):
     """load_checkpoint, minus its check that the state is a whole fit's (this one is not)."""
-    import torchwork.files.checkpoint_format as checkpoint
+    import torchwork.files.checkpoint as checkpoint
 
     real = checkpoint._check_tree
     checkpoint._check_tree = lambda state, extra: None

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import torchwork.files.export as export_module
+import torchwork.runs.run as export_module
 from tests.support import assert_one_line_error, cli
 from torchwork.runs.folder import load_run
 

@@ -30,8 +30,8 @@ from safetensors.torch import save as safetensors_save
 
 from tests.support import ENV, assert_one_line_error, cli, run_cli
 from torchwork.core.errors import InputError
-from torchwork.files.manifest import write_manifest
-from torchwork.files.safeload import load_weights
+from torchwork.files.integrity import write_manifest
+from torchwork.files.weights import load_weights
 from torchwork.runs.folder import load_run
 
 MIB = 1 << 20

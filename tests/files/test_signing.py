@@ -15,8 +15,15 @@ from cryptography.hazmat.primitives import serialization
 
 from tests.support import refuse_network, write_keys
 from torchwork.core.errors import InputError, IntegrityError, TorchworkError, UnsafeFileError
-from torchwork.files.manifest import MANIFEST, verify_manifest, write_manifest
-from torchwork.files.signing import SIGNATURE, is_signed, sign_folder, verify_folder
+from torchwork.files.integrity import (
+    MANIFEST,
+    SIGNATURE,
+    is_signed,
+    sign_folder,
+    verify_folder,
+    verify_manifest,
+    write_manifest,
+)
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -351,7 +358,7 @@ def test_a_fresh_process_signs_and_verifies(tmp_path, keys):
     run = make_run(tmp_path / "run", model_bytes=40_000)
     code = (
         "import sys\n"
-        "from torchwork.files.signing import sign_folder, verify_folder\n"
+        "from torchwork.files.integrity import sign_folder, verify_folder\n"
         "sign_folder(sys.argv[1], sys.argv[2]); verify_folder(sys.argv[1], sys.argv[3])\n"
         "print('verified')\n"
     )

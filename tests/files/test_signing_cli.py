@@ -13,8 +13,7 @@ import pandas as pd
 import pytest
 
 from tests.support import assert_one_line_error, cli, refuse_network, run_cli, write_keys
-from torchwork.files.manifest import write_manifest
-from torchwork.files.signing import SIGNATURE
+from torchwork.files.integrity import SIGNATURE, write_manifest
 
 
 @pytest.fixture(autouse=True)

@@ -9,10 +9,10 @@ from torch import nn
 from tests.support import TUTORIAL_FIXTURES
 from torchwork.core.errors import InputError
 from torchwork.files.weights import load_into, load_state_dict, save_state_dict
-from torchwork.models.mlp import MLP
+from torchwork.models.tabular import MLP
 from torchwork.models.tutorial import LinearRegressionModel, LinearRegressionModelV2
 from torchwork.report.inspect import describe_weights
-from torchwork.training.predict import predict
+from torchwork.training.batching import predict
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])

@@ -312,7 +312,9 @@ def test_scatter_plots_draw_a_fixed_sample_of_many_rows(monkeypatch):
     """A scatter of 240,000 rows is one blot, and matplotlib's cost (memory too) grows with it: the
     plots draw MAX_POINTS rows chosen at random, the same ones every time, and say so; the
     histogram and the axes still cover every row."""
-    from torchwork.report import classification_plots, figures, regression_plots
+    from torchwork.report import plots as classification_plots
+    from torchwork.report import plots as figures
+    from torchwork.report import plots as regression_plots
 
     limit, n = figures.MAX_POINTS, figures.MAX_POINTS * 3
     rng = np.random.default_rng(1)

@@ -23,12 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from torchwork.evaluation.metrics import (
-    classification_metrics,
-    precision_recall_curve,
-    regression_metrics,
-    roc_curve,
-)
+from torchwork.evaluation.metrics import classification_metrics, precision_recall_curve, regression_metrics, roc_curve
 from torchwork.report import plots
 from torchwork.report.html import render_report
 

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from tests.support import ENV, ROOT, assert_one_line_error, cli, run_cli
-from torchwork.files.manifest import write_manifest
+from torchwork.files.integrity import write_manifest
 
 MIB = 1 << 20
 ZEN = "The Zen of Python"

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from safetensors.torch import save as safetensors_save
 
 from tests.support import cli
-from torchwork.files.manifest import write_manifest
+from torchwork.files.integrity import write_manifest
 from torchwork.runs.config import option_fields
 
 EXAMPLES = int(os.environ.get("TORCHWORK_FUZZ_EXAMPLES", "0"))

@@ -20,7 +20,7 @@ import torchwork
 from tests.support import ENV, ROOT, assert_one_line_error, cli
 from torchwork.core.errors import IntegrityError
 from torchwork.files.checkpoint import load_checkpoint
-from torchwork.files.manifest import verify_manifest
+from torchwork.files.integrity import verify_manifest
 
 pytestmark = pytest.mark.slow
 

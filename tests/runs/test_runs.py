@@ -13,7 +13,7 @@ import torchwork
 from tests.support import assert_one_line_error, cli
 from torchwork.evaluation.baselines import LeastSquares
 from torchwork.evaluation.metrics import regression_metrics
-from torchwork.files.safeload import load_weights
+from torchwork.files.weights import load_weights
 
 
 def linear_frame(n=600, seed=0, noise=0.5):

@@ -16,7 +16,7 @@ import pytest
 import torchwork
 from tests.support import assert_one_line_error, cli
 from torchwork.runs.config import TrainConfig
-from torchwork.runs.recipe import prepare
+from torchwork.runs.prepare import prepare
 
 pytest.importorskip("sklearn")
 palmerpenguins = pytest.importorskip("palmerpenguins")

@@ -18,9 +18,9 @@ from torch import nn
 
 from tests.support import assert_same_params, plain_loop, regression_data, tutorial_data
 from torchwork.files.checkpoint import Checkpointer, load_checkpoint
-from torchwork.models.mlp import MLP
+from torchwork.models.tabular import MLP
 from torchwork.models.tutorial import LinearRegressionModel
-from torchwork.training.cuda_graphs import CudaGraphEngine, EagerGraph, unsupported
+from torchwork.training.engines import CudaGraphEngine, EagerGraph, unsupported
 from torchwork.training.trainer import Trainer
 
 

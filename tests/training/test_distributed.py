@@ -276,9 +276,10 @@ def test_streamed_parquet_in_two_processes_reads_shares_and_counts_every_row_onc
     """``--stream --nproc 2``: each rank trains on its share of the row groups; the validation loss sums
     both ranks' rows (equal to a plain loop over every validation row with the final weights), and the
     metrics equal those of one process evaluating the same weights."""
-    from torchwork.api import load_run
     from torchwork.runs.config import TrainConfig
-    from torchwork.runs.recipe import evaluate, prepare
+    from torchwork.runs.folder import load_run
+    from torchwork.runs.prepare import prepare
+    from torchwork.runs.recipe import evaluate
 
     rng = np.random.default_rng(5)
     n = 4000

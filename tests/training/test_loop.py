@@ -15,7 +15,7 @@ from torch import nn
 from tests.support import assert_same_params, plain_loop, regression_data, tutorial_data
 from torchwork.core.errors import InputError, TrainingDiverged, UnknownNameError
 from torchwork.evaluation.metrics import regression_metrics
-from torchwork.models.mlp import MLP
+from torchwork.models.tabular import MLP
 from torchwork.models.tutorial import LinearRegressionModel
 from torchwork.training.callbacks import Callback, EarlyStopping, Progress
 from torchwork.training.trainer import Trainer

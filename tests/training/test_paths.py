@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from tests.support import assert_same_params, regression_data
-from torchwork.models.mlp import MLP
+from torchwork.models.tabular import MLP
 from torchwork.training.trainer import Trainer
 
 KW = {"loss": "mse", "optimizer": "adam", "lr": 0.01, "epochs": 4, "batch_size": 32, "seed": 3, "device": "cpu"}

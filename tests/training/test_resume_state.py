@@ -15,10 +15,10 @@ from torch import nn
 from tests.support import KillAfter, Killed, assert_same_params, regression_data, tutorial_data
 from torchwork.core.errors import TrainingDiverged
 from torchwork.files.checkpoint import Checkpointer, load_checkpoint
-from torchwork.models.mlp import MLP
+from torchwork.models.tabular import MLP
 from torchwork.models.tutorial import LinearRegressionModel
 from torchwork.training.callbacks import EarlyStopping
-from torchwork.training.cuda_graphs import CudaGraphEngine, EagerGraph
+from torchwork.training.engines import CudaGraphEngine, EagerGraph
 from torchwork.training.trainer import Trainer
 
 

@@ -104,3 +104,21 @@ class TrainingInterrupted(TorchworkError):
         if self.resume:
             text += f"; continue with: {self.resume}"
         return text
+
+
+def one_line(message: object, limit: int | None = 200, *, first_line: bool = True) -> str:
+    """A message (an exception's, a library's) as one printable line of at most ``limit`` characters.
+
+    ``first_line``: keep only the first line (a library's message may go on with a C++ backtrace
+    or the bytes of a file); else every line is joined. An exception without a message gives its
+    type's name.
+    """
+    text = str(message)
+    if first_line:
+        text = next((line for line in text.splitlines() if line.strip()), "")
+    text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    if not text and isinstance(message, BaseException):
+        text = type(message).__name__
+    if limit is not None and len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text

@@ -1,6 +1,7 @@
-"""Splits into train/validation/test.
+"""The tutorial's data, and splits into train/validation/test.
 
-Sequential by default, as the tutorial's ``X[:train_split]``; shuffled with a seed on
+:func:`make_line` is the tutorial's straight line with known parameters. Splits are
+sequential by default, as the tutorial's ``X[:train_split]``; shuffled with a seed on
 request, and stratified by class for classification (every class in every part, in
 proportion). They work on anything indexable by an integer array with ``len()``: tensors,
 NumPy arrays, or tuples of them.
@@ -16,6 +17,7 @@ import torch
 from torchwork.core.errors import InputError
 
 
+# --------------------------------------------------------------------------------------- splits
 class SplitSizes(NamedTuple):
     train: int
     val: int
@@ -119,3 +121,15 @@ def split(X: Any, y: Any, val: float = 0.0, test: float = 0.2, shuffle: bool = F
     parts = split_indices(len(X), val, test, shuffle, seed)
     pairs = [take((X, y), idx) if len(idx) else None for idx in parts]
     return Split(*pairs)
+
+
+# -------------------------------------------------------------------------- the tutorial's data
+def make_line(
+    weight: float = 0.7, bias: float = 0.3, start: float = 0, end: float = 1, step: float = 0.02
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tutorial's data: ``X = arange(start, end, step)`` as a column, ``y = weight * X + bias``."""
+    if step <= 0 or end <= start:
+        raise InputError(f"make_line needs start < end and step > 0, got {start}, {end}, {step}")
+    X = torch.arange(start, end, step).unsqueeze(dim=1)
+    y = weight * X + bias
+    return X, y

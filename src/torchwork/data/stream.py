@@ -1,27 +1,31 @@
 """Tables larger than memory: a Parquet file, a folder of Parquet files, or a ``.npy`` array, read in chunks.
 
-A table is a list of :class:`Unit`\\ s (a Parquet row group, or a block of ``.npy`` rows read
-through a memory map), each read on its own. Every row has a global number (its position in
-the table), and everything random about it is a function of that number and the seed:
+A :class:`Source` is a list of units (:class:`Unit`: a Parquet row group, or a block of ``.npy``
+rows read through a memory map), each read on its own. Every row has a global number (its
+position in the table), and everything random about it is a function of that number and the
+seed:
 
 - **the split**: :func:`parts_of` hashes the row number (SplitMix64) into [0, 1) and gives
   the row to test, validation or training by the fractions: the same rows every epoch and
   every run, whatever the order in which chunks are read;
 - **the sample**: :func:`sample_keys` ranks rows by another hash; the rows with the smallest
-  keys are a uniform sample without replacement (bounded: what column kinds, medians, the
-  report's plots and the logistic-regression baseline are fitted on);
+  keys are a uniform sample without replacement (:class:`Reservoir`; bounded: what column
+  kinds, medians, the report's plots and the logistic-regression baseline are fitted on);
 - **the order**: each epoch reads the units in a permutation of ``(seed, epoch)`` and shuffles
   rows within a bounded buffer (:class:`StreamBatches`).
 
-The chunks are :mod:`~torchwork.data.stream_source`'s, the hashes and the sample
-:mod:`~torchwork.data.row_hash`'s, the exact moments :mod:`~torchwork.data.moments`'; this
-module streams the batches.
+:class:`Moments` keeps exact counts, means and variances merged chunk by chunk (Chan et al.).
 """
 
 from __future__ import annotations
 
+import math
+import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,23 +33,241 @@ import pandas as pd
 import torch
 
 from torchwork.core.errors import InputError
-from torchwork.core.seeding import epoch_seed
-from torchwork.data.moments import Moments
-from torchwork.data.row_hash import PART_CODES, Reservoir, parts_of, sample_keys
-from torchwork.data.stream_source import Source, Unit
+from torchwork.core.runtime import epoch_seed
+from torchwork.data.readers import npy_memory
 
-# Also imported from here by other packages (the streamed recipe, the benchmarks).
-__all__ = [
-    "PART_CODES",
-    "Moments",
-    "Reservoir",
-    "Source",
-    "StreamBatches",
-    "StreamEval",
-    "Unit",
-    "parts_of",
-    "sample_keys",
-]
+# ----------------------------------------------------------------------- the chunks of a source
+NPY_BLOCK_BYTES = 16 << 20  # rows of a .npy read per unit: about this many bytes
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One chunk of the table: ``index`` is the row group (Parquet) or the first row (``.npy``)."""
+
+    path: str
+    index: int
+    rows: int
+    first: int  # the global number of its first row
+
+
+class Source:
+    """The chunks of a Parquet file, a folder of Parquet files (in name order) or a ``.npy`` file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.name = str(path)
+        if self.path.is_dir():
+            files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in (".parquet", ".pq") and p.is_file())
+            if not files:
+                raise InputError(f"{self.name}: a folder to stream holds .parquet files; this one holds none")
+            self.kind = "parquet"
+        elif self.path.suffix.lower() in (".parquet", ".pq"):
+            files, self.kind = [self.path], "parquet"
+        elif self.path.suffix.lower() == ".npy":
+            files, self.kind = [self.path], "npy"
+        else:
+            raise InputError(
+                f"{self.name}: streaming reads Parquet (a file or a folder of files) or .npy; convert a CSV "
+                f"once with: torchwork convert {self.name} {self.path.with_suffix('.parquet')}"
+            )
+        self.units: list[Unit] = []
+        self.columns: list[str] = []
+        first = 0
+        for f in files:
+            units, columns = self._parquet_units(f, first) if self.kind == "parquet" else self._npy_units(f, first)
+            if self.columns and columns != self.columns:
+                raise InputError(f"{f}: its columns differ from {files[0]}'s; a folder streams files of one table")
+            self.columns = columns
+            self.units += units
+            first += sum(u.rows for u in units)
+        self.rows = first
+        if self.rows == 0:
+            raise InputError(f"{self.name}: no rows")
+        self._readers: dict[str, Any] = {}  # each file opened once (its footer or header parsed once), on first use
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_readers": {}, "_lock": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
+    def _parquet_units(self, path: Path, first: int) -> tuple[list[Unit], list[str]]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            with pq.ParquetFile(path) as f:
+                meta, names = f.metadata, f.schema_arrow.names
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())[:200]})") from None
+        dups = sorted({n for n in names if names.count(n) > 1})
+        if dups:
+            raise InputError(f"{path}: duplicated column {', '.join(map(repr, dups))}")
+        units = []
+        for i in range(meta.num_row_groups):
+            n = meta.row_group(i).num_rows
+            units.append(Unit(str(path), i, n, first))
+            first += n
+        return units, list(names)
+
+    def _npy_units(self, path: Path, first: int) -> tuple[list[Unit], list[str]]:
+        array = self._memmap(path)
+        if array.ndim not in (1, 2) or array.dtype.hasobject or not np.issubdtype(array.dtype, np.number):
+            raise InputError(f"{path}: streaming takes a 2-D array of numbers, got {array.dtype} {array.shape}")
+        width = 1 if array.ndim == 1 else array.shape[1]
+        block = max(1, NPY_BLOCK_BYTES // max(1, width * array.dtype.itemsize))
+        units = [Unit(str(path), lo, min(block, len(array) - lo), first + lo) for lo in range(0, len(array), block)]
+        return units, [str(i) for i in range(width)]
+
+    @staticmethod
+    def _memmap(path: Path) -> np.ndarray:
+        npy_memory(path)  # its header checked first: sizes that do not match the file are one line, no memmap
+        try:
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise InputError(f"{path}: not a readable NumPy array ({' '.join(str(exc).split())[:200]})") from None
+
+    def read(self, unit: Unit, columns: list[str] | None = None) -> pd.DataFrame:
+        """The unit's rows (only ``columns``, if given) as a DataFrame."""
+        return self.frame(self.fetch(unit, columns), columns)
+
+    def fetch(self, unit: Unit, columns: list[str] | None = None) -> Any:
+        """The unit's raw rows (an Arrow table, or a NumPy block): the I/O, which may run in another thread."""
+        with self._lock:  # one reader of a file at a time (the training and evaluation threads share them)
+            reader = self._readers.get(unit.path)
+            if reader is None:
+                reader = self._readers[unit.path] = self._open(Path(unit.path))
+            if self.kind == "npy":
+                return np.array(reader[unit.index : unit.index + unit.rows])  # a copy of the block
+            return reader.read_row_group(unit.index, columns=columns)
+
+    def _open(self, path: Path) -> Any:
+        if self.kind == "npy":
+            return self._memmap(path)
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path)
+
+    def frame(self, raw: Any, columns: list[str] | None = None) -> pd.DataFrame:
+        """What :meth:`fetch` returned, as a DataFrame."""
+        if isinstance(raw, np.ndarray):
+            frame = pd.DataFrame(raw.reshape(len(raw), -1), columns=self.columns)
+            return frame if columns is None else frame[columns]
+        return raw.to_pandas()
+
+    def head(self, columns: list[str] | None = None) -> pd.DataFrame:
+        return self.read(self.units[0], columns)
+
+
+# -------------------------------------------------------------------- row hashes and the sample
+SPLIT_SALT, SAMPLE_SALT = 0x5EED_5B11, 0x5A3B_1E5
+
+
+# --------------------------------------------------------------------- hashes
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser, element-wise on uint64 (wrapping arithmetic)."""
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def uniform(rows: np.ndarray, seed: int, salt: int) -> np.ndarray:
+    """A number in [0, 1) for each global row number, a pure function of (row, seed, salt)."""
+    key = _mix(np.asarray([seed % 2**63, salt], dtype=np.uint64)).sum(dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        bits = _mix(rows.astype(np.uint64) ^ key)
+    return (bits >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+PART_CODES = {"train": 0, "val": 1, "test": 2}
+
+
+def parts_of(rows: np.ndarray, seed: int, val: float, test: float) -> np.ndarray:
+    """0 (train), 1 (validation) or 2 (test) for each global row number: stable across runs and chunkings."""
+    u = uniform(rows, seed, SPLIT_SALT)
+    return np.where(u < test, 2, np.where(u < test + val, 1, 0)).astype(np.int8)
+
+
+def sample_keys(rows: np.ndarray, seed: int) -> np.ndarray:
+    """Keys whose smallest ``k`` rows are a uniform sample of ``k`` rows."""
+    return uniform(rows, seed, SAMPLE_SALT)
+
+
+class Reservoir:
+    """The ``k`` rows with the smallest sample keys seen so far (a uniform sample, bounded memory)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.frames: list[pd.DataFrame] = []
+        self.keys = np.empty(0)
+        self.size = 0
+
+    def add(self, frame: pd.DataFrame, keys: np.ndarray) -> None:
+        if not len(frame):
+            return
+        self.frames.append(frame.reset_index(drop=True))
+        self.keys = np.concatenate([self.keys, keys])
+        self.size += len(frame)
+        if self.size > 2 * self.k:
+            self._trim()
+
+    def _trim(self) -> None:
+        frame = pd.concat(self.frames, ignore_index=True)
+        keep = np.sort(np.argpartition(self.keys, self.k - 1)[: self.k]) if len(self.keys) > self.k else None
+        if keep is not None:
+            frame, self.keys = frame.iloc[keep].reset_index(drop=True), self.keys[keep]
+        self.frames, self.size = [frame], len(frame)
+
+    def frame(self) -> pd.DataFrame:
+        """The sample, in the order of its keys (so: independent of the order chunks came in)."""
+        if not self.frames:
+            return pd.DataFrame()
+        self._trim()
+        order = np.argsort(self.keys, kind="stable")
+        return self.frames[0].iloc[order].reset_index(drop=True)
+
+
+# -------------------------------------------------------------------------------- exact moments
+class Moments:
+    """Exact count, mean and variance of columns of numbers, merged chunk by chunk (Chan et al.)."""
+
+    def __init__(self, width: int) -> None:
+        self.n = np.zeros(width)
+        self.mean = np.zeros(width)
+        self.m2 = np.zeros(width)
+
+    def add(self, values: np.ndarray) -> None:
+        """``values`` (rows, width), NaN where missing (left out)."""
+        present = ~np.isnan(values)
+        n = present.sum(axis=0).astype(np.float64)
+        if not n.any():
+            return
+        filled = np.where(present, values, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(n > 0, filled.sum(axis=0) / np.maximum(n, 1), 0.0)
+            m2 = np.where(present, (values - mean) ** 2, 0.0).sum(axis=0)
+        total = self.n + n
+        delta = mean - self.mean
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.mean = np.where(total > 0, self.mean + delta * n / np.maximum(total, 1), 0.0)
+            self.m2 = self.m2 + m2 + np.where(total > 0, delta**2 * self.n * n / np.maximum(total, 1), 0.0)
+        self.n = total
+
+    def with_fill(self, column: int, fill: float, missing: int) -> tuple[float, float]:
+        """Mean and (population) standard deviation of the column once ``missing`` gaps hold ``fill``."""
+        n, mean, m2 = self.n[column], self.mean[column], self.m2[column]
+        total = n + missing
+        if total == 0:
+            return 0.0, 1.0
+        new_mean = (n * mean + missing * fill) / total
+        new_m2 = m2 + n * (mean - new_mean) ** 2 + missing * (fill - new_mean) ** 2
+        return float(new_mean), float(math.sqrt(max(new_m2 / total, 0.0)))
+
+
+# -------------------------------------------------------------------------------------- batches
 
 
 # -------------------------------------------------------------------- batches

@@ -21,14 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchwork.core.checks import Registry
 from torchwork.core.errors import InputError, UnsafeFileError
-from torchwork.core.registry import Registry
-from torchwork.models.linear import TabularLinear
-from torchwork.models.mlp import ACTIVATIONS, MLP
+from torchwork.models.tabular import MLP, TabularLinear
 from torchwork.models.tutorial import LinearRegressionModel, LinearRegressionModelV2
-
-__all__ = ["ACTIVATIONS", "MLP", "MODELS", "LinearRegressionModel", "LinearRegressionModelV2", "build_model",
-           "count_parameters", "model_spec"]  # fmt: skip
 
 
 def _tutorial(cls: type[nn.Module]) -> Callable[..., nn.Module]:

@@ -1,31 +1,321 @@
-"""``report.html``: one self-contained page (plots embedded) that shows a run.
+"""``report.html``: one self-contained page that shows a run, its verdict and its tables.
 
 The page loads nothing and runs no script: the styles are inline and the plots are data URIs.
 It reads at any width from 320 px: tables too wide for a phone scroll inside their own box,
 long paths and code wrap, and plots take the column's width (two columns on wide screens, one
-on phones). Every plot has the same width (``report.figures.FIGSIZE``), so their text shows at
-one size. Regression and classification metrics are both understood (``metrics["task"]``).
-The page's sections are in ``report.sections``, the verdict in ``report.verdicts``.
+on phones). Regression and classification metrics are both understood (``metrics["task"]``).
+:func:`verdict` is the one sentence on whether the network beats its baselines.
 """
 
 from __future__ import annotations
 
+import base64
+import html
+import json
+import math
+import re
+import struct
 from collections.abc import Sequence
 from typing import Any
 
-from torchwork.report.formatting import (
-    as_list,
-    breakable,
-    format_value,
-    html_table,
-    img_tag,
-    is_classification,
-    json_text,
-)
-from torchwork.report.sections import columns_table, metrics_table, per_class_section
-from torchwork.report.verdicts import verdict
 
-__all__ = ["render_report", "verdict"]
+# --------------------------------------------------------------------- numbers, text and tables
+def format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return html.escape(str(value))
+
+
+def number_text(value: Any, kind: str = "num") -> str:
+    """A metric as the tables show it: ``pct`` 97.1%, ``p3`` 0.971, ``num`` four significant digits."""
+    if value is None:
+        return "—"
+    if isinstance(value, (bool, int)):
+        return str(value)
+    v = float(value)
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "∞" if v > 0 else "−∞"
+    if kind == "pct":
+        return f"{v:.1%}"
+    if kind == "p3":
+        return f"{v:.3f}"
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if 1e-3 <= a < 1e6:
+        return f"{v:.{max(0, 3 - math.floor(math.log10(a)))}f}"
+    return f"{v:.3e}"
+
+
+def json_text(value: Any) -> str:
+    """A configuration value in JSON spelling (null, true, [64, 64], {}); text as it is."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def breakable(text: str) -> str:
+    """Escaped text that may wrap after each / \\ : . _ not followed by a digit (long paths and dotted names)."""
+    return re.sub(r"([/\\:._])(?=[^\s\d])", r"\1<wbr>", html.escape(text))
+
+
+def _png_size(png: bytes) -> tuple[int, int] | None:
+    if png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", png[16:24])
+        return int(width), int(height)
+    return None
+
+
+def img_tag(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode()
+    size = _png_size(png)
+    dims = f" width={size[0]} height={size[1]}" if size else ""
+    return f'<img alt="{html.escape(alt)}"{dims} src="data:image/png;base64,{data}">'
+
+
+def is_classification(metrics: dict[str, Any]) -> bool:
+    return metrics.get("task") == "classification" or "logistic_regression" in metrics
+
+
+def html_table(body: str, css: str = "") -> str:
+    """A table in its own box, which scrolls sideways when the table is wider than the page.
+
+    ``css="stack"``: on phones each row becomes a block of text instead (no sideways scrolling).
+    """
+    cls = f" class={css}" if css else ""
+    return f"<div class=scroll><table{cls}>{body}</table></div>"
+
+
+def percent(value: float) -> str:
+    return f"{value:.1%}"
+
+
+def as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]
+
+
+# ---------------------------------------------------------------------------------- the verdict
+def _classification_verdict(metrics: dict[str, Any]) -> tuple[str, str]:
+    model = metrics.get("model", {})
+    base_key, base_name = "logistic_regression", "the logistic regression"
+    if not metrics.get(base_key):
+        base_key, base_name = "majority_class", "the majority-class baseline"
+    base = metrics.get(base_key) or {}
+    part = next((p for p in ("test", "val", "train") if p in model and p in base), None)
+    if part is None:
+        part = next((p for p in ("test", "val", "train") if p in model), None)
+        if part is None:
+            return "No metrics to judge the model by.", "even"
+        return (
+            f"The model's accuracy on the {part} split is {percent(model[part]['accuracy'])} "
+            "(no baseline to compare with).",
+            "even",
+        )
+    m, b = model[part], base[part]
+    ours, theirs = float(m["accuracy"]), float(b["accuracy"])
+    loss = ""
+    if m.get("log_loss") is not None and b.get("log_loss") is not None:
+        loss = f" (log loss {float(m['log_loss']):.3g} against {float(b['log_loss']):.3g})"
+    diff = round(ours - theirs, 12)
+    if diff >= 0.005:
+        scores = f"accuracy {percent(ours)} against {percent(theirs)}{loss}"
+        text = f"The model beats {base_name} on the {part} split: {scores}."
+        css = "good"
+    elif diff <= -0.005:
+        name = base_name[0].upper() + base_name[1:]
+        text = f"{name} beats the model on the {part} split: accuracy {percent(theirs)} against {percent(ours)}{loss}."
+        css = "bad"
+    else:
+        text = (
+            f"The model and {base_name} do equally well on the {part} split: accuracy {percent(ours)} against "
+            f"{percent(theirs)}, within half a point{loss}."
+        )
+        css = "even"
+    majority = (metrics.get("majority_class") or {}).get(part)
+    if base_key != "majority_class" and majority and ours < float(majority["accuracy"]) + 0.005:
+        share = percent(float(majority["accuracy"]))
+        text += f" The model does no better than always predicting the most common class ({share})."
+        css = "bad"
+    return text, css
+
+
+def verdict(metrics: dict[str, Any]) -> tuple[str, str]:
+    """One sentence on whether the network beats its baseline, and its CSS class (good, even, bad).
+
+    Regression: the model against the least-squares line, by MSE. Classification: against the
+    logistic regression, by accuracy (equal within half a point), with the log loss beside it.
+    Judged on the test split, else validation, else training.
+    """
+    if is_classification(metrics):
+        return _classification_verdict(metrics)
+    part = next((p for p in ("test", "val", "train") if p in metrics["model"]), "train")
+    model, base = metrics["model"][part]["mse"], metrics["least_squares"][part]["mse"]
+    if base <= 1e-12 * model or base == 0:  # the target is (almost exactly) linear in the features
+        return (
+            f"On the {part} split least squares fits the target exactly (MSE {base:.3g}); "
+            f"the model's MSE is {model:.3g}.",
+            "bad" if model > 0 else "even",
+        )
+    ratio = model / base
+    if ratio < 0.99:
+        return f"The model beats the least-squares line on the {part} split: MSE {1 - ratio:.1%} lower.", "good"
+    if ratio > 2:
+        return (
+            f"The least-squares line beats the model on the {part} split: "
+            f"the model's MSE is {ratio:.3g} times as high.",
+            "bad",
+        )
+    if ratio > 1.01:
+        return (
+            f"The least-squares line beats the model on the {part} split: the model's MSE is {ratio - 1:.1%} higher.",
+            "bad",
+        )
+    return (
+        f"The model and the least-squares line do equally well on the {part} split (MSE within 1%).",
+        "even",
+    )
+
+
+# ------------------------------------------------------------------------------------- sections
+PARTS = ("train", "val", "test")
+# (key, label, which way is better, format) of each metric in the metrics table.
+REGRESSION_METRICS = (
+    ("mae", "MAE", "lower is better", "num"),
+    ("mse", "MSE", "lower is better", "num"),
+    ("rmse", "RMSE", "lower is better", "num"),
+    ("r2", "R²", "higher is better", "num"),
+)
+CLASSIFICATION_METRICS = (
+    ("accuracy", "accuracy", "higher is better", "pct"),
+    ("balanced_accuracy", "balanced accuracy", "higher is better", "pct"),
+    ("f1_macro", "F1 (macro)", "higher is better", "p3"),
+    ("log_loss", "log loss", "lower is better", "num"),
+    ("roc_auc", "ROC AUC", "higher is better", "p3"),
+)
+REGRESSION_MODELS = (("model", "model"), ("least_squares", "least squares"))
+CLASSIFICATION_MODELS = (
+    ("model", "model"),
+    ("logistic_regression", "logistic regression"),
+    ("majority_class", "majority class"),
+)
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """Splits as columns; per metric, one row for the model and one per baseline; the best in bold."""
+    classification = is_classification(metrics)
+    specs = CLASSIFICATION_METRICS if classification else REGRESSION_METRICS
+    sources = CLASSIFICATION_MODELS if classification else REGRESSION_MODELS
+    parts = [p for p in PARTS if p in metrics.get("model", {})]
+    head = "<thead><tr><th class=l scope=col>split</th>" + "".join(f"<th scope=col>{p}</th>" for p in parts)
+    head += "</tr></thead>"
+    counts = metrics.get("rows", {})
+    rows = (
+        "<tbody><tr><th class=l scope=row>rows</th>"
+        + "".join(f"<td>{number_text(counts.get(p))}</td>" for p in parts)
+        + "</tr></tbody>"
+    )
+    groups = []
+    for key, label, better, kind in specs:
+        present = [(src, name) for src, name in sources if any(key in metrics.get(src, {}).get(p, {}) for p in parts)]
+        if not present:
+            continue
+        best: dict[str, float] = {}
+        for p in parts:
+            values = [metrics[src][p].get(key) for src, _ in present if p in metrics[src]]
+            values = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+            if len(values) > 1 and min(values) != max(values):
+                best[p] = min(values) if better.startswith("lower") else max(values)
+        lines = [f"<tr class=group><th class=l colspan={len(parts) + 1}>{label}<span>{better}</span></th></tr>"]
+        for src, name in present:
+            cells = []
+            for p in parts:
+                value = metrics[src].get(p, {}).get(key)
+                text = number_text(value, kind)
+                bold = value is not None and p in best and float(value) == best[p]
+                cells.append(f"<td>{'<b>' + text + '</b>' if bold else text}</td>")
+            lines.append(f"<tr><td class=l>{name}</td>{''.join(cells)}</tr>")
+        groups.append(f"<tbody>{''.join(lines)}</tbody>")
+    return html_table(head + rows + "".join(groups))
+
+
+def _class_names(metrics: dict[str, Any], n: int) -> list[str]:
+    names = [str(c) for c in metrics.get("classes") or []]
+    return names if len(names) == n else [f"class {k}" for k in range(n)]
+
+
+def per_class_section(metrics: dict[str, Any]) -> str:
+    """Per-class precision, recall, F1 and the confusion matrix of the model, on test (else val, else train)."""
+    model = metrics.get("model", {})
+    part = next((p for p in ("test", "val", "train") if model.get(p, {}).get("per_class")), None)
+    if part is None:
+        return ""
+    per_class = model[part]["per_class"]
+    names = _class_names(metrics, len(per_class))
+    head = (
+        "<thead><tr><th class=l scope=col>class</th><th scope=col>precision</th><th scope=col>recall</th>"
+        "<th scope=col>F1</th><th scope=col>rows</th></tr></thead>"
+    )
+    body = "".join(
+        f"<tr><th class=l scope=row>{html.escape(name)}</th><td>{number_text(c.get('precision'), 'p3')}</td>"
+        f"<td>{number_text(c.get('recall'), 'p3')}</td><td>{number_text(c.get('f1'), 'p3')}</td>"
+        f"<td>{number_text(c.get('support'))}</td></tr>"
+        for name, c in zip(names, per_class, strict=True)
+    )
+    out = [f"<h3>Each class, {part} split</h3>", html_table(f"{head}<tbody>{body}</tbody>")]
+    cm = model[part].get("confusion_matrix")
+    if cm and len(cm) == len(names):
+        out.append(f"<h3>Confusion matrix, {part} split</h3>")
+        out.append(
+            "<p class=sub>Rows are the actual class, columns the predicted one; shaded by the share of the row.</p>"
+        )
+        # On phones the columns are headed by the class's number (the rows say which is which).
+        top = "".join(
+            f"<th scope=col><span class=name>{html.escape(n)}</span><span class=n>{k + 1}</span></th>"
+            for k, n in enumerate(names)
+        )
+        lines = []
+        for i, (name, row) in enumerate(zip(names, cm, strict=True)):
+            total = sum(row)
+            cells = []
+            for j, count in enumerate(row):
+                share = count / total if total else 0.0
+                colour = "#fff" if share > 0.55 else "inherit"
+                style = f' style="background:rgba(31,95,191,{share:.2f});color:{colour}"' if share else ""
+                text = f"<b>{count}</b>" if i == j else f"{count}"
+                cells.append(f"<td class=cm{style}>{text}</td>")
+            number = f"<span class=n>{i + 1} </span>"
+            lines.append(f"<tr><th class=l scope=row>{number}{html.escape(name)}</th>{''.join(cells)}</tr>")
+        head = f"<thead><tr><th class=l scope=col>actual \\ predicted</th>{top}</tr></thead>"
+        out.append(html_table(f"{head}<tbody>{''.join(lines)}</tbody>", "cmx"))
+    return "".join(out)
+
+
+def columns_table(columns: Sequence[dict[str, Any]]) -> str:
+    unknown = any(c.get("unknown") is not None for c in columns)
+    head = "<thead><tr><th class=l scope=col>column</th><th class=l scope=col>kind</th>"
+    head += "<th class=l scope=col>detail</th><th scope=col>filled</th>"
+    head += ("<th scope=col>unknown</th>" if unknown else "") + "</tr></thead>"
+    rows = []
+    for c in columns:
+        cells = (
+            f"<th class=l scope=row><code>{html.escape(str(c.get('name', '')))}</code></th>"
+            f"<td class=l>{html.escape(str(c.get('kind', '')))}</td>"
+            f"<td class='l wrap'>{html.escape(str(c.get('detail', '')))}</td>"
+            f"<td data-label=filled>{number_text(c.get('filled', 0))}</td>"
+        )
+        if unknown:
+            cells += f"<td data-label=unknown>{number_text(c.get('unknown'))}</td>"
+        rows.append(f"<tr>{cells}</tr>")
+    return html_table(f"{head}<tbody>{''.join(rows)}</tbody>", "stack")
+
+
+# ------------------------------------------------------------------------------------- the page
 
 _CSS = """
 *,*::before,*::after{box-sizing:border-box}

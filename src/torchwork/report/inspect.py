@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from torchwork.files.safeload import WeightsFile, load_weights
+from torchwork.files.weights import WeightsFile, load_weights
 
 _SHOW_VALUES = 6
 _BLOCK = 1 << 20  # elements a summary copies at once: 8 MiB as float64, whatever the tensor's size

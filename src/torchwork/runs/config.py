@@ -155,11 +155,11 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check names against the registries and values against each other; return self."""
-        from torchwork.core.devices import resolve_device
-        from torchwork.core.registry import check_options
-        from torchwork.models.registry import ACTIVATIONS, MODELS
-        from torchwork.training.losses import LOSSES
-        from torchwork.training.optim import OPTIMIZERS, SCHEDULERS
+        from torchwork.core.checks import check_options
+        from torchwork.core.runtime import resolve_device
+        from torchwork.models.registry import MODELS
+        from torchwork.models.tabular import ACTIVATIONS
+        from torchwork.training.components import LOSSES, OPTIMIZERS, SCHEDULERS
         from torchwork.training.trainer import PRECISIONS
 
         for key, registry in (("loss", LOSSES), ("optimizer", OPTIMIZERS), ("activation", ACTIVATIONS)):

@@ -1,4 +1,4 @@
-"""The run folder on disk: writing a finished run, reading one back, summarising one.
+"""The run folder on disk: where it goes, what it records, writing it, reading it back.
 
 A finished folder holds:
 
@@ -9,31 +9,63 @@ A finished folder holds:
 - ``history.csv``, ``metrics.json``, ``plots/*.png``, ``report.html``;
 - ``checkpoints/last.safetensors`` (the last checkpoint) and ``tensorboard/`` if enabled;
 - ``manifest.json``: the SHA-256 of every file, checked before anything is loaded.
+
+The rules of where it goes, so that nothing a user had is ever lost:
+
+- ``RUN_DIR`` is built in ``RUN_DIR.partial``, created atomically and locked by the process
+  that writes it; a second process aiming at the same folder is told who holds it.
+- ``--overwrite`` replaces only a finished torchwork run whose every file its manifest lists;
+  a folder holding anything else (your notes, your data) is never replaced, and the data
+  being trained on may not live inside the folder.
+- The finished run is moved into place without replacing anything that appeared meanwhile
+  (the run then stays in ``RUN_DIR.partial``); with ``--overwrite`` the old and new runs are
+  swapped atomically, so ``RUN_DIR`` always holds a whole run.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import json
 import os
+import platform
+import shutil
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from torchwork.core.errors import InputError
+from torchwork.core import __version__
+from torchwork.core.errors import BusyError, InputError, IntegrityError, OutputError
 from torchwork.data.preprocess import Preprocessor
-from torchwork.files.atomic import atomic_write, ensure_dir
-from torchwork.files.manifest import verify_manifest, write_manifest
-from torchwork.files.safeload import load_weights_bytes, save_weights_bytes
-from torchwork.files.weights import check_compatible
-from torchwork.models.registry import build_model, rebuild
-from torchwork.runs.baselines import Baselines
-from torchwork.runs.evaluating import model_predictions
-from torchwork.runs.preparing import Prepared
+from torchwork.files.atomic import (
+    OWNER,
+    Lock,
+    atomic_write,
+    claim,
+    ensure_dir,
+    exchange,
+    fsync_dir,
+    holder,
+    is_locked,
+    lock,
+    move_noreplace,
+    sha256_file,
+)
+from torchwork.files.integrity import MANIFEST, unlisted_files, verify_manifest, write_manifest
+from torchwork.files.weights import check_compatible, load_weights_bytes, save_weights_bytes
+from torchwork.models.registry import build_model, count_parameters, rebuild
+from torchwork.runs.config import TrainConfig
+from torchwork.runs.prepare import PARTS, Prepared
+from torchwork.runs.recipe import Baselines, evaluate, model_predictions
 from torchwork.runs.run import Run
-from torchwork.training.history import History
+from torchwork.training.distributed import Group, on_main
+from torchwork.training.loop import History
 
+# ------------------------------------------------------------------------------- the run folder
 MODEL_FORMAT = "torchwork-model/2"
 RUN_FORMAT = "torchwork-run/2"
 CHECKPOINT = Path("checkpoints") / "last.safetensors"
@@ -229,7 +261,7 @@ def load_run(
     if not path.is_dir() or path.name.endswith(".partial"):
         raise _missing_run(path, data_hint)
     if verify_key is not None:
-        from torchwork.files.signing import verify_folder
+        from torchwork.files.integrity import verify_folder
 
         verify_folder(path, verify_key)
     docs = verify_manifest(path, REQUIRED, keep=REQUIRED)
@@ -268,7 +300,7 @@ def read_run_summary(
     if path.name.endswith(".partial") or (not path.is_dir() and partial_path(run).is_dir()):
         return _partial_summary(partial_path(run))
     if verify_key is not None:
-        from torchwork.files.signing import verify_folder
+        from torchwork.files.integrity import verify_folder
 
         verify_folder(path, verify_key)
     names = ("model.json", "run.json", "metrics.json", "config.json", "model.safetensors")
@@ -313,3 +345,231 @@ def _partial_summary(partial: Path) -> dict[str, Any]:
             "best_epoch": best.get("best_epoch") if best else None, "best_val_loss": best.get("best") if best else None,
         }  # fmt: skip
     return summary
+
+
+# --------------------------------------------------------------------------- what a run records
+def versions() -> dict[str, str]:
+    return {
+        "torchwork": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a data file; of a folder (of Parquet files), over each file's name and SHA-256."""
+    if path.is_file():
+        return sha256_file(path)
+    files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in (".parquet", ".pq"))
+    return hashlib.sha256(json.dumps([[p.name, sha256_file(p)] for p in files]).encode()).hexdigest()
+
+
+def describe_data(config: TrainConfig, data: Any, prepared: Prepared) -> dict[str, Any]:
+    source = data if data is not None else config.data
+    if prepared.stream is not None:  # a file or a folder of files, streamed
+        path = Path(prepared.stream.source.name)
+        return {"source": str(path.resolve()), "sha256": file_digest(path), "rows": prepared.stream.source.rows,
+                "rows_used": sum(prepared.stream.sizes.values()), "dropped": prepared.dropped,
+                "filled": prepared.filled, "streamed": True}  # fmt: skip
+    if isinstance(source, str | os.PathLike):
+        path = Path(source)
+        info: dict[str, Any] = {"source": str(path.resolve()), "sha256": sha256_file(path)}
+    else:
+        import pandas as pd
+
+        frame = prepared.table.frame
+        digest = hashlib.sha256(json.dumps([str(c) for c in frame.columns]).encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        info = {"source": f"<{type(source).__name__}>", "sha256": digest.hexdigest()}
+    info.update(rows=len(prepared.table.frame), rows_used=len(prepared.rows), dropped=prepared.dropped,
+                filled=prepared.filled)  # fmt: skip
+    return info
+
+
+def describe(prepared: Prepared) -> list[str]:
+    """What the data turned out to be, one line each: the task, each column's kind, what was dropped or filled."""
+    pre = prepared.pre
+    target = ", ".join(pre.target_names)
+    if pre.task == "classification":
+        lines = [f"task: classification of {target!r} ({len(pre.target.classes)} classes)"]
+    else:
+        lines = [f"task: regression of {target}"]
+    kinds = ", ".join(f"{c.name} {c.kind}" + ("" if c.reason == "numbers" else f" ({c.reason})") for c in pre.columns)
+    lines.append(f"columns: {kinds}")
+    if prepared.dropped.get("missing_target"):
+        lines.append(f"dropped {prepared.dropped['missing_target']} rows with a missing target")
+    if prepared.dropped.get("missing_value"):
+        lines.append(f"dropped {prepared.dropped['missing_value']} rows with missing values (--drop-missing)")
+    if prepared.filled:
+        lines.append("filled missing values: " + ", ".join(f"{c} {n}" for c, n in prepared.filled.items()))
+    return lines + [f"note: {n}" for n in prepared.notes]
+
+
+def as_run(
+    config: TrainConfig, prepared: Prepared, data_info: dict[str, Any], fitted: Any, resumed: bool, processes: int,
+    group: Group | None = None,
+) -> Run:  # fmt: skip
+    info = {
+        "format": RUN_FORMAT,
+        "data": data_info,
+        "split": {p: prepared.rows_in(p) for p in PARTS},
+        "device": fitted.device,
+        "processes": processes,
+        "epochs_run": fitted.epochs_run,
+        "stopped_early": fitted.stopped_early,
+        "best_epoch": fitted.best_epoch,
+        "seconds": sum(fitted.history["seconds"]) if resumed else fitted.seconds,
+        "finished": _now(),
+        "notes": fitted.notes,
+        "versions": versions(),
+    }
+    if prepared.stream is not None:  # a pass over the whole table: rank 0 makes it, every rank gets the metrics
+        metrics = on_main(group, lambda: evaluate(fitted.model, fitted.baselines, prepared))
+    else:
+        metrics = evaluate(fitted.model, fitted.baselines, prepared)
+    meta = {
+        "format": MODEL_FORMAT,
+        "task": prepared.pre.task,
+        "architecture": fitted.spec,
+        "parameters": count_parameters(fitted.model),
+        "preprocessing": prepared.pre.to_json(),
+        "baselines": fitted.baselines.to_json(),
+        "dtype": "float32",
+        "weights": "model.safetensors",
+        "trained_on": fitted.device,
+        "versions": versions(),
+    }
+    return Run(fitted.model, prepared.pre, fitted.baselines, config.to_dict(), fitted.history, metrics, info, meta)
+
+
+# ----------------------------------------------------------------------------- where a run goes
+# What torchwork writes in a run folder (top-level names), and nothing else.
+OURS = {"config.json", "run.json", "model.json", "model.safetensors", "history.csv", "metrics.json", "report.html",
+        "manifest.json", "signature.sig", "plots", "checkpoints", "tensorboard", OWNER}  # fmt: skip
+
+
+def check_name(out: Path) -> None:
+    if out.name in ("", ".", "..") or str(out).strip() == "":
+        raise InputError(f"--out {str(out)!r}: give a folder name for the run (for example runs/my-run)")
+
+
+def default_out(data: str | None) -> Path:
+    """``runs/<data file's stem>-<time>`` (a free variant is chosen when the run is claimed)."""
+    stem = Path(data).stem if data else "run"
+    return Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(os.path.realpath(path)).relative_to(os.path.realpath(folder))
+        return True
+    except ValueError:
+        return False
+
+
+def replaceable(out: Path) -> None:
+    """Refuse to replace ``out`` unless it is a finished torchwork run holding nothing else."""
+    if out.is_symlink() or not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder; --overwrite replaces only torchwork runs")
+    if not (out / MANIFEST).is_file():
+        raise InputError(f"{out}: is not a torchwork run (no {MANIFEST}); --overwrite replaces only runs, not folders")
+    try:
+        extra = unlisted_files(out)
+    except IntegrityError:
+        raise InputError(f"{out}: its {MANIFEST} is damaged; --overwrite replaces only whole torchwork runs") from None
+    if extra:
+        shown = ", ".join(extra[:5]) + (", ..." if len(extra) > 5 else "")
+        raise InputError(f"{out}: holds files torchwork did not write ({shown}); not replaced: move them first")
+
+
+def check_out(out: Path, overwrite: bool, data: str | None, unique: bool = False) -> None:
+    """Everything that can be said about ``out`` before any data is read."""
+    check_name(out)
+    for folder in (out, partial_path(out)):
+        if data is not None and folder.exists() and _is_inside(Path(data), folder):
+            raise InputError(f"{out}: the data file {data} is inside it; a run folder never holds its data")
+    if unique:
+        return
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise InputError(f"{out}: exists; pass --overwrite to replace it")
+        replaceable(out)
+    partial = partial_path(out)
+    if partial.exists() or partial.is_symlink():
+        _check_partial(partial, out, overwrite)
+
+
+def _check_partial(partial: Path, out: Path, overwrite: bool) -> None:
+    if partial.is_symlink() or not partial.is_dir():
+        raise InputError(
+            f"{partial}: exists and is not a folder torchwork made; remove it yourself if it is not needed"
+        )
+    if is_locked(partial):
+        raise BusyError(f"{partial}: being written by {holder(partial)}; choose another --out or wait")
+    if not overwrite:
+        raise InputError(
+            f"{partial}: holds an unfinished run; continue it with 'torchwork resume {out}' "
+            "or pass --overwrite to start again"
+        )
+    foreign = sorted(p.name for p in partial.iterdir() if p.name not in OURS)
+    if foreign:
+        raise InputError(f"{partial}: holds files torchwork did not write ({', '.join(foreign[:5])}); not removed")
+
+
+def claim_run(out: Path, overwrite: bool, unique: bool) -> tuple[Path, Lock]:
+    """Create and lock ``out.partial`` (or, with ``unique``, the first free ``out-N.partial``)."""
+    for n in range(1, 1000 if unique else 2):
+        candidate = out if n == 1 else out.with_name(f"{out.name}-{n}")
+        if unique and (candidate.exists() or candidate.is_symlink()):
+            continue
+        partial = partial_path(candidate)
+        try:
+            return candidate, claim(partial)
+        except FileExistsError:
+            if unique:
+                continue
+            _check_partial(partial, candidate, overwrite)  # raises unless a stale run may be removed
+            stale = lock(partial)
+            shutil.rmtree(partial)
+            stale.release()
+            return candidate, claim(partial)
+    raise OutputError(f"{out}: no free folder name near it")
+
+
+def move_into_place(partial: Path, out: Path, overwrite: bool) -> None:
+    """Move the finished run to ``out``: never over something that appeared; swapped with an old run."""
+    (partial / OWNER).unlink(missing_ok=True)
+    try:
+        if not (out.exists() or out.is_symlink()):
+            try:
+                move_noreplace(partial, out)
+            except FileExistsError:
+                raise OutputError(
+                    f"{out}: appeared while the run was trained; the finished run is kept in {partial} "
+                    f"(move {out} away, then 'torchwork resume {out}' moves it into place)"
+                ) from None
+        else:
+            if not overwrite:
+                raise OutputError(f"{out}: appeared while the run was trained; the finished run is kept in {partial}")
+            replaceable(out)  # still a torchwork run: it may have changed while this one trained
+            if exchange(partial, out):
+                old = partial  # the old run now lives under the partial name
+            else:
+                old = out.with_name(f"{out.name}.replaced-{os.getpid()}")
+                os.rename(out, old)
+                move_noreplace(partial, out)
+            fsync_dir(out.parent)
+            try:
+                replaceable(old)  # what is removed is a whole torchwork run, and only that
+            except InputError:  # someone added a file to the old run meanwhile: keep it, under another name
+                os.rename(old, out.with_name(f"{out.name}.replaced-{os.getpid()}"))
+            else:
+                shutil.rmtree(old)
+        fsync_dir(out.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot move the finished run {partial} to {out}: {exc.strerror or exc}") from None

@@ -1,35 +1,143 @@
-"""Training into a run folder, and resuming one: the order of things and what happens on failure.
+"""Training into a run folder and resuming one: the order of things, the checks, and what a failure keeps.
 
 A run is trained into ``RUN_DIR.partial`` (its configuration first, then checkpoints) and
-renamed to ``RUN_DIR`` only when every file is written, so ``RUN_DIR`` is never
-half-written. A killed or interrupted run stays in ``RUN_DIR.partial`` for
-``torchwork resume RUN_DIR``.
+renamed to ``RUN_DIR`` only when every file is written, so ``RUN_DIR`` is never half-written.
+A killed or interrupted run stays in ``RUN_DIR.partial`` for ``torchwork resume RUN_DIR``; a
+failed run that cannot be resumed is removed. Before a resume: the lock, the number of
+processes, consent to import a model class, and the same data (by SHA-256).
+
+:func:`train` is the Python API with the reach of the CLI (``torchwork.train``);
+:func:`train_run` trains what a configuration describes; :func:`resume` continues a run.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from torchwork.core.errors import InputError, TrainingDiverged, TrainingInterrupted
-from torchwork.files.atomic import atomic_write
-from torchwork.files.checkpoint import Checkpointer
-from torchwork.runs.config import TrainConfig
-from torchwork.runs.failures import after_failure
-from torchwork.runs.fitting import fit, resolve, restore
-from torchwork.runs.folder import CHECKPOINT, complete_run_path, partial_path, write_run
-from torchwork.runs.outdir import check_out, claim_run, default_out, move_into_place
-from torchwork.runs.preparing import Prepared, prepare
-from torchwork.runs.resume_point import Echo, check_consent, resume_start
+from torchwork.core.errors import InputError, IntegrityError, TrainingDiverged, TrainingInterrupted, UnsafeFileError
+from torchwork.files.atomic import atomic_write, lock
+from torchwork.files.checkpoint import Checkpointer, load_checkpoint
+from torchwork.files.integrity import MANIFEST
+from torchwork.runs.config import PYTHON, TrainConfig, load_config
+from torchwork.runs.folder import (
+    CHECKPOINT,
+    as_run,
+    check_out,
+    claim_run,
+    complete_run_path,
+    default_out,
+    describe,
+    describe_data,
+    file_digest,
+    move_into_place,
+    partial_path,
+    write_run,
+)
+from torchwork.runs.prepare import Prepared, prepare
+from torchwork.runs.recipe import fit, resolve, restore
 from torchwork.runs.run import Run
-from torchwork.runs.run_record import as_run, describe, describe_data, versions
 from torchwork.training.callbacks import Callback, Progress, TensorBoard
 from torchwork.training.distributed import Group, joined, on_main
 
-__all__ = ["Echo", "describe", "resume_run", "train_run", "versions"]  # describe, versions: importable here as before
+
+# ---------------------------------------------------------------------- what a failed run keeps
+def after_failure(exc: BaseException, partial: Path, out: Path, keep: bool = False, from_file: bool = True) -> None:
+    """Say what was kept and how to go on; keep a partial run that can be resumed, remove one that cannot."""
+    has_checkpoint = (partial / CHECKPOINT).exists()
+    how = f"torchwork resume {out}" if from_file else f"torchwork.resume({str(out)!r}, data=<the same data>)"
+    if isinstance(exc, TrainingInterrupted):
+        exc.checkpoint = exc.checkpoint or (
+            f"a checkpoint is in {partial / CHECKPOINT}" if has_checkpoint else "no checkpoint"
+        )
+        exc.resume = how
+    elif isinstance(exc, TrainingDiverged) and exc.checkpoint is None:
+        exc.checkpoint = (
+            f"the last good checkpoint is {partial / CHECKPOINT}" if has_checkpoint else "no checkpoint was written"
+        )
+    if not (keep or has_checkpoint or isinstance(exc, TrainingInterrupted)):
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+# ------------------------------------------------------------------- the checks before a resume
+Echo = Callable[[str], Any]
+
+
+def check_consent(config: TrainConfig, trust_model_code: bool) -> None:
+    """A class named in a config file is not consent to import it: that needs --trust-model-code."""
+    if ":" in config.model and config.from_file("model") and not trust_model_code:
+        raise UnsafeFileError(
+            f"{config.where('model')}: names the class {config.model!r}; importing it runs that module's code: "
+            "pass --trust-model-code if you trust it (naming it with --model is consent too)"
+        )
+
+
+def resume_start(
+    partial: Path, out: Path, data: Any, world: int, trust_model_code: bool, model: Any, echo: Echo
+) -> tuple[TrainConfig, dict[str, Any] | None, dict[str, Any], Any]:
+    """Lock the partial run; its configuration, checkpoint state and extra values, after every check."""
+    if partial.is_symlink() or not partial.is_dir():
+        if (out / MANIFEST).exists():
+            raise InputError(f"{out}: this run is complete; nothing to resume")
+        raise InputError(f"{partial}: no unfinished run to resume")
+    held = lock(partial)
+    try:
+        config, state, extra = _resume_point(partial, echo)
+        processes = int(extra.get("processes", 1))
+        if state is not None and not extra.get("finished") and processes != world:
+            n = f"{processes} process{'es' if processes > 1 else ''}"
+            raise InputError(
+                f"{partial}: trained in {n}; it resumes exactly only in {processes} (this is {world}): "
+                f"torchwork resume {out} --nproc {processes}, or torchrun with {processes} processes in all"
+            )
+        check_consent(config, trust_model_code or model is not None)
+        if ":" in config.model and not trust_model_code and model is None:
+            raise UnsafeFileError(
+                f"{partial}: the run's model is the class {config.model!r}; resuming imports it, which runs that "
+                "module's code: pass --trust-model-code (trust_model_code=True) if you trust it"
+            )
+        data_info = extra.get("data")
+        if data is None:
+            source = config.data
+            if source is None:
+                raise InputError(
+                    f"{partial}: this run was trained from in-memory data; resume it in Python with "
+                    "torchwork.resume(RUN_DIR, data=<the same data>)"
+                )
+            if not (Path(source).is_file() or Path(source).is_dir()):
+                raise InputError(f"{partial}: its data file {source} is gone; a run resumes only from the same data")
+            if data_info is not None and file_digest(Path(source)) != data_info["sha256"]:
+                raise InputError(f"{source}: changed since the run started (SHA-256 differs); cannot resume exactly")
+    except BaseException:
+        held.release()
+        raise
+    return config, state, extra, held
+
+
+def _resume_point(partial: Path, echo: Echo) -> tuple[TrainConfig, dict[str, Any] | None, dict[str, Any]]:
+    """The configuration, the checkpoint's state (None: start again) and its extra values."""
+    ckpt = partial / CHECKPOINT
+    if ckpt.exists():
+        state, extra = load_checkpoint(ckpt)
+        if not isinstance(extra.get("config"), dict):  # a checkpoint the Trainer wrote, not a run
+            raise IntegrityError(f"{ckpt}: holds no run configuration; start again with --overwrite")
+        return TrainConfig().updated(extra["config"], source=str(ckpt)).validate(), state, extra
+    config_file = partial / "config.json"
+    try:
+        config = TrainConfig().updated(json.loads(config_file.read_text()), source=str(config_file))
+    except (OSError, ValueError) as exc:
+        raise IntegrityError(f"{config_file}: cannot be read ({exc}); start again with --overwrite") from None
+    echo(f"{partial}: no checkpoint yet; starting the run again from the beginning")
+    return config.validate(), None, {}
+
+
+# ----------------------------------------------------------------------------- train and resume
 
 
 def _stderr(text: str) -> None:
@@ -106,7 +214,7 @@ def _claim(config: TrainConfig, out: Path, overwrite: bool, unique: bool) -> tup
     return out, partial, held
 
 
-def resume_run(
+def resume(
     out: str | os.PathLike[str],
     data: Any = None,
     *,
@@ -217,3 +325,53 @@ def _finish(
         ) from None  # fmt: skip
     run.path = out
     return run
+
+
+# -------------------------------------------------------------- the Python API: torchwork.train
+
+
+def train(
+    data: Any = None,
+    *,
+    target: str | int | list[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    config: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    verbose: bool = True,
+    model: Any = None,
+    trust_model_code: bool = False,
+    **options: Any,
+) -> Run:
+    """Train on a file, DataFrame, array or tensor, as ``torchwork train`` does.
+
+    ``options`` are the CLI's flags with underscores (``epochs=50``, ``task="classification"``,
+    ``hidden=[32, 32]``, ``scheduler="cosine"``, ...); ``config`` is a TOML/YAML file that
+    they override. ``target`` is a column name, a list of them, or (for arrays) a column
+    number (``-1``: the last). ``model`` is a name (``"mlp"``, ``"linear"``), a
+    ``"package.module:Class"``, or your own class, factory or instance. With ``out`` the run
+    folder is written; without it nothing is written and the :class:`~torchwork.runs.run.Run`
+    lives in memory.
+
+    >>> run = torchwork.train("houses.csv", target="price", out="runs/houses")   # doctest: +SKIP
+    >>> run.metrics["model"]["test"]["r2"], run.predict(new_rows)                 # doctest: +SKIP
+    """
+    from torchwork.models.registry import object_path
+
+    overrides = dict(options)
+    if target is not None:
+        overrides["target"] = target
+    given = None
+    if model is not None:
+        if isinstance(model, str):
+            overrides["model"] = model
+        else:
+            from torch import nn
+
+            given = model
+            overrides["model"] = object_path(type(model) if isinstance(model, nn.Module) else model)
+    if isinstance(data, str | os.PathLike):
+        overrides["data"] = str(data)
+        data = None
+    cfg = load_config(config, overrides, overrides_source=PYTHON)
+    return train_run(cfg, data, out, overwrite=overwrite, verbose=verbose, trust_model_code=trust_model_code,
+                     model=given)  # fmt: skip

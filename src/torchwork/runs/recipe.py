@@ -1,54 +1,414 @@
-"""The one recipe from a table and a configuration to a fitted, evaluated model.
+"""The recipe after the data is prepared: fit the baselines, build and train the model, evaluate.
 
-Used by ``torchwork train``, :func:`torchwork.train` and the scikit-learn estimators:
+Used by ``torchwork train``, :func:`torchwork.train` and the scikit-learn estimators (the data
+is prepared by :mod:`~torchwork.runs.prepare`):
 
-1. :func:`prepare`: read the data, pick the columns and rows, infer each column's kind and
-   the task, split (stratified for classes), and fit the preprocessing on the training rows;
-2. :func:`fit`: fit the baseline in closed form (least squares, or logistic regression by
-   L-BFGS), build the model (seeded; the linear model and the MLP's linear path start from
+1. :class:`Baselines`: least squares for regression; logistic regression and the majority
+   class for classification, fitted on the training rows (in memory or streamed), written as
+   JSON and checked when read back;
+2. :func:`fit`: build the model (seeded; the linear model and the MLP's linear path start from
    the baseline), build the :class:`~torchwork.training.trainer.Trainer` the configuration
-   describes, and train on the prepared tensors;
-3. :func:`evaluate`: metrics on every split for the model and the baselines.
-
-Each step is a module of its own: :mod:`~torchwork.runs.preparing`, :mod:`~torchwork.runs.fitting`
-(with :mod:`~torchwork.runs.baselines`) and :mod:`~torchwork.runs.evaluating`; this module names
-the recipe's parts together.
+   describes, and train; :func:`restore` rebuilds a finished fit from its checkpoint;
+3. :func:`evaluate`: metrics on every split for the model and the baselines (of streamed data,
+   in one more pass).
 """
 
 from __future__ import annotations
 
-from torchwork.runs.baselines import Baselines, fit_baselines
-from torchwork.runs.evaluating import evaluate, model_predictions, score
-from torchwork.runs.fitting import (
-    MIN_PATIENCE_STEPS,
-    Fitted,
-    build,
-    fit,
-    loss_for,
-    resolve,
-    restore,
-    spec_for,
-    trainer_for,
-)
-from torchwork.runs.preparing import PARTS, Prepared, input_encoding, prepare
+import math
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-__all__ = [  # the recipe's parts, importable from here as before
-    "MIN_PATIENCE_STEPS",
-    "PARTS",
-    "Baselines",
-    "Fitted",
-    "Prepared",
-    "build",
-    "evaluate",
-    "fit",
-    "fit_baselines",
-    "input_encoding",
-    "loss_for",
-    "model_predictions",
-    "prepare",
-    "resolve",
-    "restore",
-    "score",
-    "spec_for",
-    "trainer_for",
-]
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from torchwork.core.errors import InputError
+from torchwork.data.preprocess import Preprocessor
+from torchwork.evaluation.baselines import LeastSquares, LogisticRegression, MajorityClass
+from torchwork.evaluation.metrics import classification_metrics, regression_metrics
+from torchwork.files.weights import check_compatible
+from torchwork.models.registry import build_model, importable, model_from, model_spec
+from torchwork.runs.config import TrainConfig
+from torchwork.runs.prepare import PARTS, Prepared
+from torchwork.runs.streamed import roc_auc_on_sample, stream_baselines
+from torchwork.training.batching import predict
+from torchwork.training.callbacks import Callback, EarlyStopping
+from torchwork.training.components import LOSSES
+from torchwork.training.loop import History
+from torchwork.training.trainer import Trainer
+
+
+# ------------------------------------------------------------------------------------ baselines
+class Baselines:
+    """The baselines fitted on the training rows' design matrix: least squares for regression;
+    logistic regression and the majority class for classification."""
+
+    def __init__(self, pre: Preprocessor, fitted: dict[str, Any]) -> None:
+        self.pre, self.fitted = pre, fitted
+
+    @classmethod
+    def fit(cls, prepared: Prepared) -> Baselines:
+        pre, s = prepared.pre, prepared.parts["train"]
+        if prepared.stream is not None:
+            return cls(pre, stream_baselines(prepared.stream, prepared.X[s], prepared.y[s]))
+        design = pre.design(prepared.X[s])
+        if pre.task == "regression":
+            return cls(pre, {"least_squares": LeastSquares().fit(design, prepared.y[s])})
+        n = len(pre.target.classes)
+        return cls(pre, {"logistic_regression": LogisticRegression().fit(design, prepared.y[s], n),
+                         "majority_class": MajorityClass().fit(prepared.y[s], n)})  # fmt: skip
+
+    def predictions(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """Each baseline's predictions: target units (regression) or class probabilities."""
+        design = self.pre.design(X)
+        out = {}
+        for name, model in self.fitted.items():
+            if name == "least_squares":
+                out[name] = self.pre.decode(model.predict(design))
+            else:
+                out[name] = model.predict_proba(design)
+        return out
+
+    def linear_start(self, outputs: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(coef (p, outputs), intercept (outputs,))`` in the model's output space, to start from."""
+        if "least_squares" in self.fitted:
+            ls = self.fitted["least_squares"]
+            return np.asarray(ls.coef_).reshape(-1, outputs), np.asarray(ls.intercept_).reshape(outputs)
+        lr = self.fitted["logistic_regression"]
+        coef, intercept = np.asarray(lr.coef_).T, np.asarray(lr.intercept_).reshape(-1)
+        if outputs == coef.shape[1]:
+            return coef, intercept
+        if coef.shape[1] == 1 and outputs == 2:  # one logit to two: class 0 at zero
+            return np.hstack([np.zeros_like(coef), coef]), np.array([0.0, intercept[0]])
+        full, bias = np.zeros((coef.shape[0], outputs)), np.full(outputs, -10.0)  # classes absent from training
+        full[:, lr.classes_], bias[lr.classes_] = coef, intercept
+        return full, bias
+
+    def to_json(self) -> dict[str, Any]:
+        return {name: model.to_json() for name, model in self.fitted.items()}
+
+    @classmethod
+    def from_json(cls, pre: Preprocessor, doc: dict[str, Any]) -> Baselines:
+        kinds: dict[str, Any] = {
+            "least_squares": LeastSquares,
+            "logistic_regression": LogisticRegression,
+            "majority_class": MajorityClass,
+        }
+        baselines = cls(pre, {name: kinds[name].from_json(value) for name, value in doc.items()})
+        expected = {"least_squares"} if pre.task == "regression" else {"logistic_regression", "majority_class"}
+        if set(baselines.fitted) != expected:
+            raise ValueError(
+                f"its baselines are {', '.join(sorted(baselines.fitted))}, not {', '.join(sorted(expected))}"
+            )
+        # one row of zeros through each: coefficients of the wrong shape fail here, in one line, not at predict
+        outputs = len(pre.target.classes) if pre.task == "classification" else len(pre.target.names)
+        try:
+            with np.errstate(all="raise"):
+                predictions = baselines.predictions(np.zeros((1, pre.n_inputs), dtype=np.float32))
+        except FloatingPointError as exc:
+            raise ValueError(f"its baselines overflow ({exc})") from None
+        for name, out in predictions.items():
+            if out.shape != (1, outputs) or not np.isfinite(out).all():
+                raise ValueError(f"its {name} baseline gives {out.shape[1:]} finite outputs, not {outputs}")
+        return baselines
+
+
+def fit_baselines(prepared: Prepared) -> Baselines:
+    """:meth:`Baselines.fit`; streamed data in a process group: rank 0 fits them (a pass over the
+    training rows) and every rank gets them."""
+    from torchwork.training.distributed import current, on_main
+
+    group = current()
+    if prepared.stream is None or group is None:
+        return Baselines.fit(prepared)
+    return Baselines(prepared.pre, on_main(group, lambda: Baselines.fit(prepared).fitted))
+
+
+# ------------------------------------------------------------------- the model and its training
+MIN_PATIENCE_STEPS = 1000  # early stopping waits at least this many optimizer steps
+
+
+def spec_for(config: TrainConfig, pre: Preprocessor) -> dict[str, Any]:
+    """The model spec (a registered name or a class, and its arguments) the configuration asks for."""
+    if config.model == "mlp":
+        args = {"hidden": list(config.hidden), "activation": config.activation, "dropout": config.dropout,
+                "categories": pre.cardinalities, "skip": config.warm_start}  # fmt: skip
+        return model_spec("mlp", pre.n_numeric, pre.n_outputs, **args, **config.model_args)
+    if config.model == "linear":
+        return model_spec("linear", pre.n_numeric, pre.n_outputs, categories=pre.cardinalities, **config.model_args)
+    if pre.encoding == "codes":
+        return model_spec(config.model, pre.n_numeric, pre.n_outputs, categories=pre.cardinalities, **config.model_args)
+    return model_spec(config.model, pre.n_inputs, pre.n_outputs, **config.model_args)
+
+
+def build(config: TrainConfig, pre: Preprocessor, given: Any = None) -> tuple[nn.Module, dict[str, Any]]:
+    """The model (initial weights from the seed) and its spec; ``given``: your class, factory or instance."""
+    if given is None:
+        spec = spec_for(config, pre)
+        return build_model(spec, seed=config.seed), spec
+    torch.manual_seed(config.seed)
+    n_in = pre.n_numeric if pre.encoding == "codes" else pre.n_inputs
+    args = {"categories": pre.cardinalities} if pre.encoding == "codes" else {}
+    model, spec = model_from(given, n_in, pre.n_outputs, **args, **config.model_args)
+    if not importable(given if not isinstance(given, nn.Module) else type(given)) or spec["args"] is None:
+        how = "an instance (model=<a new instance>)" if spec["args"] is None else "the class (model=<it>)"
+        path = spec.get("class") or spec.get("factory")
+        warnings.warn(
+            f"the model {path!r} cannot be rebuilt from the run folder alone: load the run with "
+            f"torchwork.load_run(path, model=...) passing {how}", UserWarning, stacklevel=_your_frame(),
+        )  # fmt: skip
+    return model, spec
+
+
+def _your_frame() -> int:
+    """The ``stacklevel`` of the first caller outside torchwork (for a warning about your call)."""
+    package = str(Path(__file__).resolve().parents[1])
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _try_inputs(model: nn.Module, prepared: Prepared) -> None:
+    """Your model on two rows before training: a model that cannot take the inputs says so in one line."""
+    X = torch.from_numpy(prepared.X[:2])
+    try:
+        with torch.no_grad():
+            model.eval()(X)
+    except Exception as exc:
+        pre = prepared.pre
+        raise InputError(
+            f"your model could not take the inputs ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); it gets "
+            f"float32 rows of {X.shape[1]} values: {pre.n_numeric} numeric (standardized, with missing indicators)"
+            + (f", then {X.shape[1] - pre.n_numeric} one-hot category columns" if pre.encoding == "onehot" else "")
+            + f"; outputs must be (n, {pre.n_outputs})"
+        ) from None
+
+
+def loss_for(config: TrainConfig, prepared: Prepared) -> tuple[str, dict[str, Any]]:
+    """The loss and its options: ``auto`` is mse, or bce for two classes and cross_entropy for more."""
+    pre = prepared.pre
+    classification = pre.task == "classification"
+    loss = config.loss if config.loss == "auto" else LOSSES.canonical(config.loss)
+    if loss == "bce" and len(pre.target.classes) > 2:
+        raise InputError(f"{config.where('loss')}: bce takes two classes; the target has {len(pre.target.classes)}")
+    if loss == "auto":
+        loss = ("bce" if pre.n_outputs == 1 else "cross_entropy") if classification else "mse"
+    if classification and loss not in ("bce", "cross_entropy"):
+        raise InputError(
+            f"{config.where('loss')}: {loss!r} is a regression loss; a classifier takes bce or cross_entropy"
+        )
+    if not classification and loss in ("bce", "cross_entropy"):
+        raise InputError(f"{config.where('loss')}: {loss!r} needs --task classification")
+    options: dict[str, Any] = {}
+    if config.class_weight is not None:
+        if not classification:
+            raise InputError(f"{config.where('class_weight')}: class weights need --task classification")
+        train = prepared.truth[prepared.parts["train"]]
+        counts = np.bincount(train, minlength=len(pre.target.classes)).astype(float)
+        if isinstance(config.class_weight, dict):
+            from torchwork.data.preprocess import as_text
+
+            labels = as_text(pd.Series(pre.target.classes)).tolist()
+            options["weight"] = [float(config.class_weight.get(label, 1.0)) for label in labels]
+        elif loss == "bce":
+            options["pos_weight"] = [float(counts[0] / max(counts[1], 1))]
+        else:
+            options["weight"] = (len(train) / (len(counts) * np.maximum(counts, 1))).tolist()
+    return loss, options
+
+
+def resolve(config: TrainConfig, prepared: Prepared) -> TrainConfig:
+    """``config`` with every ``auto`` made concrete (loss, optimizer, rate, batch size): what the run records."""
+    loss, _ = loss_for(config, prepared)
+    values: dict[str, Any] = {"loss": loss, "optimizer": config.resolved_optimizer(), "lr": config.resolved_lr()}
+    batch_size = config.resolved_batch_size()
+    if prepared.stream is not None and (batch_size is None or values["optimizer"] == "lbfgs"):
+        if config.optimizer == "lbfgs" or (config.batch_size is None and config.optimizer != "auto"):
+            raise InputError(f"{config.where('optimizer')}: lbfgs needs every row at once; streamed data trains "
+                             "in mini-batches (adam, sgd, adamw, rmsprop)")  # fmt: skip
+        values["optimizer"] = "adam"  # the linear model too: it starts from least squares, solved exactly
+        values["lr"] = config.lr if config.lr is not None else 1e-3
+        batch_size = config.batch_size or 64
+    values["batch_size"] = batch_size if batch_size is not None else max(1, prepared.size("train"))
+    resolved = config.updated(values, source="resolved")
+    resolved.sources = dict(config.sources)  # where each value came from stays as given
+    return resolved
+
+
+def trainer_for(
+    config: TrainConfig, prepared: Prepared, callbacks: Sequence[Callback] = (), handle_signals: bool = False
+) -> Trainer:
+    """The Trainer the configuration describes (options already checked by the config)."""
+    loss, loss_options = loss_for(config, prepared)
+    options = dict(config.optimizer_args)
+    if config.weight_decay:
+        options["weight_decay"] = config.weight_decay
+    batch_size = config.resolved_batch_size()
+    early_stopping = None
+    if config.early_stopping:
+        rows = prepared.rows_in("train")
+        steps_per_epoch = max(1, math.ceil(rows / batch_size)) if batch_size else 1
+        patience = max(config.early_stopping, math.ceil(MIN_PATIENCE_STEPS / steps_per_epoch))
+        if config.resolved_optimizer() == "lbfgs":  # each step is a full quasi-Newton solve
+            patience = config.early_stopping
+        early_stopping = EarlyStopping(patience, min_delta_rel=1e-3)
+    return Trainer(
+        loss=loss, loss_options=loss_options, optimizer=config.resolved_optimizer(), lr=config.resolved_lr(),
+        optimizer_options=options, epochs=config.epochs, batch_size=batch_size, shuffle=config.shuffle,
+        seed=config.seed, device=config.device, scheduler=config.scheduler, scheduler_options=config.scheduler_args,
+        clip_grad=config.clip_grad, early_stopping=early_stopping, callbacks=callbacks, precision=config.precision,
+        compile=config.compile, handle_signals=handle_signals,
+    )  # fmt: skip
+
+
+@dataclass
+class Fitted:
+    """A trained model, its baselines, and how its training went."""
+
+    model: nn.Module
+    spec: dict[str, Any]
+    baselines: Baselines
+    history: History
+    epochs_run: int
+    best_epoch: int | None
+    stopped_early: bool
+    device: str
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def fit(
+    config: TrainConfig,
+    prepared: Prepared,
+    *,
+    callbacks: Sequence[Callback] = (),
+    handle_signals: bool = False,
+    resume: dict[str, Any] | None = None,
+    given: Any = None,
+) -> Fitted:
+    """Fit the baselines, build the model (started from them), train it on the train split.
+
+    Streamed data in a process group: each rank trains on its share of the row groups (see
+    ``StreamBatches``).
+    """
+    from torchwork.training.distributed import current
+
+    group = current()
+    baselines = fit_baselines(prepared)
+    model, spec = build(config, prepared.pre, given)
+    if given is not None:
+        _try_inputs(model, prepared)
+    start_from = getattr(model, "start_from", None)
+    if config.warm_start and callable(start_from) and (config.model != "mlp" or spec["args"].get("skip")):
+        start_from(*baselines.linear_start(prepared.pre.n_outputs))
+    trainer = trainer_for(config, prepared, callbacks, handle_signals)
+    started = time.perf_counter()
+    if prepared.stream is not None:
+        batch_size = config.resolved_batch_size()
+        assert batch_size is not None  # resolve() gave streamed data a batch size
+        share = None if group is None else (group.rank, group.world_size)
+        train: Any = prepared.stream.batches("train", batch_size, config.shuffle, config.seed, share)
+        val: Any = prepared.stream.evaluation("val", share)
+    else:
+        train, val = prepared.tensors("train"), prepared.tensors("val")
+    history = trainer.fit(model, train, val, resume=resume)
+    seconds = time.perf_counter() - started
+    last = trainer.last_fit
+    assert last is not None
+    es = trainer.early_stopping
+    return Fitted(
+        model=model.cpu().eval(), spec=spec, baselines=baselines, history=history, epochs_run=last.state.epoch,
+        best_epoch=es.best_epoch if es is not None else None,
+        stopped_early=bool(last.state.stop and last.state.epoch < config.epochs),
+        device=str(last.device), seconds=seconds, notes=list(prepared.notes) + list(last.notes),
+    )  # fmt: skip
+
+
+def restore(
+    config: TrainConfig,
+    prepared: Prepared,
+    state: dict[str, Any],
+    extra: dict[str, Any],
+    given: Any = None,
+    source: str = "the checkpoint",
+) -> Fitted:
+    """The :class:`Fitted` of a finished fit from its final checkpoint (``source``), without training again."""
+    baselines = fit_baselines(prepared)
+    model, spec = build(config, prepared.pre, given)
+    check_compatible(model, state["model"], source)  # one line naming the keys, not torch's traceback
+    model.load_state_dict(state["model"])
+    fit_state = state["fit"]
+    stopping = next((v for k, v in state.get("callbacks", {}).items() if k.endswith(":EarlyStopping")), None)
+    history = History(state.get("history", []))
+    return Fitted(
+        model=model.eval(), spec=spec, baselines=baselines, history=history, epochs_run=fit_state["epoch"],
+        best_epoch=stopping.get("best_epoch") if stopping else None,
+        stopped_early=bool(fit_state["stop"] and fit_state["epoch"] < config.epochs), device=extra.get("device", "cpu"),
+        seconds=sum(history["seconds"]), notes=list(prepared.notes) + list(extra.get("notes", [])),
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------- evaluation
+def model_predictions(model: nn.Module, pre: Preprocessor, X: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+    """Predictions for encoded rows: target units (float64 (n, k)), or class probabilities (n, C)."""
+    outputs = predict(model, torch.from_numpy(np.ascontiguousarray(X)), batch_size)
+    return pre.decode(outputs.double().numpy())
+
+
+def score(pre: Preprocessor, truth: np.ndarray, predictions: np.ndarray) -> dict[str, Any]:
+    """Regression metrics (target units) or classification metrics (codes against probabilities)."""
+    if pre.task == "regression":
+        return regression_metrics(truth, predictions)
+    return classification_metrics(truth, predictions)
+
+
+def evaluate(model: nn.Module, baselines: Baselines, prepared: Prepared) -> dict[str, Any]:
+    """Metrics per split for the model and for each baseline fitted on the training rows."""
+    pre = prepared.pre
+    metrics: dict[str, Any] = {"task": pre.task}
+    if pre.task == "classification":
+        metrics["classes"] = pre.target.classes
+    if prepared.stream is not None:
+        return metrics | _evaluate_streamed(model, baselines, prepared)
+    metrics["model"] = {}
+    for name in baselines.fitted:
+        metrics[name] = {}
+    metrics["rows"] = {}
+    for part in PARTS:
+        if prepared.size(part) == 0:
+            continue
+        s = prepared.parts[part]
+        X, truth = prepared.X[s], prepared.truth[s]
+        metrics["model"][part] = score(pre, truth, model_predictions(model, pre, X))
+        for name, predicted in baselines.predictions(X).items():
+            metrics[name][part] = score(pre, truth, predicted)
+        metrics["rows"][part] = len(X)
+    return metrics
+
+
+def _evaluate_streamed(model: nn.Module, baselines: Baselines, prepared: Prepared) -> dict[str, Any]:
+    """Metrics of every row of each part, in one more pass; ROC-AUC from the sample (see runs.streamed)."""
+    pre = prepared.pre
+
+    def everyone(X: np.ndarray) -> dict[str, np.ndarray]:  # the model's and each baseline's, design built once
+        return {"model": model_predictions(model, pre, X), **baselines.predictions(X)}
+
+    result: dict[str, Any] = prepared.stream.evaluate(["model", *baselines.fitted], everyone)
+    if pre.task == "classification":
+        for part in PARTS:
+            if prepared.size(part) == 0 or part not in result["model"]:
+                continue
+            s = prepared.parts[part]
+            for name, proba in everyone(prepared.X[s]).items():
+                result[name][part]["roc_auc"] = roc_auc_on_sample(prepared.truth[s], proba)
+                result[name][part]["roc_auc_rows"] = prepared.size(part)
+    result["rows"] = {p: prepared.rows_in(p) for p in PARTS if prepared.rows_in(p)}
+    return result

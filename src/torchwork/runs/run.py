@@ -1,25 +1,47 @@
-"""A trained model with everything needed to use it: its preprocessing, baselines, metrics, history."""
+"""A trained model with everything needed to use it, and to export it.
+
+:class:`Run` holds the model, its preprocessing, baselines, metrics and history: ``predict``,
+``predict_proba``, ``evaluate``, and ``predict_file`` (a file of any size, a chunk at a time).
+
+``torchwork export`` writes the model with its preprocessing as a file that runs without
+torchwork (:func:`export_run`): ``onnx`` (``torch.onnx.export``, dynamo; checked with
+onnxruntime), ``exported`` (a ``torch.export`` ``.pt2`` program) or ``torchscript``
+(``torch.jit.trace``, deprecated by PyTorch in favour of ``torch.export``). The exported model
+(:class:`Deployable`) takes one float32 row per example: the numeric columns (and the parts of
+date columns) as they are, NaN where a value is missing, then each categorical column's code;
+``<file>.vocabulary.json``, written beside it, lists the inputs in order and each category's
+code. Inside, missing values are filled and flagged and numbers standardized as in training;
+out come predictions in the target's units, or a classifier's class probabilities. Before
+success is reported the file is loaded back the way a user would load it and its outputs are
+compared with torchwork's; nothing is written if they differ.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
+import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
-from torchwork.core.errors import InputError
-from torchwork.data.preprocess import Preprocessor
+from torchwork.core.errors import InputError, TorchworkError
+from torchwork.data.preprocess import NumericEncoder, Preprocessor
 from torchwork.data.readers import read_table
 from torchwork.data.tables import Rows, Table, check_schema, rows_to_use
-from torchwork.runs.baselines import Baselines
-from torchwork.runs.evaluating import model_predictions, score
-from torchwork.training.history import History
+from torchwork.files.atomic import atomic_write, sha256_file
+from torchwork.runs.recipe import Baselines, model_predictions, score
+from torchwork.training.loop import History
 
 
+# ----------------------------------------------------------------------- a trained model to use
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
@@ -197,8 +219,8 @@ class Run:
         """
         import pyarrow as pa
 
-        from torchwork.data.chunks import chunked_tables
-        from torchwork.files.tables import TableWriter
+        from torchwork.data.readers import chunked_tables
+        from torchwork.files.atomic import TableWriter
 
         c = self.config
         numbers = [name for name, enc in self.pre.numeric.items() if type(enc).__name__ == "NumericEncoder"]
@@ -248,3 +270,174 @@ class Run:
         if p.unknown:
             result["unknown"] = p.unknown
         return result
+
+
+# ---------------------------------------------------------------------- exported files, checked
+FORMATS = {"onnx": ".onnx", "exported": ".pt2", "torchscript": ".pt"}
+
+
+class ExportError(TorchworkError):
+    """The exported model could not be written, or does not predict what torchwork predicts."""
+
+
+def export_module(
+    module: nn.Module, fmt: str, out: str | os.PathLike[str], inputs: torch.Tensor, expected: np.ndarray
+) -> dict[str, Any]:
+    """Write ``module`` as ``fmt`` to ``out`` after checking that, loaded back the way a user
+    would load it, it maps ``inputs`` to ``expected``; return what was checked.
+
+    Nothing is written if the export fails or its outputs differ (relative 1e-4).
+    """
+    if fmt not in FORMATS:
+        raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    module = module.cpu().eval()
+    example = inputs[:8] if len(inputs) > 1 else inputs.repeat(2, 1)  # one row would fix the batch size at 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyTorch's deprecation and exporter chatter
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        try:
+            data = _serialize(module, fmt, example)
+        except Exception as exc:  # an exporter failing on a model: say which and why
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ExportError(f"cannot export this model as {fmt}: {first}") from None
+        got = _run_exported(data, fmt, inputs)
+    scale = 1.0 + float(np.abs(expected).max())
+    worst = float(np.abs(got.reshape(expected.shape) - expected).max())
+    if not worst <= 1e-4 * scale:
+        raise ExportError(
+            f"the {fmt} model's outputs differ from torchwork's by up to {worst:.3g} on {len(inputs)} rows; "
+            "nothing was written"
+        )
+    atomic_write(out, data)
+    return {"format": fmt, "path": str(out), "rows_checked": len(inputs), "max_abs_difference": worst}
+
+
+def _serialize(module: nn.Module, fmt: str, example: torch.Tensor) -> bytes:
+    buf = io.BytesIO()
+    batch = torch.export.Dim("batch")
+    if fmt == "onnx":
+        program = torch.onnx.export(
+            module, (example,), dynamo=True, input_names=["features"], output_names=["prediction"],
+            dynamic_shapes=({0: batch},), verbose=False,
+        )  # fmt: skip
+        if program is None:
+            raise ExportError("torch.onnx.export returned nothing")
+        program.save(buf)  # type: ignore[arg-type]  # a file object works, as the tests show
+    elif fmt == "exported":
+        torch.export.save(torch.export.export(module, (example,), dynamic_shapes=({0: batch},)), buf)
+    else:
+        torch.jit.save(torch.jit.trace(module, example), buf)
+    return buf.getvalue()
+
+
+def _run_exported(data: bytes, fmt: str, x: torch.Tensor) -> np.ndarray:
+    """Load the bytes as a user would, without torchwork, and predict ``x``."""
+    if fmt == "onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ExportError("checking an ONNX export needs onnxruntime: pip install 'torchwork[onnx]'") from None
+        session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    if fmt == "exported":
+        program = torch.export.load(io.BytesIO(data))
+        with torch.inference_mode():
+            return program.module()(x).numpy()
+    loaded = torch.jit.load(io.BytesIO(data))
+    with torch.inference_mode():
+        return loaded(x).numpy()
+
+
+# --------------------------------------------------------------------------------------- export
+
+
+def _tensor(values: Any) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(values, dtype=np.float64), dtype=torch.float32)
+
+
+class Deployable(nn.Module):
+    """Raw rows in (see the module's docstring), predictions out; the preprocessing as buffers."""
+
+    fill: torch.Tensor
+    mean: torch.Tensor
+    scale: torch.Tensor
+    indicator_index: torch.Tensor
+    y_mean: torch.Tensor
+    y_scale: torch.Tensor
+
+    def __init__(self, model: nn.Module, pre: Preprocessor) -> None:
+        super().__init__()
+        self.model = model
+        parts: list[NumericEncoder] = []
+        indicators: list[int] = []
+        for enc in pre.numeric.values():
+            first = len(parts)
+            parts += [enc] if isinstance(enc, NumericEncoder) else enc.numeric
+            if enc.indicator:
+                indicators.append(first)  # a date column is missing when its year is
+        self.n_numeric = len(parts)
+        self.n_codes = len(pre.categorical)
+        self.register_buffer("fill", _tensor([e.fill for e in parts]))
+        self.register_buffer("mean", _tensor([e.mean for e in parts]))
+        self.register_buffer("scale", _tensor([e.scale for e in parts]))
+        self.register_buffer("indicator_index", torch.as_tensor(indicators, dtype=torch.long))
+        self.onehot = pre.encoding == "onehot"
+        self.cardinalities = list(pre.cardinalities)
+        t = pre.target
+        self.task, self.outputs = t.task, t.outputs
+        self.register_buffer("y_mean", _tensor(t.mean or [0.0]))
+        self.register_buffer("y_scale", _tensor(t.scale or [1.0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        values = x[:, : self.n_numeric]
+        missing = torch.isnan(values)
+        filled = torch.where(missing, self.fill, values)
+        blocks = [(filled - self.mean) / self.scale, missing[:, self.indicator_index].to(x.dtype)]
+        codes = x[:, self.n_numeric :]
+        if self.onehot:
+            for j, n in enumerate(self.cardinalities):
+                c = codes[:, j].long()
+                blocks.append(nn.functional.one_hot(c, n)[:, 1:].to(x.dtype))
+        else:
+            blocks.append(codes)
+        out = self.model(torch.cat(blocks, dim=1))
+        if self.task == "regression":
+            return out * self.y_scale + self.y_mean
+        if self.outputs == 1:
+            p = torch.sigmoid(out)
+            return torch.cat([1 - p, p], dim=1)
+        return torch.softmax(out, dim=1)
+
+
+def check_rows(run: Run, data: Any = None) -> Any:
+    """Rows (a table) to check an export on: ``data``'s, or the run's validation rows."""
+    from torchwork.data.readers import read_table
+
+    if data is not None:
+        return read_table(data).frame
+    from torchwork.runs.config import TrainConfig
+    from torchwork.runs.prepare import prepare
+
+    source = run.info["data"]["source"]
+    if source.startswith("<") or not Path(source).is_file():
+        raise InputError(f"the run's data file {source} is gone: give rows to check the export with --data FILE")
+    if sha256_file(source) != run.info["data"]["sha256"]:
+        raise InputError(f"{source}: changed since training; give rows to check the export with --data FILE")
+    prepared = prepare(TrainConfig().updated(run.config, source="config.json"), source, encoding=run.pre.encoding)
+    part = next(p for p in ("val", "test", "train") if prepared.size(p))
+    return prepared.table.frame.iloc[prepared.rows[prepared.parts[part]]]
+
+
+def export_run(run: Run, fmt: str, out: str | os.PathLike[str], frame: Any) -> dict[str, Any]:
+    """Write ``run``'s model as ``fmt`` to ``out`` (and its vocabulary beside it), checked on ``frame``'s rows."""
+    pre = run.pre
+    missing = [f for f in pre.features if f not in frame.columns]
+    if missing:
+        raise InputError(f"the rows to check the export on lack columns {', '.join(map(repr, missing))}")
+    raw = pre.raw_inputs(frame)
+    expected = model_predictions(run.model, pre, pre.inputs(frame).X)
+    module = Deployable(run.model, pre).eval()
+    result = export_module(module, fmt, out, torch.from_numpy(raw), expected)
+    vocabulary = Path(f"{out}.vocabulary.json")
+    atomic_write(vocabulary, json.dumps(pre.vocabulary(), indent=2) + "\n")
+    return {**result, "vocabulary": str(vocabulary)}

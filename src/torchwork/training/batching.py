@@ -1,4 +1,4 @@
-"""Batches for the training and evaluation loops.
+"""Batches for the training and testing loops, and inference in batches.
 
 The fast path, :class:`TensorBatches`, keeps features and targets as tensors on the
 training device and takes each epoch's batches by indexing a permutation: no per-row
@@ -7,11 +7,10 @@ a time (one large ``index_select`` instead of many small ones) and batches are v
 that chunk, so memory stays at the data plus one chunk.
 
 The permutation of an epoch is a pure function of ``(seed, epoch)``: a resumed run, and
-every rank of a multi-process run, computes the same order without sharing state (see
-:class:`~torchwork.training.distributed.ShardedBatches` for how ranks share it).
-
+every rank of a multi-process run, computes the same order without sharing state.
 :class:`LoaderBatches` wraps a ``torch.utils.data.Dataset`` in a ``DataLoader`` driven by
-the same permutation, for data that does not fit in memory.
+the same permutation. :func:`predict` is inference as the tutorial makes it: ``model.eval()``
+and ``torch.inference_mode()``.
 """
 
 from __future__ import annotations
@@ -19,12 +18,49 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+import numpy as np
 import torch
+from torch import nn
 
 from torchwork.core.errors import InputError
-from torchwork.core.seeding import epoch_seed
-from torchwork.training.predict import as_tensor
+from torchwork.core.runtime import epoch_seed
 
+
+# ------------------------------------------------------------------------------------ inference
+def as_tensor(data: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A tensor from a tensor, NumPy array or nested list, converted to ``dtype`` if given."""
+    t = data if isinstance(data, torch.Tensor) else torch.as_tensor(np.asarray(data))
+    if dtype is not None and t.dtype != dtype:
+        t = t.to(dtype)
+    return t
+
+
+def model_dtype(model: nn.Module) -> torch.dtype:
+    for p in model.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.get_default_dtype()
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def predict(model: nn.Module, X: Any, batch_size: int | None = 65536) -> torch.Tensor:
+    """The model's outputs for ``X`` (run on the model's device, returned on the CPU)."""
+    device, dtype = model_device(model), model_dtype(model)
+    X = as_tensor(X, dtype)
+    model.eval()
+    with torch.inference_mode():
+        if batch_size is None or len(X) <= batch_size:
+            return model(X.to(device)).cpu()
+        parts = [model(X[i : i + batch_size].to(device)).cpu() for i in range(0, len(X), batch_size)]
+        return torch.cat(parts)
+
+
+# -------------------------------------------------------------------------------------- batches
 # Rows gathered per index_select when shuffling: large enough to amortise the call,
 # small enough (a few MB for typical widths) to keep peak memory near the data's size.
 CHUNK_ROWS = 65536

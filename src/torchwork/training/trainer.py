@@ -1,11 +1,13 @@
-"""The Trainer: the tutorial's training loop and testing loop, for any ``nn.Module``.
+"""The training step and the testing loop's loss, built once per fit with the fewest dispatches.
 
-``fit`` sets up, then for each epoch: the engine runs the training steps (the tutorial's
-five: forward pass, loss, zero the gradients, backward pass, optimizer step) on every
-batch, the testing loop runs on the validation set under ``model.eval()`` and
-``torch.inference_mode()``, and the epoch ends (history, schedule, callbacks, signals).
-Batches come from :mod:`~torchwork.training.batching`; losses stay on the device and are
-read only when something needs them, never once per step.
+The arithmetic is exactly PyTorch's (the tests compare bit for bit with a plain loop); what
+is removed is Python overhead that does no arithmetic:
+
+- L1/MSE losses with ``reduction="mean"`` call the ATen function directly, skipping
+  ``torch.nn.functional``'s broadcast and warning checks (the trainer checks shapes itself);
+- ``optimizer.step()`` skips its profiler record and hook loop when no hook is registered and
+  no profiler runs (the update itself is the optimizer's own ``step``);
+- gradients are reset by setting them to ``None`` (``zero_grad(set_to_none=True)``).
 """
 
 from __future__ import annotations
@@ -15,17 +17,16 @@ import secrets
 import signal
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from torchwork.core.checks import check, choice
-from torchwork.core.devices import resolve_device
+from torchwork.core.checks import check, check_options, choice
 from torchwork.core.errors import InputError, TrainingInterrupted
-from torchwork.core.registry import check_options
-from torchwork.core.seeding import seed_everything
+from torchwork.core.runtime import resolve_device, seed_everything
 from torchwork.evaluation.metrics import regression_metrics
 from torchwork.training.batching import (
     Batches,
@@ -33,31 +34,219 @@ from torchwork.training.batching import (
     OnDevice,
     TensorBatches,
     as_pair,
+    as_tensor,
+    eval_batches,
     is_batches,
     is_dataset,
+    model_dtype,
+    predict,
     train_batches,
 )
-from torchwork.training.callbacks import Callback, EarlyStopping, step_interval
-from torchwork.training.cuda_graphs import CudaGraphEngine, choose_engine
-from torchwork.training.distributed import Group, current, distribute, lost, rank_training_data
-from torchwork.training.engines import Engine, EpochJob
-from torchwork.training.fit import EpochLogs, EpochLosses, Fit
-from torchwork.training.history import History
-from torchwork.training.losses import LOSSES, get_loss, target_kind
-from torchwork.training.optim import (
+from torchwork.training.callbacks import Callback, EarlyStopping, Signals, catch_signals, step_interval
+from torchwork.training.components import (
+    LOSSES,
     OPTIMIZERS,
     SCHEDULERS,
     Schedule,
     build_optimizer,
     build_scheduler,
     device_options,
+    get_loss,
+    target_kind,
     uses_closure,
 )
-from torchwork.training.predict import as_tensor, model_dtype, predict
-from torchwork.training.signals import Signals, catch_signals
-from torchwork.training.steps import autocast_for, fast_loss, make_train_step
-from torchwork.training.testing import TestingLoop
+from torchwork.training.distributed import Group, current, distribute, lost, rank_training_data, shared_testing_loss
+from torchwork.training.engines import CudaGraphEngine, Engine, EpochJob, choose_engine
+from torchwork.training.loop import EpochLogs, EpochLosses, Fit, History
 
+# ---------------------------------------------------------------------------- the training step
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def fast_loss(loss_fn: Any) -> Loss:
+    """The ATen function behind an ``L1Loss``/``MSELoss`` module, else the loss itself."""
+    aten = getattr(torch._C, "_nn", None)
+    if aten is None or type(loss_fn) not in (nn.L1Loss, nn.MSELoss):  # exact types: not a subclass's forward
+        return loss_fn  # type: ignore[no-any-return]
+    try:
+        reduction = torch.nn._reduction.get_enum(loss_fn.reduction)
+    except (AttributeError, ValueError):
+        return loss_fn  # type: ignore[no-any-return]
+    kernel = aten.l1_loss if type(loss_fn) is nn.L1Loss else aten.mse_loss
+    return lambda y_pred, y: kernel(y_pred, y, reduction)
+
+
+def raw_optimizer_step(optimizer: torch.optim.Optimizer) -> Callable[[], Any]:
+    """``optimizer.step`` without the per-call profiler record and hook loop, when none is in use."""
+    from torch.optim import optimizer as optim_module
+
+    unwrapped = getattr(type(optimizer).step, "__wrapped__", None)
+    hooks = (
+        getattr(optim_module, "_global_optimizer_pre_hooks", None),
+        getattr(optim_module, "_global_optimizer_post_hooks", None),
+        getattr(optimizer, "_optimizer_step_pre_hooks", None),
+        getattr(optimizer, "_optimizer_step_post_hooks", None),
+    )
+    patched = "step" in vars(optimizer)  # e.g. an LR scheduler counting calls
+    if unwrapped is None or patched or any(h is None or len(h) for h in hooks):
+        return optimizer.step
+    if torch.autograd.profiler._is_profiler_enabled:
+        return optimizer.step
+    return lambda: unwrapped(optimizer)
+
+
+def check_shapes(y_pred: torch.Tensor, y: torch.Tensor, targets: str = "values") -> None:
+    """The output fits the targets: the same shape, or ``(n, classes)`` for ``n`` class indices."""
+    if targets == "classes":
+        if y_pred.dim() == 2 and y.dim() == 1 and y_pred.shape[0] == y.shape[0]:
+            return
+        raise InputError(
+            f"the model's output has shape {tuple(y_pred.shape)} but the targets have {tuple(y.shape)}: "
+            "a loss over class indices needs outputs (n, classes) and targets (n,)"
+        )
+    if y_pred.shape != y.shape:
+        raise InputError(
+            f"the model's output has shape {tuple(y_pred.shape)} but the targets have "
+            f"{tuple(y.shape)}: they must match (no silent broadcasting)"
+        )
+
+
+def autocast_for(precision: str, device: torch.device, *, cache: bool = True) -> Callable[[], Any]:
+    """A context factory for the precision: nothing for ``32``, bf16 autocast for ``bf16-mixed``."""
+    if precision == "bf16-mixed":
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
+    return nullcontext
+
+
+def make_train_step(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    loss_fn: Loss,
+    optimizer: torch.optim.Optimizer,
+    *,
+    clip_grad: float | None = None,
+    after_step: Callable[[], Any] | None = None,
+    autocast: Callable[[], Any] = nullcontext,
+    targets: str = "values",
+    closure: bool = False,
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The tutorial's five steps on one batch; returns the batch's loss (detached).
+
+    ``closure=True`` (L-BFGS) hands the optimizer a closure that runs steps 1 to 4 again for
+    each evaluation its line search needs; the loss returned is the first evaluation's.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    step_fn = raw_optimizer_step(optimizer)
+    mixed = autocast is not nullcontext
+
+    if closure:
+
+        def closure_step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+            def evaluate() -> torch.Tensor:
+                with autocast():
+                    y_pred = forward(xb)
+                    check_shapes(y_pred, yb, targets)
+                    loss = loss_fn(y_pred, yb)
+                for p in params:
+                    p.grad = None
+                loss.backward()
+                if clip_grad is not None:
+                    torch.nn.utils.clip_grad_norm_(params, clip_grad)
+                return loss
+
+            loss: Any = optimizer.step(evaluate)  # type: ignore[arg-type]  # the closure returns the loss tensor
+            if after_step is not None:
+                after_step()
+            return loss.detach()  # type: ignore[no-any-return]
+
+        return closure_step
+
+    def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        if mixed:
+            with autocast():
+                y_pred = forward(xb)
+                check_shapes(y_pred, yb, targets)
+                loss = loss_fn(y_pred, yb)
+        else:
+            y_pred = forward(xb)  # 1. forward pass
+            check_shapes(y_pred, yb, targets)
+            loss = loss_fn(y_pred, yb)  # 2. the loss
+        for p in params:  # 3. zero the gradients
+            p.grad = None
+        loss.backward()  # 4. backpropagation
+        if clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip_grad)
+        step_fn()  # 5. gradient descent
+        if after_step is not None:
+            after_step()
+        return loss.detach()
+
+    return step
+
+
+# ----------------------------------------------------------------------------- the testing loop
+@dataclass
+class TestingLoop:
+    """What the testing loop needs of a fit: the model, how to run it and how to score it."""
+
+    model: nn.Module
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    autocast: Callable[[], Any]
+    targets: str  # "values" or "classes"
+    device: torch.device
+    dtype: torch.dtype
+    eval_batch_size: int | None
+    group: Group | None = None
+
+    def one_batch(self, data: Any) -> bool:
+        """``data`` is a tensor pair small enough for a single forward pass."""
+        return isinstance(data, tuple) and (self.eval_batch_size is None or len(data[0]) <= self.eval_batch_size)
+
+    def single_step(self, data: tuple[torch.Tensor, torch.Tensor]) -> Callable[[], torch.Tensor]:
+        """The testing loop on one batch, as a function an engine can run (or capture) after its steps."""
+
+        def testing_step() -> torch.Tensor:
+            self.model.eval()
+            with torch.no_grad(), self.autocast():
+                return self.loss_fn(self.forward(data[0]), data[1])
+
+        return testing_step
+
+    def __call__(self, data: Any) -> torch.Tensor:
+        """The mean loss over ``data``, on the device (read only when something needs it)."""
+        if self.group is not None:
+            if callable(getattr(data, "epoch", None)):  # this rank's share of streamed rows, chunk by chunk
+                long = self.targets == "classes"
+                data = ((X.to(self.device, self.dtype), y.to(self.device, torch.long if long else self.dtype))
+                        for X, y in data.epoch(0))  # fmt: skip
+            return shared_testing_loss(self.model, self.loss_fn, data, self.group, self.autocast, self.eval_batch_size,
+                                       lambda y_pred, y: check_shapes(y_pred, y, self.targets))  # fmt: skip
+        self.model.eval()
+        forward, loss_fn, device = self.forward, self.loss_fn, self.device
+        with torch.inference_mode(), self.autocast():
+            if self.one_batch(data):
+                X, y = data
+                y_pred = forward(X)
+                check_shapes(y_pred, y, self.targets)
+                return loss_fn(y_pred, y)
+            if isinstance(data, tuple):
+                batches: Any = eval_batches(data[0], data[1], self.eval_batch_size)
+            elif callable(getattr(data, "epoch", None)):  # streamed: chunks, each cut into batches
+                batches = (b for X, y in data.epoch(0) for b in eval_batches(X, y, self.eval_batch_size))
+            else:
+                batches = torch.utils.data.DataLoader(data, batch_size=self.eval_batch_size or 4096)
+            total, rows = torch.zeros((), device=device), 0
+            for xb, yb in batches:
+                xb = xb.to(device, self.dtype)
+                yb = yb.to(device, torch.long if self.targets == "classes" else self.dtype)
+                y_pred = forward(xb)
+                check_shapes(y_pred, yb, self.targets)
+                total = total + loss_fn(y_pred, yb).float() * len(xb)
+                rows += len(xb)
+            return total / rows
+
+
+# ---------------------------------------------------------------------------------- the Trainer
 log = logging.getLogger("torchwork")
 
 PRECISIONS = ("32", "bf16-mixed")

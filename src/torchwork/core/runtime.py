@@ -1,0 +1,166 @@
+"""The machine a run runs on: its devices, the memory it has available, and seeds.
+
+Device choice: ``auto`` picks CUDA, then Apple's MPS, then the CPU. Memory: what this process
+may still allocate (``MemAvailable``, capped by a container's limit), checked before a file is
+read. Seeds: a per-epoch seed mixed from ``(seed, epoch)``, and the state of the generators a
+fit uses, as tensors and plain values a checkpoint can hold.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchwork.core.errors import InputError
+
+# --------------------------------------------------------------------------- devices and memory
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(device: str | torch.device | None = "auto", where: str = "device") -> torch.device:
+    """The ``torch.device`` for a name; an unknown or unavailable one is an :class:`InputError`.
+
+    ``where`` names the option in the caller's words (``--device`` on the command line).
+    """
+    if isinstance(device, torch.device):
+        return device
+    name = (device or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"{where} {device!r}: expected one of {', '.join(DEVICE_CHOICES)}") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"{where} {device!r}: CUDA is not available on this machine")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise InputError(f"{where} {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif resolved.type == "mps":
+        if not _mps_available():
+            raise InputError(f"{where} {device!r}: MPS is not available on this machine")
+    elif resolved.type != "cpu":
+        raise InputError(f"{where} {device!r}: expected one of {', '.join(DEVICE_CHOICES)}")
+    return resolved
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued work on ``device`` (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: MemAvailable, capped by a container's limit; None if unknown."""
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    # cgroup v2, then v1: the limit less the memory in use that cannot be reclaimed (not the page cache)
+    for limit_file, stat_file, key in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.stat", "anon"),
+                                       ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                                        "/sys/fs/cgroup/memory/memory.stat", "total_rss")):  # fmt: skip
+        try:
+            limit = int(Path(limit_file).read_text().strip())
+            used = next(int(line.split()[1]) for line in Path(stat_file).read_text().splitlines()
+                        if line.split()[:1] == [key])  # fmt: skip
+        except (OSError, ValueError, IndexError, StopIteration):
+            continue
+        if limit < 1 << 60:  # "unlimited" is a huge number in v1
+            found.append(max(limit - used, 0))
+        break
+    return min(found) if found else None
+
+
+def human_size(n: float) -> str:
+    """``"2.0 TiB"``, ``"1.5 GiB"``, ``"300 MiB"``: a number of bytes for a person."""
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.{0 if unit == 'KiB' else 1}f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def memory_hint(kind: str) -> str:
+    if kind == "csv":
+        return "convert it to Parquet (read without the text, in about the size of its numbers) or use fewer rows"
+    return "use fewer rows or a machine with more memory"
+
+
+def check_memory(source: str, need: int, kind: str) -> None:
+    """Refuse, before reading, a file that would need more memory than is available."""
+    available = available_memory()
+    if available is not None and need > available:
+        raise InputError(
+            f"{source}: reading it needs about {human_size(need)} and this machine has "
+            f"{human_size(available)} available; " + memory_hint(kind)
+        )
+
+
+# ----------------------------------------------------------- seeds and random-number generators
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (torch seeds every CUDA device too)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed for ``epoch``'s permutation, well mixed from ``(seed, epoch)``."""
+    state = np.random.SeedSequence([seed % 2**63, epoch]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def rng_state() -> dict[str, Any]:
+    """Every generator's state as tensors and plain values (JSON-ready but for the tensors)."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_state = np.random.get_state(legacy=False)
+    python = torch.from_numpy(np.fromiter(py_state, dtype=np.int64, count=len(py_state)))
+    state: dict[str, Any] = {
+        "python": {"version": py_version, "state": python, "gauss": py_gauss},
+        "numpy": {
+            "bit_generator": np_state["bit_generator"],
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    npst = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": npst["bit_generator"],
+            "state": {"key": npst["key"].numpy().astype(np.uint32), "pos": npst["pos"]},
+            "has_gauss": npst["has_gauss"],
+            "gauss": npst["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

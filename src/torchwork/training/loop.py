@@ -1,0 +1,332 @@
+"""One fit in progress: its objects, where it stands, what callbacks see of it, and its history.
+
+Epochs are counted from 1 wherever a person reads them (history, logs, errors,
+checkpoints); :attr:`FitState.epoch` counts the epochs completed, so the running epoch is
+``state.epoch + 1``. A checkpoint is :meth:`Fit.state_dict`: tensors and plain values only.
+:class:`History` is the record: one row per recorded epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from torchwork.core.errors import InputError, TorchworkError, TrainingDiverged
+from torchwork.core.runtime import rng_state, set_rng_state
+
+# ---------------------------------------------------------------------------------- the history
+COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
+
+
+class History:
+    """Rows of ``epoch, train_loss, val_loss, lr, seconds``, queryable by column.
+
+    ``history["train_loss"]`` is that column as a list; ``history[-1]`` the last row.
+    Epochs are counted from 1 (an ``int``); losses are floats.
+    """
+
+    def __init__(self, rows: list[dict[str, Any]] | None = None) -> None:
+        self.rows: list[dict[str, Any]] = list(rows or [])
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.rows)
+
+    def __getitem__(self, key: str | int) -> Any:
+        if isinstance(key, str):
+            return [row.get(key) for row in self.rows]
+        return self.rows[key]
+
+    @property
+    def columns(self) -> list[str]:
+        present = {key for row in self.rows for key in row}
+        return [c for c in COLUMNS if c in present]
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=self.columns, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({k: (int(v) if k == "epoch" else repr(v)) for k, v in row.items()})
+        return out.getvalue()
+
+    @classmethod
+    def from_csv(cls, text: str) -> History:
+        rows = [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(io.StringIO(text))]
+        for row in rows:
+            row["epoch"] = int(row["epoch"])
+        return cls(rows)
+
+    def __repr__(self) -> str:
+        return f"History({len(self.rows)} rows, columns={self.columns})"
+
+
+# ---------------------------------------------------------------------------- a fit in progress
+@dataclass
+class FitState:
+    """Where a fit stands: enough, with the weights and RNG states, to continue it exactly."""
+
+    epoch: int = 0  # epochs completed; the running epoch is epoch + 1
+    batch: int = 0  # batches completed in the running epoch
+    step: int = 0  # optimizer steps taken in all
+    seed: int = 0  # the shuffling seed
+    stop: bool = False  # a callback asked to stop after the last completed epoch
+    epoch_lr: float | None = None  # the learning rate when the running epoch began (for its history row)
+
+
+class EpochLosses:
+    """The batch losses of the running epoch, kept on the device in one buffer.
+
+    Written in place (one buffer for the whole fit): keeping a small tensor alive per step
+    fragments the C heap between the large per-step activations. A fit with one batch per
+    epoch (the tutorial) keeps that batch's loss tensor as it is, with no copy.
+    """
+
+    def __init__(self, batch_sizes: list[int], dtype: torch.dtype, device: torch.device) -> None:
+        self.n = len(batch_sizes)
+        self.one = self.n == 1  # the single batch's loss is kept as it is
+        self.buffer = torch.zeros(self.n, dtype=dtype, device=device)
+        self.single: torch.Tensor | None = None
+        n_rows = sum(batch_sizes)
+        if len(set(batch_sizes)) > 1:  # a short last batch weighs less in the epoch's mean
+            self.weights: torch.Tensor | None = torch.tensor(batch_sizes, dtype=dtype, device=device) / n_rows
+        else:
+            self.weights = None
+
+    def record(self, batch: int, loss: torch.Tensor) -> None:
+        if self.one:
+            self.single = loss
+        else:
+            self.buffer.select(0, batch).copy_(loss)
+
+    def upto(self, batch: int) -> torch.Tensor:
+        """The losses of batches ``0 .. batch-1`` of the running epoch (a 1-D tensor)."""
+        if self.one:
+            return self.single.reshape(1) if (self.single is not None and batch) else self.buffer[:0]
+        return self.buffer[:batch]
+
+    def mean(self) -> torch.Tensor:
+        """The epoch's training loss: the mean over rows of the batch losses."""
+        if self.one:
+            assert self.single is not None
+            return self.single
+        if self.weights is None:
+            return self.buffer.mean()
+        return (self.buffer * self.weights).sum()
+
+    def restore(self, values: torch.Tensor) -> None:
+        """Put back the losses of a resumed epoch's completed batches."""
+        if len(values):
+            if self.one:
+                self.single = values.to(self.buffer)[0]
+            else:
+                self.buffer[: len(values)].copy_(values)
+
+
+class EpochLogs:
+    """What one epoch produced. The losses stay on the device until someone reads them."""
+
+    def __init__(
+        self, epoch: int, train_loss: torch.Tensor, val_loss: torch.Tensor | None, lr: float, seconds: float
+    ) -> None:
+        self.epoch, self.train_loss, self.val_loss, self.lr, self.seconds = epoch, train_loss, val_loss, lr, seconds
+        self._values: dict[str, Any] | None = None
+
+    def values(self) -> dict[str, Any]:
+        """The epoch's numbers as Python values (reads the device: a synchronisation on a GPU)."""
+        if self._values is None:
+            out: dict[str, Any] = {"epoch": self.epoch, "train_loss": self.train_loss.item()}
+            if self.val_loss is not None:
+                out["val_loss"] = self.val_loss.item()
+            out["lr"], out["seconds"] = self.lr, self.seconds
+            self._values = out
+        return dict(self._values)
+
+    @property
+    def read(self) -> bool:
+        return self._values is not None
+
+    def finite(self) -> bool:
+        values = self.values()
+        return math.isfinite(values["train_loss"]) and math.isfinite(values.get("val_loss", 0.0))
+
+    def monitored(self) -> float:
+        """The loss that early stopping and plateau schedulers watch: validation, else training."""
+        values = self.values()
+        return float(values.get("val_loss", values["train_loss"]))
+
+
+def first_non_finite(epochs: list[tuple[int, torch.Tensor, torch.Tensor | None]]) -> TrainingDiverged | None:
+    """The first NaN or infinite loss among ``(epoch, batch_losses, val_loss)``, as an error; or None.
+
+    One synchronisation when everything is finite (the common case).
+    """
+    if not epochs:
+        return None
+    values = [t.reshape(-1) for _, t, _ in epochs] + [v.reshape(-1) for _, _, v in epochs if v is not None]
+    if bool(torch.isfinite(torch.cat(values)).all()):
+        return None
+    for epoch, batch_losses, val_loss in epochs:
+        losses = batch_losses.reshape(-1)
+        bad = torch.nonzero(~torch.isfinite(losses))
+        if len(bad):
+            batch = int(bad[0])
+            return TrainingDiverged("training loss", float(losses[batch]), epoch, batch + 1)
+        if val_loss is not None and not math.isfinite(float(val_loss)):
+            return TrainingDiverged("validation loss", float(val_loss), epoch)
+    return None
+
+
+class Fit:
+    """A fit in progress, as callbacks see it.
+
+    Callbacks read ``model``, ``optimizer``, ``scheduler``, ``device``, ``engine``, ``epochs``, ``state``
+    (``epoch``, ``batch``, ``step``), ``history`` and ``notes``; they set ``stop_training``
+    to end the fit after the current epoch; a checkpoint is :meth:`state_dict`.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        device: torch.device,
+        epochs: int,
+        callbacks: list[Any],
+        losses: EpochLosses,
+        seed: int,
+        engine: str,
+        note: Callable[[str], None],
+        group: Any = None,
+    ) -> None:
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.engine = engine  # the name of the engine that runs the steps
+        self.device, self.epochs, self.callbacks = device, epochs, callbacks
+        self.losses = losses
+        self.state = FitState(seed=seed)
+        self.history = History()
+        self.notes: list[str] = []
+        self.stop_training = False
+        self._note = note
+        # The process group (:class:`~torchwork.training.distributed.Group`) of a fit in
+        # several processes, else None: checkpoints then hold every rank's RNG state.
+        self.group = group
+        # Losses of completed epochs not yet checked for NaN/inf: (epoch, batch losses, val loss).
+        self.pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
+
+    def note(self, text: str) -> None:
+        """A one-line remark about how the fit runs (e.g. why CUDA graphs are off)."""
+        self.notes.append(text)
+        self._note(text)
+
+    # ----------------------------------------------------------- divergence
+    def check_finite(self, *, running: bool = False) -> None:
+        """Raise :class:`TrainingDiverged` if a loss since the last check is NaN or infinite.
+
+        Losses stay on the device until this runs: at each history record, when a callback
+        reads an epoch's values, and when fitting ends. ``running=True`` (before a
+        checkpoint) also checks the running epoch's losses so far and every weight.
+        """
+        pending, self.pending = self.pending, []
+        problem = first_non_finite(pending)
+        if problem is None and running:
+            problem = first_non_finite([(self.state.epoch + 1, self.losses.upto(self.state.batch), None)])
+            if problem is None:
+                problem = self._non_finite_weight()
+        if running and self.group is not None:  # each rank holds its own running losses: agree on one answer
+            problem = next((p for p in self.group.gather(problem) if p is not None), None)
+        if problem is not None:
+            raise problem
+
+    def _non_finite_weight(self) -> TrainingDiverged | None:
+        for name, p in self.model.state_dict().items():
+            if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+                bad = p.detach().reshape(-1)
+                value = float(bad[~torch.isfinite(bad)][0])
+                return TrainingDiverged(f"weight {name}", value, self.state.epoch + 1, self.state.batch or None)
+        return None
+
+    # ---------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue this fit exactly: tensors and plain values only.
+
+        In a process group every rank must call this at the same step (it gathers every
+        rank's RNG state and running-epoch losses into ``ranks``; the weights, optimizer
+        and counters are the same on every rank).
+        """
+        state = {f.name: getattr(self.state, f.name) for f in fields(FitState)}
+        state["stop"] = self.state.stop or self.stop_training  # early stopping's decision at this epoch's end
+        state["epoch_losses"] = self.losses.upto(self.state.batch).detach().cpu().clone()
+        rng = rng_state()
+        ranks = None
+        if self.group is not None:
+            ranks = self.group.gather({"rng": rng, "epoch_losses": state["epoch_losses"]})
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "callbacks": {_callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
+            "fit": state,
+            "history": list(self.history.rows),
+            "rng": rng,
+            **({"ranks": ranks} if ranks is not None else {}),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`; a fit in N processes continues only in N processes."""
+        try:
+            self._load_state_dict(state)
+        except TorchworkError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+            first = " ".join(str(exc).split())[:200]
+            why = f"{type(exc).__name__}: {first}"
+            raise InputError(f"the state to resume from does not fit this fit ({why})") from None
+
+    def _load_state_dict(self, state: dict[str, Any]) -> None:
+        ranks = state.get("ranks")
+        saved, world = len(ranks) if ranks else 1, self.group.world_size if self.group is not None else 1
+        if saved != world:
+            raise InputError(
+                f"the fit was checkpointed in {saved} process{'es' if saved > 1 else ''} and continues exactly "
+                f"only in {saved} (this is {world}): start it with {saved} processes in all"
+            )
+        mine = ranks[self.group.rank] if ranks else {"rng": state["rng"], "epoch_losses": state["fit"]["epoch_losses"]}
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        # How to compute (not what): a checkpoint written on a GPU resumes on a CPU and back.
+        for group in self.optimizer.param_groups:
+            for key in ("capturable", "foreach", "fused", "differentiable"):
+                if key in self.optimizer.defaults:
+                    group[key] = self.optimizer.defaults[key]
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        saved = state.get("callbacks", {})
+        for i, cb in enumerate(self.callbacks):
+            key = _callback_key(i, cb)
+            if key in saved:
+                cb.load_state_dict(saved[key])
+        fit = dict(state["fit"])
+        fit.pop("epoch_losses")
+        self.losses.restore(mine["epoch_losses"])
+        self.state = FitState(**fit)
+        self.history = History(state.get("history", []))
+        self.stop_training = self.state.stop
+        set_rng_state(mine["rng"])
+
+
+def _callback_key(index: int, cb: Any) -> str:
+    return f"{index}:{type(cb).__name__}"
