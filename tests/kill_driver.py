@@ -77,23 +77,17 @@ def main() -> int:
 
         outdir.exchange = exchange_then_die
     elif mode == "step":
-        import torchwork.training.trainer as trainer_module
+        from torchwork.training.trainer import Trainer
 
-        make_train_step = trainer_module.make_train_step
+        training_step = Trainer.training_step
 
-        def make_counting_step(*args, **kwargs):
-            step = make_train_step(*args, **kwargs)
+        def counting_step(self, batch):  # killed in the n-th training step, before its optimizer step
+            count[0] += 1
+            if count[0] == n:
+                die()
+            return training_step(self, batch)
 
-            def counting_step(xb, yb):
-                loss = step(xb, yb)
-                count[0] += 1
-                if count[0] == n:
-                    die()
-                return loss
-
-            return counting_step
-
-        trainer_module.make_train_step = make_counting_step
+        Trainer.training_step = counting_step
     from torchwork.cli import main as cli_main
 
     return cli_main(args)

@@ -308,6 +308,9 @@ def test_available_memory_is_read():
 PEAK = """
 import json, sys
 
+from torchwork.data.readers import read_table
+
+
 def status(key):
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))

@@ -20,7 +20,7 @@ def test_each_epoch_is_a_permutation_of_its_own():
 def test_batches_follow_the_permutation_across_chunk_boundaries(monkeypatch):
     monkeypatch.setattr(batching, "CHUNK_ROWS", 64)  # several chunks, a partial last one
     X = torch.arange(1000, dtype=torch.float32).unsqueeze(1)
-    batches = TensorBatches(X, X * 2, batch_size=48, shuffle=True, seed=3)
+    batches = TensorBatches((X, X * 2), batch_size=48, shuffle=True, seed=3)
     got = [xb.clone() for xb, _ in batches.epoch(5)]
     order = epoch_permutation(1000, 3, 5)
     assert torch.equal(torch.cat(got).squeeze(1).long(), order)
@@ -32,13 +32,13 @@ def test_batches_follow_the_permutation_across_chunk_boundaries(monkeypatch):
 
 def test_full_batch_keeps_the_data_order_and_copies_nothing():
     X = torch.randn(40, 1)
-    (xb, _), *rest = list(TensorBatches(X, X, batch_size=None).epoch(0))
+    (xb, _), *rest = list(TensorBatches((X, X), batch_size=None).epoch(0))
     assert not rest and xb.data_ptr() == X.data_ptr()
 
 
 def test_unshuffled_batches_are_views():
     X = torch.randn(100, 2)
-    batches = list(TensorBatches(X, X, batch_size=30, shuffle=False).epoch(0))
+    batches = list(TensorBatches((X, X), batch_size=30, shuffle=False).epoch(0))
     assert [b[0].data_ptr() for b in batches] == [X[i].data_ptr() for i in (0, 30, 60, 90)]
 
 
@@ -46,7 +46,7 @@ def test_ranks_share_each_global_batch_exactly():
     from torchwork.training.distributed import Group, ShardedBatches
 
     X = torch.arange(103, dtype=torch.float32).unsqueeze(1)
-    shards = [ShardedBatches(X, X, 10, True, 1, Group(r, 4, r, "gloo")) for r in range(4)]
+    shards = [ShardedBatches((X, X), 10, True, 1, Group(r, 4, r, "gloo")) for r in range(4)]
     perm = epoch_permutation(103, 1, 2)
     per_rank = [list(s.epoch(2)) for s in shards]
     assert all(len(b) == 3 for b in per_rank) and shards[0].global_sizes() == [40, 40, 23]
@@ -56,19 +56,19 @@ def test_ranks_share_each_global_batch_exactly():
 
 
 def test_a_rank_without_rows_in_the_last_batch_weighs_zero():
-    from torchwork.training.distributed import Group, ScaledLoss, ShardedBatches
+    from torchwork.training.distributed import GlobalBatchLoss, Group, ShardedBatches
 
     class Alone(Group):  # rank 3 of 4, its sums computed as if the other ranks added nothing
         def all_sum(self, tensor):
             return tensor
 
     X = torch.arange(5, dtype=torch.float32).unsqueeze(1)
-    shard = ShardedBatches(X, X, 1, False, 0, Alone(3, 4, 3, "gloo"))
-    loss = ScaledLoss(lambda a, b: (a - b + 1).abs().mean(), shard)
+    shard = ShardedBatches((X, X), 1, False, 0, Alone(3, 4, 3, "gloo"))
+    scale = GlobalBatchLoss(shard)
     seen = []
     for xb, yb in shard.epoch(0):
         xb = xb.clone().requires_grad_()
-        value = loss(xb, yb)
+        value = scale((xb - yb + 1).abs().mean())
         value.backward()
         seen.append((xb.detach().item(), shard.real, value.item(), xb.grad.item()))
     # batch 1 is rows 0-3 (rank 3 takes row 3): its share is 1 x 4/4; the value is the (here partial) sum / 4.

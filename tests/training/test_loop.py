@@ -105,7 +105,7 @@ def test_early_stopping_stops_and_restores_the_best_weights():
             seen.append((logs.val_loss.item(), copy.deepcopy(fit.model.state_dict())))
 
     # A learning rate this high makes the validation loss go up after a few epochs.
-    trainer = Trainer(loss="mse", optimizer="sgd", lr=0.9, epochs=200, early_stopping=5, callbacks=[Spy()],
+    trainer = Trainer(loss="mse", optimizer="sgd", lr=0.9, epochs=200, callbacks=[EarlyStopping(5), Spy()],
                       device="cpu", seed=0)  # fmt: skip
     model = nn.Linear(3, 1)
     history = trainer.fit(model, (X[:100], y[:100]), (X[100:], y[100:]))
@@ -119,7 +119,7 @@ def test_early_stopping_restores_best_weights_even_without_stopping():
     X, y = regression_data(120)
     es = EarlyStopping(patience=1000)
     model = nn.Linear(3, 1)
-    Trainer(loss="mse", optimizer="sgd", lr=0.5, epochs=30, early_stopping=es, device="cpu", seed=0).fit(
+    Trainer(loss="mse", optimizer="sgd", lr=0.5, epochs=30, callbacks=[es], device="cpu", seed=0).fit(
         model, (X[:100], y[:100]), (X[100:], y[100:])
     )
     assert es.best_weights is not None
@@ -284,22 +284,110 @@ def test_datasets_train_as_tensors_do_and_float64_models_stay_float64():
 
 
 def test_a_finished_fit_leaves_no_reference_cycle_behind():
-    """Once fit returns, its loop (batches, engine, buffers; a DistributedDataParallel in a
-    process group) is freed by reference counting, not left for the garbage collector: the
-    hooks an engine calls hold what they use, never the loop that holds the engine."""
+    """Once fit returns and its trainer goes, the fit (batches, engine, buffers; a DistributedDataParallel
+    in a process group) is freed by reference counting, not left for the garbage collector: the steps
+    the trainer wires into a fit (which hold the trainer) are released when it ends."""
     import gc
 
-    from torchwork.training.trainer import _Loop
+    from torchwork.training.loop import Fit
 
     X, y = regression_data(n=120, d=3, seed=1)
     gc.collect()
     gc.disable()
     try:
         for _ in range(3):
-            trainer = Trainer(loss="mse", optimizer="adam", epochs=3, batch_size=16, seed=0, early_stopping=2,
-                              callbacks=[Progress(3, file=io.StringIO(), interactive=False)])  # fmt: skip
+            trainer = Trainer(loss="mse", optimizer="adam", epochs=3, batch_size=16, seed=0,
+                              callbacks=[EarlyStopping(2), Progress(3, file=io.StringIO(), interactive=False)])  # fmt: skip
             trainer.fit(nn.Linear(3, 1), (X[:100], y[:100]), (X[100:], y[100:]))
-        alive = sum(type(o) is _Loop for o in gc.get_objects())
+        del trainer
+        alive = sum(type(o) is Fit for o in gc.get_objects())
     finally:
         gc.enable()
     assert alive <= 1  # one may be held by a cycle inside torch (its first optimizer's frames); never one per fit
+
+
+# --------------------------------------------------- the step is a method you can override
+class DictModel(nn.Module):
+    """A model that takes a dict and returns its prediction and an auxiliary loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(2, 1), nn.Linear(1, 1)
+
+    def forward(self, inputs):
+        pred = self.a(inputs["x"]) + self.b(inputs["z"])
+        return pred, 0.1 * self.a.weight.pow(2).sum()
+
+
+class DictTrainer(Trainer):
+    def training_step(self, batch):
+        pred, aux = self.model({"x": batch["x"], "z": batch["z"]})
+        return self.loss_fn(pred, batch["y"]) + aux
+
+
+def test_an_overridden_step_trains_a_dict_model_with_an_auxiliary_loss_as_a_plain_loop_does():
+    from tests.support import documented_order
+
+    g = torch.Generator().manual_seed(0)
+    data = {"x": torch.randn(40, 2, generator=g), "z": torch.randn(40, 1, generator=g)}
+    data["y"] = data["x"] @ torch.tensor([[0.5], [-1.0]]) + 2 * data["z"]
+    torch.manual_seed(0)
+    model = DictModel()
+    by_hand = copy.deepcopy(model)
+    history = DictTrainer(loss="mse", optimizer="sgd", lr=0.05, epochs=5, batch_size=16, seed=3,
+                          device="cpu").fit(model, data)  # fmt: skip
+    optimizer = torch.optim.SGD(by_hand.parameters(), lr=0.05)
+    for epoch in range(5):
+        order = documented_order(40, 3, epoch)
+        for i in range(0, 40, 16):
+            idx = order[i : i + 16]
+            pred, aux = by_hand({"x": data["x"][idx], "z": data["z"][idx]})
+            loss = nn.functional.mse_loss(pred, data["y"][idx]) + aux
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    assert_same_params(model, by_hand)
+    assert len(history) == 5 and all(math.isfinite(v) for v in history["train_loss"])
+
+
+def test_a_fit_leaves_the_callers_random_generators_as_they_were():
+    import random
+
+    X, y = regression_data(64)
+    model = MLP(3, hidden=(8,), dropout=0.5)
+    random.seed(5)
+    np.random.seed(5)
+    torch.manual_seed(5)
+    before = (random.getstate(), np.random.get_state()[1].copy(), torch.random.get_rng_state())
+    Trainer(loss="mse", optimizer="adam", epochs=3, batch_size=16, seed=1, device="cpu").fit(model, (X, y))
+    assert random.getstate() == before[0]
+    assert np.array_equal(np.random.get_state()[1], before[1])
+    assert torch.equal(torch.random.get_rng_state(), before[2])
+
+
+class Counter(Callback):
+    stateful = True
+
+    def __init__(self):
+        self.seen = 0
+
+    def on_epoch_end(self, fit, logs):
+        self.seen += 1
+
+    def state_dict(self):
+        return {"seen": self.seen}
+
+    def load_state_dict(self, state):
+        self.seen = state["seen"]
+
+
+def test_resuming_without_the_state_a_stateful_callback_needs_is_one_line():
+    X, y = regression_data(64)
+    first = Trainer(loss="mse", epochs=2, device="cpu", seed=0)
+    first.fit(nn.Linear(3, 1), (X, y))
+    state = first.last_fit.state_dict()
+    with pytest.raises(InputError) as info:
+        Trainer(loss="mse", epochs=4, device="cpu", seed=0, callbacks=[Counter()]).fit(
+            nn.Linear(3, 1), (X, y), resume=state
+        )
+    assert "Counter" in str(info.value) and "\n" not in str(info.value)

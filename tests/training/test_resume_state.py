@@ -7,6 +7,7 @@ that checkpoint, and compares with a fit that was never interrupted.
 from __future__ import annotations
 
 import copy
+import io
 
 import pytest
 import torch
@@ -27,18 +28,19 @@ def interrupted_then_resumed(make_model, data, kwargs, ckpt, kill, resume_kwargs
     model = make_model()
     full, part = copy.deepcopy(model), copy.deepcopy(model)
     full_history = Trainer(**kwargs).fit(full, *data)
+    options, extra = dict(kwargs), list(kwargs.get("callbacks", []))  # early stopping, say: in every fit
     with pytest.raises(Killed):
-        Trainer(**kwargs, callbacks=[kill]).fit(part, *data)
+        Trainer(**{**options, "callbacks": [*extra, kill]}).fit(part, *data)
     state, _ = load_checkpoint(ckpt)
     resumed = copy.deepcopy(model)
-    options = {**kwargs, **(resume_kwargs or {})}
-    history = Trainer(**options, callbacks=[Checkpointer(ckpt)]).fit(resumed, *data, resume=state)
+    options.update(resume_kwargs or {})
+    history = Trainer(**{**options, "callbacks": [*extra, Checkpointer(ckpt)]}).fit(resumed, *data, resume=state)
     return full, full_history, resumed, history
 
 
 def test_early_stopping_decision_is_in_the_checkpoint(tmp_path):
     X, y = regression_data(120)
-    kwargs = {"loss": "mse", "optimizer": "sgd", "lr": 0.9, "epochs": 50, "early_stopping": 3, "seed": 0,
+    kwargs = {"loss": "mse", "optimizer": "sgd", "lr": 0.9, "epochs": 50, "callbacks": [EarlyStopping(3)], "seed": 0,
               "device": "cpu"}  # fmt: skip
     probe = Trainer(**kwargs)
     torch.manual_seed(0)  # the model interrupted_then_resumed builds
@@ -87,7 +89,7 @@ def test_a_checkpoint_with_gpu_optimizer_flags_resumes_on_the_cpu(tmp_path):
 def test_an_early_stopping_object_used_twice_starts_afresh():
     X, y = regression_data(120)
     es = EarlyStopping(patience=3)
-    trainer = Trainer(loss="mse", optimizer="sgd", lr=0.05, epochs=20, early_stopping=es, device="cpu", seed=0)
+    trainer = Trainer(loss="mse", optimizer="sgd", lr=0.05, epochs=20, callbacks=[es], device="cpu", seed=0)
     trainer.fit(nn.Linear(3, 1), (X[:100], y[:100]), (X[100:], y[100:]))
     first_best = es.best
     history = trainer.fit(nn.Linear(3, 1), (X[:100], y[:100]), (X[100:], y[100:]))
@@ -143,3 +145,28 @@ def test_the_history_comes_back_from_a_checkpoint_row_for_row(tmp_path):
     history = no_val.fit(nn.Linear(3, 1), (X, y))
     state, _ = load_checkpoint(ckpt)
     assert state["history"] == history.rows and all("val_loss" not in row for row in state["history"])
+
+
+def test_early_stopping_resumes_whatever_other_callbacks_the_two_fits_had(tmp_path):
+    """Callback state is keyed by name, not position: a fit with the progress display,
+    resumed without it (``-q``), keeps early stopping's counters and best weights."""
+    from torchwork.training.callbacks import Progress
+
+    X, y = regression_data(120)
+    kwargs = {"loss": "mse", "optimizer": "adam", "lr": 0.05, "epochs": 30, "seed": 0, "device": "cpu",
+              "batch_size": 32}  # fmt: skip
+    data = ((X[:100], y[:100]), (X[100:], y[100:]))
+    torch.manual_seed(0)
+    model = MLP(3, hidden=(16,))
+    full, part, resumed = copy.deepcopy(model), copy.deepcopy(model), copy.deepcopy(model)
+    full_history = Trainer(**kwargs, callbacks=[EarlyStopping(4)]).fit(full, *data)
+    ckpt = tmp_path / "c.safetensors"
+    quiet = io.StringIO()
+    with pytest.raises(Killed):
+        Trainer(**kwargs, callbacks=[Progress(30, file=quiet), EarlyStopping(4), KillAfter(ckpt, at_epoch=6,
+                every_epochs=1)]).fit(part, *data)  # fmt: skip
+    state, _ = load_checkpoint(ckpt)
+    history = Trainer(**kwargs, callbacks=[EarlyStopping(4), Checkpointer(ckpt)]).fit(resumed, *data, resume=state)
+    assert history.best_epoch == full_history.best_epoch is not None
+    assert history["val_loss"] == full_history["val_loss"]
+    assert_same_params(resumed, full)

@@ -307,7 +307,7 @@ class StreamBatches:
             self.batch_size = batch_size
             self.steps = self._steps(share[1], unit_rows or [u.rows for u in units])
             self.n_rows = self.steps * batch_size
-            self.real, self.current = batch_size, batch_size * share[1]  # what ScaledLoss reads
+            self.real, self.current = batch_size, batch_size * share[1]  # what GlobalBatchLoss reads
 
     def _steps(self, processes: int, unit_rows: list[int]) -> int:
         fewest = len(self.units) // processes  # the units the rank with the fewest gets

@@ -216,6 +216,9 @@ def _check_tree(state: Any, extra: Any) -> None:
             raise ValueError(f"its fit {key} is {fit.get(key)!r:.40}, not a count")
     if type(fit.get("seed")) is not int or type(fit.get("stop")) is not bool or not _number(fit.get("epoch_lr"), True):
         raise ValueError("its fit state is not one a fit writes")
+    best = fit.get("best_epoch")
+    if best is not None and (type(best) is not int or not 0 <= best <= fit["epoch"]):
+        raise ValueError(f"its best epoch is {best!r:.40}, not one of its epochs")
     if not isinstance(fit.get("epoch_losses"), torch.Tensor):
         raise ValueError("no running losses in its fit state")
     model = state.get("model")
@@ -227,7 +230,7 @@ def _check_tree(state: Any, extra: Any) -> None:
     if not isinstance(state.get("scheduler"), dict | None):
         raise ValueError("its scheduler state is not a table")
     for key, value in state["callbacks"].items():
-        if not isinstance(value, dict) or (key.endswith(":EarlyStopping") and not _early_stopping(value)):
+        if not isinstance(value, dict) or (key == "EarlyStopping" and not _early_stopping(value)):
             raise ValueError(f"its callback state {key!r:.40} is not one the callback writes")
     history = state.get("history")
     if not isinstance(history, list) or not all(_history_row(row) for row in history):
@@ -323,6 +326,8 @@ class Checkpointer(Callback):
     def on_exception(self, fit: Fit, exc: BaseException) -> None:
         with contextlib.suppress(Exception):  # the exception that ended the fit is the one to report
             self.close()  # let a write in flight finish: it is a good checkpoint
+        if isinstance(exc, TrainingDiverged) and exc.checkpoint is None:
+            exc.checkpoint = self.good()  # the one place that says which checkpoint a diverged fit can go back to
 
     def good(self) -> str:
         """Which checkpoint is the last good one, in words."""
@@ -333,12 +338,7 @@ class Checkpointer(Callback):
 
     def save(self, fit: Fit) -> None:
         """Take a copy of the fit's state now; write it in the background."""
-        try:
-            fit.check_finite(running=True)
-        except TrainingDiverged as exc:
-            self.wait()
-            exc.checkpoint = self.good()
-            raise
+        fit.check_finite(running=True)  # a diverged fit never overwrites the last good checkpoint
         state = fit.state_dict()  # in a process group, every rank's part gathered: the checkpoint's barrier
         where = (fit.state.epoch, fit.state.step)
         if not _writes(fit):  # only rank 0 writes

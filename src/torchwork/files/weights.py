@@ -256,7 +256,7 @@ def _check_torch_zip(raw: bytes, source: str) -> bytes:
         if entry.flag_bits & 0x1:
             refuse(source, f"entry {shown(name)} is encrypted")
         start = entry.header_offset
-        if start + _LOCAL.size > len(raw):
+        if start < 0 or start + _LOCAL.size > len(raw):
             raise InputError(f"{source}: damaged PyTorch file (entry {shown(name)} starts past the end)")
         local = _LOCAL.unpack_from(raw, start)
         name_len, extra_len = local[9], local[10]
@@ -270,7 +270,10 @@ def _check_torch_zip(raw: bytes, source: str) -> bytes:
         raise InputError(f"{source}: a zip file, but not one written by torch.save (no single data.pkl)")
     if pickles[0].file_size > MAX_PICKLE_BYTES:
         refuse(source, f"its data.pkl holds {pickles[0].file_size} bytes, over the limit of {MAX_PICKLE_BYTES}")
-    return archive.read(pickles[0])
+    try:
+        return archive.read(pickles[0])
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:  # a bad CRC-32, a short entry
+        raise InputError(f"{source}: damaged PyTorch file ({one_line(str(exc), 120)})") from None
 
 
 def _allowed(module: Any, name: Any) -> bool:

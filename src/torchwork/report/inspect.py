@@ -194,6 +194,14 @@ def _format_unfinished(summary: dict[str, Any]) -> str:
                 f"last:       epoch {last.get('epoch')}: train_loss {last.get('train_loss', float('nan')):.6g}{val}"
             )
         if ckpt.get("best_epoch") is not None:
-            lines.append(f"best:       epoch {ckpt['best_epoch']}, validation loss {ckpt['best_val_loss']:.6g}")
+            loss = ckpt.get("best_val_loss")
+            tail = (
+                f", validation loss {loss:.6g}"
+                if loss is not None
+                else " (the weights it started from)"
+                if ckpt["best_epoch"] == 0
+                else ""
+            )
+            lines.append(f"best:       epoch {ckpt['best_epoch']}{tail}")
     lines.append(f"continue:   torchwork resume {out}")
     return "\n".join(lines)

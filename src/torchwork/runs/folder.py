@@ -337,12 +337,12 @@ def _partial_summary(partial: Path) -> dict[str, Any]:
         state, extra = load_checkpoint(ckpt)
         fit = state["fit"]
         rows = state.get("history", [])
-        callbacks = state.get("callbacks", {})
-        best = next((cb for key, cb in callbacks.items() if key.endswith("EarlyStopping")), None)
+        best = fit.get("best_epoch")
+        best_row = next((row for row in rows if row.get("epoch") == best), None)
         summary["checkpoint"] = {
             "path": str(ckpt), "epochs_done": fit["epoch"], "steps": fit["step"], "batch": fit["batch"],
             "finished_training": bool(extra.get("finished")), "last": rows[-1] if rows else None,
-            "best_epoch": best.get("best_epoch") if best else None, "best_val_loss": best.get("best") if best else None,
+            "best_epoch": best, "best_val_loss": best_row.get("val_loss") if best_row else None,
         }  # fmt: skip
     return summary
 

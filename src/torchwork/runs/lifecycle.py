@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from torchwork.core.errors import InputError, IntegrityError, TrainingDiverged, TrainingInterrupted, UnsafeFileError
+from torchwork.core.errors import InputError, IntegrityError, TrainingInterrupted, UnsafeFileError
 from torchwork.files.atomic import atomic_write, lock
 from torchwork.files.checkpoint import Checkpointer, load_checkpoint
 from torchwork.files.integrity import MANIFEST
@@ -57,10 +57,6 @@ def after_failure(exc: BaseException, partial: Path, out: Path, keep: bool = Fal
             f"a checkpoint is in {partial / CHECKPOINT}" if has_checkpoint else "no checkpoint"
         )
         exc.resume = how
-    elif isinstance(exc, TrainingDiverged) and exc.checkpoint is None:
-        exc.checkpoint = (
-            f"the last good checkpoint is {partial / CHECKPOINT}" if has_checkpoint else "no checkpoint was written"
-        )
     if not (keep or has_checkpoint or isinstance(exc, TrainingInterrupted)):
         shutil.rmtree(partial, ignore_errors=True)
 
@@ -294,13 +290,8 @@ def _train(
         if resume_state is not None:  # the checkpoint resumed from is the last good one until a newer is written
             checkpointer.saved = (resume_state["fit"]["epoch"], resume_state["fit"]["step"])
         callbacks.append(checkpointer)
-    try:
-        fitted = fit(config, prepared, callbacks=callbacks, handle_signals=folder is not None, resume=resume_state,
-                     given=given)  # fmt: skip
-    except TrainingDiverged as exc:
-        if checkpointer is not None and exc.checkpoint is None:
-            exc.checkpoint = checkpointer.good()
-        raise
+    fitted = fit(config, prepared, callbacks=callbacks, handle_signals=folder is not None, resume=resume_state,
+                 given=given)  # fmt: skip
     return as_run(config, prepared, data_info, fitted, resumed=resume_state is not None, processes=processes,
                    group=group)  # fmt: skip
 

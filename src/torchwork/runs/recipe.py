@@ -252,19 +252,19 @@ def trainer_for(
     if config.weight_decay:
         options["weight_decay"] = config.weight_decay
     batch_size = config.resolved_batch_size()
-    early_stopping = None
+    stopping: list[Callback] = []
     if config.early_stopping:
         rows = prepared.rows_in("train")
         steps_per_epoch = max(1, math.ceil(rows / batch_size)) if batch_size else 1
         patience = max(config.early_stopping, math.ceil(MIN_PATIENCE_STEPS / steps_per_epoch))
         if config.resolved_optimizer() == "lbfgs":  # each step is a full quasi-Newton solve
             patience = config.early_stopping
-        early_stopping = EarlyStopping(patience, min_delta_rel=1e-3)
+        stopping.append(EarlyStopping(patience, min_delta_rel=1e-3))
     return Trainer(
         loss=loss, loss_options=loss_options, optimizer=config.resolved_optimizer(), lr=config.resolved_lr(),
         optimizer_options=options, epochs=config.epochs, batch_size=batch_size, shuffle=config.shuffle,
         seed=config.seed, device=config.device, scheduler=config.scheduler, scheduler_options=config.scheduler_args,
-        clip_grad=config.clip_grad, early_stopping=early_stopping, callbacks=callbacks, precision=config.precision,
+        clip_grad=config.clip_grad, callbacks=[*stopping, *callbacks], precision=config.precision,
         compile=config.compile, handle_signals=handle_signals,
     )  # fmt: skip
 
@@ -323,10 +323,9 @@ def fit(
     seconds = time.perf_counter() - started
     last = trainer.last_fit
     assert last is not None
-    es = trainer.early_stopping
     return Fitted(
         model=model.cpu().eval(), spec=spec, baselines=baselines, history=history, epochs_run=last.state.epoch,
-        best_epoch=es.best_epoch if es is not None else None,
+        best_epoch=history.best_epoch,
         stopped_early=bool(last.state.stop and last.state.epoch < config.epochs),
         device=str(last.device), seconds=seconds, notes=list(prepared.notes) + list(last.notes),
     )  # fmt: skip
@@ -346,11 +345,10 @@ def restore(
     check_compatible(model, state["model"], source)  # one line naming the keys, not torch's traceback
     model.load_state_dict(state["model"])
     fit_state = state["fit"]
-    stopping = next((v for k, v in state.get("callbacks", {}).items() if k.endswith(":EarlyStopping")), None)
-    history = History(state.get("history", []))
+    history = History(state.get("history", []), fit_state.get("best_epoch"))
     return Fitted(
         model=model.eval(), spec=spec, baselines=baselines, history=history, epochs_run=fit_state["epoch"],
-        best_epoch=stopping.get("best_epoch") if stopping else None,
+        best_epoch=history.best_epoch,
         stopped_early=bool(fit_state["stop"] and fit_state["epoch"] < config.epochs), device=extra.get("device", "cpu"),
         seconds=sum(history["seconds"]), notes=list(prepared.notes) + list(extra.get("notes", [])),
     )  # fmt: skip

@@ -1,8 +1,10 @@
 """Batches for the training and testing loops, and inference in batches.
 
-The fast path, :class:`TensorBatches`, keeps features and targets as tensors on the
-training device and takes each epoch's batches by indexing a permutation: no per-row
-``__getitem__``, no collate, no worker processes. Rows are gathered a chunk of batches at
+A batch is what a fit's ``training_step`` receives: an ``(X, y)`` pair of tensors by default,
+or any tuple or dict of tensors whose first dimension is the rows. The fast path,
+:class:`TensorBatches`, keeps the data as tensors on the training device and takes each
+epoch's batches by indexing a permutation: no per-row ``__getitem__``, no collate, no worker
+processes. Rows are gathered a chunk of batches at
 a time (one large ``index_select`` instead of many small ones) and batches are views into
 that chunk, so memory stays at the data plus one chunk.
 
@@ -65,6 +67,38 @@ def predict(model: nn.Module, X: Any, batch_size: int | None = 65536) -> torch.T
 # small enough (a few MB for typical widths) to keep peak memory near the data's size.
 CHUNK_ROWS = 65536
 
+Batch = Any  # an (X, y) pair of tensors, or any tuple or dict of tensors with the rows first
+
+
+def _each(batch: Batch, fn: Any) -> Batch:
+    """``fn`` applied to each tensor of a batch, keeping its structure (a dict stays a dict)."""
+    if isinstance(batch, dict):
+        return {k: fn(v) for k, v in batch.items()}
+    return tuple(fn(t) for t in batch)
+
+
+def tensors_of(batch: Batch) -> list[torch.Tensor]:
+    return list(batch.values()) if isinstance(batch, dict) else list(batch)
+
+
+def rows_of(batch: Batch) -> int:
+    """The rows of a batch: its first tensor's length."""
+    return len(tensors_of(batch)[0])
+
+
+def select(batch: Batch, index: torch.Tensor) -> Batch:
+    """Rows ``index`` of every tensor of a batch (copies)."""
+    return _each(batch, lambda t: t.index_select(0, index))
+
+
+def sliced(batch: Batch, lo: int, hi: int) -> Batch:
+    """Rows ``lo:hi`` of every tensor of a batch (views)."""
+    return _each(batch, lambda t: t[lo:hi])
+
+
+def to_device(batch: Batch, device: torch.device, non_blocking: bool = False) -> Batch:
+    return _each(batch, lambda t: t.to(device, non_blocking=non_blocking))
+
 
 def epoch_permutation(n: int, seed: int, epoch: int, out: torch.Tensor | None = None) -> torch.Tensor:
     """The order of the ``n`` rows in ``epoch`` (a CPU ``int64`` tensor, written to ``out`` if given)."""
@@ -86,31 +120,25 @@ class Batches(Protocol):
 
     def set_seed(self, seed: int) -> None: ...
 
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[Any, Any]]: ...
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]: ...
 
 
 class TensorBatches:
-    """Mini-batches of in-memory tensors, batched by index.
+    """Mini-batches of in-memory tensors (a pair, a tuple or a dict of them), batched by index.
 
     ``batch_size=None`` (or one at least the number of rows) gives one full batch per
     epoch, in the data's order, as the tutorial trains.
     """
 
-    def __init__(
-        self,
-        X: torch.Tensor,
-        y: torch.Tensor,
-        batch_size: int | None = None,
-        shuffle: bool = True,
-        seed: int = 0,
-    ) -> None:
-        if len(X) != len(y):
-            raise InputError(f"features have {len(X)} rows but targets have {len(y)}")
-        if len(X) == 0:
+    def __init__(self, data: Batch, batch_size: int | None = None, shuffle: bool = True, seed: int = 0) -> None:
+        lengths = {len(t) for t in tensors_of(data)}
+        if len(lengths) != 1:
+            raise InputError(f"the training tensors have different numbers of rows: {sorted(lengths)}")
+        self.data = data
+        self.n_rows = lengths.pop()
+        if self.n_rows == 0:
             raise InputError("no rows to train on")
-        self.X, self.y = X, y
         self.shuffle, self.seed = shuffle, seed
-        self.n_rows = len(X)
         self.batch_size = min(batch_size or self.n_rows, self.n_rows)
 
     def set_seed(self, seed: int) -> None:
@@ -132,41 +160,43 @@ class TensorBatches:
         """The row indices of ``epoch``; ``None`` means the data's own order."""
         return epoch_permutation(self.n_rows, self.seed, epoch, out) if self.shuffle else None
 
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         """The batches of ``epoch`` from batch number ``start`` on."""
         B, n = self.batch_size, self.n_rows
         if self.full_batch:
             if start == 0:
-                yield self.X, self.y
+                yield self.data
             return
         order = self.order(epoch)
         if order is None:  # sequential: batches are views, nothing is copied
             for lo in range(start * B, n, B):
-                yield self.X[lo : lo + B], self.y[lo : lo + B]
+                yield sliced(self.data, lo, lo + B)
             return
-        order = order.to(self.X.device, non_blocking=True)
+        device = tensors_of(self.data)[0].device
+        order = order.to(device, non_blocking=True)
         chunk = max(1, CHUNK_ROWS // B) * B
         # One buffer per epoch, refilled chunk by chunk: no allocation per chunk or per batch.
         # A batch is a view into it, valid until the next chunk is gathered (after its step).
-        Xbuf = self.X.new_empty((min(chunk, n), *self.X.shape[1:]))
-        ybuf = self.y.new_empty((min(chunk, n), *self.y.shape[1:]))
+        buffers = _each(self.data, lambda t: t.new_empty((min(chunk, n), *t.shape[1:])))
         for lo in range(start * B, n, chunk):
             idx = order[lo : lo + chunk]
             m = len(idx)
-            Xc = torch.index_select(self.X, 0, idx, out=Xbuf[:m])
-            yc = torch.index_select(self.y, 0, idx, out=ybuf[:m])
+            if isinstance(self.data, dict):
+                gathered: Batch = {k: torch.index_select(t, 0, idx, out=buffers[k][:m]) for k, t in self.data.items()}
+            else:
+                gathered = tuple(
+                    torch.index_select(t, 0, idx, out=b[:m]) for t, b in zip(self.data, buffers, strict=True)
+                )
             for b in range(0, m, B):
-                yield Xc[b : b + B], yc[b : b + B]
+                yield sliced(gathered, b, b + B)
 
 
-def eval_batches(
-    X: torch.Tensor, y: torch.Tensor, batch_size: int | None
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def eval_batches(data: Batch, batch_size: int | None) -> Iterator[Batch]:
     """Evaluation batches: consecutive views, or the whole set at once."""
-    n = len(X)
+    n = rows_of(data)
     B = n if batch_size is None else max(1, batch_size)
     for lo in range(0, n, B):
-        yield X[lo : lo + B], y[lo : lo + B]
+        yield sliced(data, lo, lo + B)
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):
@@ -186,7 +216,8 @@ class EpochSampler(torch.utils.data.Sampler[int]):
 class LoaderBatches:
     """Batches from a ``Dataset`` through a ``DataLoader``, for data that does not fit in memory.
 
-    Each item must be an ``(x, y)`` pair; batches are moved to ``device`` as they come.
+    Each item is an ``(x, y)`` pair (features made ``dtype``, targets ``target_dtype``) or any tuple
+    or dict of tensors (moved as they are); batches are moved to ``device`` as they come.
     """
 
     def __init__(
@@ -212,8 +243,8 @@ class LoaderBatches:
             sampler=self.sampler,
             num_workers=num_workers,
             pin_memory=device.type == "cuda",
-            # Its own generator: iterating must not draw from the global one (dropout's), or a
-            # resumed run would see another dropout stream.
+            # Its own generator: iterating must not draw from the fit's (dropout's), or a resumed
+            # run would see another dropout stream.
             generator=torch.Generator(),
         )
 
@@ -228,13 +259,15 @@ class LoaderBatches:
     def set_seed(self, seed: int) -> None:
         self.sampler.seed = seed
 
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         self.sampler.epoch, self.sampler.start = epoch, start * self.batch_size
-        for xb, yb in self.loader:
-            yield (
-                xb.to(self.device, self.dtype or xb.dtype, non_blocking=True),
-                yb.to(self.device, self.target_dtype or yb.dtype, non_blocking=True),
-            )
+        for batch in self.loader:
+            if isinstance(batch, list | tuple) and len(batch) == 2:
+                xb, yb = batch
+                yield (xb.to(self.device, self.dtype or xb.dtype, non_blocking=True),
+                       yb.to(self.device, self.target_dtype or yb.dtype, non_blocking=True))  # fmt: skip
+            else:
+                yield to_device(batch, self.device, non_blocking=True)
 
 
 class OnDevice:
@@ -246,9 +279,9 @@ class OnDevice:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.batches, name)
 
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for X, y in self.batches.epoch(epoch, start):
-            yield X.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        for batch in self.batches.epoch(epoch, start):
+            yield to_device(batch, self.device, non_blocking=True)
 
 
 def is_batches(data: Any) -> bool:
@@ -257,15 +290,28 @@ def is_batches(data: Any) -> bool:
 
 
 def is_dataset(data: Any) -> bool:
-    return isinstance(data, torch.utils.data.Dataset) and not isinstance(data, tuple | list)
+    return isinstance(data, torch.utils.data.Dataset) and not isinstance(data, tuple | list | dict)
 
 
-def as_pair(data: Any, name: str, device: torch.device, dtype: torch.dtype, targets: str) -> tuple[torch.Tensor, ...]:
-    """``(X, y)`` as tensors on ``device``: features in ``dtype``, targets in ``dtype`` or as class indices."""
+def as_batch(data: Any, name: str, device: torch.device, dtype: torch.dtype, targets: str) -> Batch:
+    """Data held in memory as tensors on ``device``.
+
+    An ``(X, y)`` pair: features in ``dtype``, targets in ``dtype`` or as class indices (``targets``
+    is ``"classes"``). Any other tuple or dict: each tensor (or array) moved as it is, for a
+    ``training_step`` of your own.
+    """
+    if isinstance(data, dict) or (isinstance(data, tuple | list) and len(data) != 2):
+        if not data:
+            raise InputError(f"{name} data is empty")
+        batch = _each(data if isinstance(data, dict) else tuple(data), lambda t: as_tensor(t).to(device))
+        lengths = {len(t) for t in tensors_of(batch)}
+        if len(lengths) != 1:
+            raise InputError(f"{name}: its tensors have different numbers of rows: {sorted(lengths)}")
+        return batch
     try:
         X, y = data
     except (TypeError, ValueError):
-        raise InputError(f"{name} data must be an (X, y) pair or a Dataset") from None
+        raise InputError(f"{name} data must be an (X, y) pair, a tuple or dict of tensors, or a Dataset") from None
     X = as_tensor(X, dtype).to(device)
     y = as_tensor(y)
     if targets == "classes":
@@ -284,11 +330,10 @@ def train_batches(
     train: Any, batch_size: int | None, shuffle: bool, seed: int, num_workers: int, device: torch.device,
     dtype: torch.dtype, targets: str,
 ) -> Batches:  # fmt: skip
-    """The training batches for ``(X, y)`` (batched by index) or a ``Dataset`` (through a DataLoader)."""
+    """The training batches for data in memory (batched by index) or a ``Dataset`` (through a DataLoader)."""
     if isinstance(train, TensorBatches | LoaderBatches) or is_batches(train):
         return train
     if is_dataset(train):
         y_dtype = torch.long if targets == "classes" else dtype
         return LoaderBatches(train, batch_size or 256, device, shuffle, seed, num_workers, dtype, y_dtype)
-    X, y = as_pair(train, "train", device, dtype, targets)
-    return TensorBatches(X, y, batch_size, shuffle, seed)
+    return TensorBatches(as_batch(train, "train", device, dtype, targets), batch_size, shuffle, seed)

@@ -41,6 +41,20 @@ class Callback:
     order = 0
     every_n_steps: int | None = None
 
+    @property
+    def key(self) -> str:
+        """The name a checkpoint keeps this callback's state under: its class's, unless you give one."""
+        return getattr(self, "_key", None) or type(self).__name__
+
+    @key.setter
+    def key(self, value: str) -> None:
+        self._key = value
+
+    @property
+    def stateful(self) -> bool:
+        """Whether a checkpoint holds this callback's state (it overrides ``state_dict``)."""
+        return type(self).state_dict is not Callback.state_dict
+
     def on_fit_start(self, fit: Fit) -> None:
         pass
 
@@ -86,11 +100,13 @@ def step_interval(callbacks: list[Callback]) -> tuple[list[Callback], int | None
 class EarlyStopping(Callback):
     """Stop when the monitored loss has not improved for ``patience`` epochs.
 
-    An improvement is a loss below ``best * (1 - min_delta_rel) - min_delta``. The best weights
-    are kept (on the device) and always restored when fitting ends, whether it stopped early or
-    ran all its epochs; the weights the fit started from are a candidate too (epoch 0, when the
-    trainer has a validation set), so a model started from a good solution never ends worse on
-    the validation set. Stopping sets a flag; nothing is raised. Epochs are counted from 1.
+    An improvement is a loss below ``best * (1 - min_delta_rel) - min_delta`` (relative to the
+    best's size, so a best below 0 tightens it too; NaN never improves). The best weights are kept
+    (on the device) and restored when fitting ends, whether it stopped early or ran all its epochs;
+    the weights the fit started from are a candidate too (epoch 0, when the fit has validation
+    data), so a model started from a good solution never ends worse on the validation set. The
+    epoch it kept is ``fit.history.best_epoch``. Stopping sets a flag; nothing is raised. Epochs
+    are counted from 1.
     """
 
     def __init__(
@@ -109,20 +125,21 @@ class EarlyStopping(Callback):
         self.best_weights: dict[str, torch.Tensor] | None = None
 
     def _improves(self, loss: float) -> bool:
-        # below the best by the margins (relative to its size: a best below 0 tightens it too); NaN never is
         if math.isinf(self.best):  # nothing yet (inf - inf would be NaN)
             return loss < self.best
         return loss < self.best - self.min_delta_rel * abs(self.best) - self.min_delta
 
     def _keep(self, fit: Fit, loss: float, epoch: int) -> None:
         self.best, self.best_epoch, self.wait = loss, epoch, 0
+        fit.history.best_epoch = epoch
         if self.restore_best:
             self.best_weights = {k: v.detach().clone() for k, v in fit.model.state_dict().items()}
 
-    def start(self, fit: Fit, loss: float) -> None:
-        """The validation loss of the weights before any training: epoch 0's candidate."""
-        if math.isfinite(loss):
-            self._keep(fit, loss, 0)
+    def on_fit_start(self, fit: Fit) -> None:
+        if fit.state.step == 0:  # a fresh fit (a resumed one has its state back): the start is epoch 0's candidate
+            loss = fit.validate()
+            if loss is not None and math.isfinite(float(loss)):
+                self._keep(fit, float(loss), 0)
 
     def on_epoch_end(self, fit: Fit, logs: EpochLogs) -> None:
         current = logs.monitored()

@@ -7,7 +7,7 @@ How a fit in N processes gives the answer of one process with N times the batch:
   epoch), cuts it into global batches of ``N * B`` rows, and takes every N-th row of each
   (rank r: positions r, r+N, ...): together the ranks see exactly the global batch;
 - ``DistributedDataParallel`` averages the gradients over ranks; each rank's loss is its rows'
-  mean times ``rows * N / global rows`` (:class:`ScaledLoss`), so the average is the mean over
+  mean times ``rows * N / global rows`` (:class:`GlobalBatchLoss`), so the average is the mean over
   the global batch even when the last batch does not split evenly. A rank left without a row
   in a short last batch computes on one row weighted zero;
 - each step's loss value is the global batch's mean on every rank, and the validation loss
@@ -34,7 +34,17 @@ import torch
 import torch.distributed as dist
 
 from torchwork.core.errors import GroupFailed, InputError, TorchworkError
-from torchwork.training.batching import TensorBatches, as_pair, epoch_permutation, is_batches, is_dataset
+from torchwork.training.batching import (
+    TensorBatches,
+    as_batch,
+    epoch_permutation,
+    eval_batches,
+    is_batches,
+    is_dataset,
+    rows_of,
+    select,
+    tensors_of,
+)
 from torchwork.training.engines import EagerEngine
 
 # ------------------------------------------------------------------------------- process groups
@@ -201,14 +211,12 @@ def rank_seed(seed: int, rank: int) -> int:
 class ShardedBatches(TensorBatches):
     """Rank ``rank``'s share of each global batch of ``world_size * batch_size`` rows (see the module)."""
 
-    def __init__(self, X: torch.Tensor, y: torch.Tensor, batch_size: int | None, shuffle: bool, seed: int,
-                 group: Group) -> None:  # fmt: skip
-        super().__init__(X, y, None, shuffle, seed)
+    def __init__(self, data: Any, batch_size: int | None, shuffle: bool, seed: int, group: Group) -> None:
+        super().__init__(data, None, shuffle, seed)
         self.group = group
-        self.n_all = len(X)
+        self.n_all = self.n_rows
         self.global_size = min((batch_size or self.n_all) * group.world_size, self.n_all)
         self.batch_size = -(-self.global_size // group.world_size)  # the most rows one rank gets
-        self.n_rows = self.n_all
 
     @property
     def full_batch(self) -> bool:
@@ -225,10 +233,10 @@ class ShardedBatches(TensorBatches):
     def batch_sizes(self) -> list[int]:
         return self.global_sizes()  # the epoch's mean weighs each batch by its global rows
 
-    def epoch(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch(self, epoch: int, start: int = 0) -> Iterator[Any]:
         n, G, r, N = self.n_all, self.global_size, self.group.rank, self.group.world_size
         perm = epoch_permutation(n, self.seed, epoch) if self.shuffle else torch.arange(n)
-        perm = perm.to(self.X.device)
+        perm = perm.to(tensors_of(self.data)[0].device)
         for b in range(start, self.n_batches):
             lo, hi = b * G, min((b + 1) * G, n)
             idx = perm[lo + r : hi : N]
@@ -236,25 +244,25 @@ class ShardedBatches(TensorBatches):
             if self.real == 0:  # a short last batch with no row for this rank: one row, weighted zero
                 idx = perm[lo : lo + 1]
             self.current = hi - lo
-            yield self.X.index_select(0, idx), self.y.index_select(0, idx)
+            yield select(self.data, idx)
 
 
-class ScaledLoss:
-    """The loss of this rank's rows, scaled so that DDP's average of the gradients over ranks is the
-    global batch's; its value is the global batch's mean loss on every rank (one scalar all-reduce).
+class GlobalBatchLoss:
+    """This rank's loss (the mean over its rows, as ``training_step`` returns it) scaled so that DDP's
+    average of the gradients over ranks is the global batch's; its value is the global batch's
+    mean loss on every rank (one scalar all-reduce).
 
     Every rank so holds the same loss at every step: the epoch's losses, the NaN check and an
     optimizer that reads the loss (L-BFGS's line search) decide the same thing everywhere.
     """
 
-    def __init__(self, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], batches: Any) -> None:
+    def __init__(self, batches: Any) -> None:
         """``batches``: what says, at each step, this rank's rows (``real``) of the global batch's (``current``)."""
-        self.loss_fn, self.batches = loss_fn, batches
+        self.batches = batches
         self.group = batches.group
 
-    def __call__(self, y_pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def __call__(self, loss: torch.Tensor) -> torch.Tensor:
         real, total, world = self.batches.real, self.batches.current, self.group.world_size
-        loss = self.loss_fn(y_pred, y)
         loss = loss * (real * world / total) if real else loss * 0.0
         mean = loss.detach().clone()
         self.group.all_sum(mean).div_(world)
@@ -274,10 +282,10 @@ class DistributedEngine(EagerEngine):
 class Distributed:
     """What a fit in a process group runs with instead of the one-process pieces."""
 
-    forward: Callable[[torch.Tensor], torch.Tensor]
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    forward: torch.nn.Module  # the model wrapped in DistributedDataParallel
+    scale: GlobalBatchLoss
     batches: Any  # ShardedBatches, or a stream's share (StreamBatches with share=(rank, processes))
-    val: tuple[torch.Tensor, torch.Tensor] | None
+    val: Any  # this rank's validation rows, or None
     engine: DistributedEngine
     note: str | None
 
@@ -285,63 +293,60 @@ class Distributed:
 def rank_training_data(
     group: Group, train: Any, val: Any, device: torch.device, dtype: torch.dtype, targets: str
 ) -> Any:
-    """What a rank trains on: ``(X, y)`` tensors that every rank holds, or its own share of a stream."""
+    """What a rank trains on: tensors that every rank holds, or its own share of a stream."""
     shared = is_batches(train) and getattr(train, "share", None) == (group.rank, group.world_size)
     if is_dataset(train) or is_dataset(val) or (is_batches(train) and not shared):
-        raise InputError("Trainer.fit in several processes takes (X, y) tensors or a stream's share of a "
-                         "rank (StreamBatches(share=(rank, processes))), not a Dataset")  # fmt: skip
-    return train if shared else as_pair(train, "train", device, dtype, targets)
+        raise InputError("Trainer.fit in several processes takes tensors or a stream's share of a rank "
+                         "(StreamBatches(share=(rank, processes))), not a Dataset")  # fmt: skip
+    return train if shared else as_batch(train, "train", device, dtype, targets)
 
 
 def distribute(
-    group: Group, model: torch.nn.Module, loss_fn: Callable[..., torch.Tensor], train: Any,
-    val: tuple[torch.Tensor, ...] | None, batch_size: int | None, shuffle: bool, seed: int, device: torch.device,
+    group: Group, model: torch.nn.Module, train: Any, val: Any, batch_size: int | None, shuffle: bool, seed: int,
+    device: torch.device,
 ) -> Distributed:  # fmt: skip
-    """The DDP-wrapped forward, the scaled loss, this rank's batches and validation rows, the engine.
+    """The DDP-wrapped model, the loss scaling, this rank's batches and validation rows, the engine.
 
-    ``train``: ``(X, y)`` tensors (every rank holds them and takes its rows of each global batch),
-    or a stream's share of this rank (full batches of ``batch_size``, the same number on every rank).
+    ``train``: tensors (every rank holds them and takes its rows of each global batch), or a
+    stream's share of this rank (full batches of ``batch_size``, the same number on every rank).
     """
     from torch.nn.parallel import DistributedDataParallel
 
     batches: Any = train
-    if isinstance(train, tuple):
-        batches = ShardedBatches(train[0], train[1], batch_size, shuffle, seed, group)
+    if not is_batches(train):
+        batches = ShardedBatches(train, batch_size, shuffle, seed, group)
     batches.group = group
     ids = [device.index] if device.type == "cuda" else None
     forward = DistributedDataParallel(model, device_ids=ids)  # rank 0's weights broadcast to every rank
-    torch.manual_seed(rank_seed(seed, group.rank))  # each rank's own dropout stream
-    shard = None if val is None else (val[0][group.rank :: group.world_size], val[1][group.rank :: group.world_size])
+    shard = None
+    if val is not None and not is_batches(val) and not callable(getattr(val, "epoch", None)):
+        n = rows_of(val)
+        shard = select(val, torch.arange(group.rank, n, group.world_size, device=tensors_of(val)[0].device))
+    elif val is not None:
+        shard = val
     note = None
     if device.type == "cuda":
         note = "CUDA graphs off: DistributedDataParallel all-reduces from host-side hooks"
-    return Distributed(forward, ScaledLoss(loss_fn, batches), batches, shard, DistributedEngine(), note)
+    return Distributed(forward, GlobalBatchLoss(batches), batches, shard, DistributedEngine(), note)
 
 
 def shared_testing_loss(
-    model: torch.nn.Module, scaled: Any, data: Any, group: Group, autocast: Callable[[], Any], batch_size: int | None,
-    check: Callable[[torch.Tensor, torch.Tensor], None],
+    step: Callable[[Any], torch.Tensor], data: Any, group: Group, batch_size: int | None, device: torch.device,
+    dtype: torch.dtype,
 ) -> torch.Tensor:  # fmt: skip
-    """The mean loss over the validation rows of every rank (each row counted once), on every rank.
+    """The mean of ``step``'s loss over the validation rows of every rank (each row counted once), on every rank.
 
-    ``data``: this rank's rows as ``(X, y)``, or an iterable of ``(X, y)`` chunks (a stream's share).
+    ``data``: this rank's rows in memory, or an iterable of chunks (a stream's share).
     """
-    model.eval()
-    loss_fn = scaled.loss_fn  # the unscaled loss
-    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     total = torch.zeros(2, dtype=torch.float64, device=device)
-    with torch.inference_mode(), autocast():
-        for X, y in [data] if isinstance(data, tuple) else data:
-            step = batch_size or max(1, len(X))
-            for lo in range(0, len(X), step):
-                xb, yb = X[lo : lo + step], y[lo : lo + step]
-                y_pred = model(xb)
-                check(y_pred, yb)
-                total[0] += loss_fn(y_pred, yb).double() * len(xb)
-                total[1] += len(xb)
+    chunks = [data] if isinstance(data, tuple | list | dict) else data
+    for chunk in chunks:
+        for batch in eval_batches(chunk, batch_size):
+            n = rows_of(batch)
+            total[0] += step(batch).double() * n
+            total[1] += n
     with torch.no_grad():
         group.all_sum(total)
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
     return (total[0] / total[1]).to(dtype)
 
 

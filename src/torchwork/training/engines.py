@@ -1,10 +1,10 @@
 """Step engines: how the training steps of an epoch are run.
 
-The loop hands an engine an :class:`EpochJob` once per fit and then asks it for one epoch at a
-time. An engine runs the step function over the batches, writes each batch's loss into the
-job's :class:`~torchwork.training.loop.EpochLosses` and calls ``job.after_steps(k)`` after
-every ``k`` steps (the loop then advances its counters, runs step callbacks and reacts to
-signals). Engines know nothing else of the loop:
+The loop hands an engine the :class:`~torchwork.training.loop.Fit` once (``start``) and then asks
+it for one epoch at a time (``run_epoch``). An engine runs ``fit.step`` over ``fit.batches``,
+writes each batch's loss into ``fit.losses`` and calls ``fit.after_steps(k)`` after every ``k``
+steps (the fit then advances its counters, runs step callbacks and reacts to signals). Engines
+never see the Trainer:
 
 - :class:`EagerEngine`: one step after the other (CPU, MPS, CUDA without graphs, and
   ``DistributedDataParallel``, whose all-reduce happens inside the step's backward pass);
@@ -23,51 +23,24 @@ from __future__ import annotations
 import contextlib
 import gc
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 
 from torchwork.core.errors import InputError
-from torchwork.training.batching import Batches, TensorBatches
-from torchwork.training.loop import EpochLosses
+from torchwork.training.batching import TensorBatches, select
+from torchwork.training.loop import Fit
+
 
 # ----------------------------------------------------------------------------- the eager engine
-Step = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class EpochJob:
-    """What an engine needs from the loop, built once per fit."""
-
-    step: Step  # the five steps on one batch; returns its loss (detached)
-    batches: Batches
-    losses: EpochLosses
-    after_steps: Callable[[int], None]  # ``k`` more steps are done
-    # Step callbacks run every ``step_interval`` steps (None: there are none); an engine may
-    # run several steps between those boundaries, never across one: ``until_boundary()`` says
-    # how many steps remain until the next.
-    step_interval: int | None
-    until_boundary: Callable[[], int | None]
-    # The testing loop on a validation set that is one batch (a full-batch CUDA graph
-    # captures it with the step); None when there is none or it has several batches.
-    testing_step: Callable[[], torch.Tensor] | None
-    params: list[torch.nn.Parameter]
-    device: torch.device
-    dtype: torch.dtype
-    epochs: int
-    log_every: int
-    note: Callable[[str], None]
-
-
 class Engine(Protocol):
     name: str
 
-    def start(self, job: EpochJob) -> None:
+    def start(self, fit: Fit) -> None:
         """Get ready for a fit (called once, before the first epoch)."""
 
-    def run_epoch(self, epoch: int, start: int) -> torch.Tensor | None:
-        """Run the steps of ``epoch`` (0-based) from batch ``start`` on.
+    def run_epoch(self, fit: Fit) -> torch.Tensor | None:
+        """Run the steps of the running epoch (``fit.state.epoch``, from 0) from batch ``fit.state.batch`` on.
 
         Returns the validation loss if the engine ran the testing loop itself, else None.
         """
@@ -78,15 +51,14 @@ class EagerEngine:
 
     name = "eager"
 
-    def start(self, job: EpochJob) -> None:
-        self.job = job
+    def start(self, fit: Fit) -> None:
+        pass
 
-    def run_epoch(self, epoch: int, start: int) -> torch.Tensor | None:
-        job = self.job
-        step, record, after_steps = job.step, job.losses.record, job.after_steps
-        b = start
-        for xb, yb in job.batches.epoch(epoch, start):
-            record(b, step(xb, yb))
+    def run_epoch(self, fit: Fit) -> torch.Tensor | None:
+        step, record, after_steps = fit.step, fit.losses.record, fit.after_steps
+        b = fit.state.batch
+        for batch in fit.batches.epoch(fit.state.epoch, b):
+            record(b, step(batch))
             b += 1
             after_steps(1)
         return None
@@ -193,17 +165,17 @@ class CudaGraphEngine:
     def __init__(self, graph: Callable[..., Any] = CudaGraph) -> None:
         self.graph_cls = graph
 
-    def start(self, job: EpochJob) -> None:
-        self.job = job
-        batches = job.batches
+    def start(self, fit: Fit) -> None:
+        self.fit = fit
+        batches = fit.batches
         assert isinstance(batches, TensorBatches)
         self.batches = batches
-        self.device = device = job.device
+        self.device = device = fit.device
         self.B = batches.batch_size
         self.n_full, self.rest = divmod(batches.n_rows, self.B)
         # Two graphs, captured back to back after the warm-up: ``per_replay`` steps, and one
         # step for the end of an epoch and up to the boundaries of step callbacks.
-        self.per_replay = 1 if job.step_interval == 1 else min(MAX_STEPS_PER_REPLAY, max(1, self.n_full))
+        self.per_replay = 1 if fit.step_interval == 1 else min(MAX_STEPS_PER_REPLAY, max(1, self.n_full))
         self.slot = torch.zeros(1, dtype=torch.long, device=device)
         self.idx = torch.zeros(self.per_replay * self.B, dtype=torch.long, device=device)
         # The next epoch's permutation is made on the CPU while the GPU runs this epoch.
@@ -212,9 +184,9 @@ class CudaGraphEngine:
         self._copied: Any = None
         # Full-batch epochs write their losses into a ring: a slot lives long enough for the
         # history (read every log_every epochs) to see it.
-        self.ring = min(job.epochs, max(4096, 2 * job.log_every))
-        self.epoch_train = torch.zeros(self.ring, dtype=job.dtype, device=device)
-        self.epoch_val = torch.zeros(self.ring, dtype=job.dtype, device=device)
+        self.ring = min(fit.epochs, max(4096, 2 * fit.log_every))
+        self.epoch_train = torch.zeros(self.ring, dtype=fit.dtype, device=device)
+        self.epoch_val = torch.zeros(self.ring, dtype=fit.dtype, device=device)
         self.stream = torch.cuda.Stream(device) if device.type == "cuda" else None
         self.graphs: dict[Any, Any] = {}
         self.epoch_slot_set = False
@@ -228,7 +200,7 @@ class CudaGraphEngine:
             return self.graphs[key]
         if self.failed is not None:
             return None
-        for p in self.job.params:
+        for p in self.fit.params:
             p.grad = None
         graph = self.graph_cls(self.device, self.stream)
         try:
@@ -236,7 +208,7 @@ class CudaGraphEngine:
         except Exception as exc:  # a model that syncs with the host, data-dependent shapes, ...
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             self.failed = f"capture failed ({type(exc).__name__}: {first})"
-            self.job.note(f"CUDA graphs off, training eagerly: {self.failed}")
+            self.fit.note(f"CUDA graphs off, training eagerly: {self.failed}")
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             return None
@@ -244,23 +216,23 @@ class CudaGraphEngine:
         return graph
 
     def _steps_body(self, k_steps: int) -> Callable[[], None]:
-        X, y, B, step = self.batches.X, self.batches.y, self.B, self.job.step
-        buffer = self.job.losses.buffer
+        data, B, step = self.batches.data, self.B, self.fit.step
+        buffer = self.fit.losses.buffer
 
         def body() -> None:
             for k in range(k_steps):
                 idx = self.idx[k * B : (k + 1) * B]
-                loss = step(X.index_select(0, idx), y.index_select(0, idx))
+                loss = step(select(data, idx))
                 buffer.index_copy_(0, self.slot, loss.reshape(1).to(buffer.dtype))
                 self.slot.add_(1)
 
         return body
 
     def _epoch_body(self) -> Callable[[], None]:
-        X, y, step, testing_step = self.batches.X, self.batches.y, self.job.step, self.job.testing_step
+        data, step, testing_step = self.batches.data, self.fit.step, self.fit.testing_step
 
         def body() -> None:
-            loss = step(X, y)
+            loss = step(data)
             self.epoch_train.index_copy_(0, self.slot, loss.reshape(1).to(self.epoch_train.dtype))
             if testing_step is not None:
                 val_loss = testing_step()
@@ -270,7 +242,8 @@ class CudaGraphEngine:
         return body
 
     # ------------------------------------------------------------- epochs
-    def run_epoch(self, epoch: int, start: int) -> torch.Tensor | None:
+    def run_epoch(self, fit: Fit) -> torch.Tensor | None:
+        epoch, start = fit.state.epoch, fit.state.batch
         if self.batches.full_batch:
             return self._full_batch_epoch(epoch) if start == 0 else None
         self._minibatch_epoch(epoch, start)
@@ -278,7 +251,7 @@ class CudaGraphEngine:
 
     def _full_batch_epoch(self, epoch: int) -> torch.Tensor | None:
         """One full-batch epoch (step and testing loop) as one replay, after eager warm-up epochs."""
-        job = self.job
+        fit = self.fit
         graph = None
         if self.warm >= WARMUP_STEPS:
             graph = self._capture("epoch", self._epoch_body())
@@ -286,8 +259,8 @@ class CudaGraphEngine:
             warming = self.warm < WARMUP_STEPS
             self.warm += 1
             with side_stream(self.device, self.stream) if warming else contextlib.nullcontext():
-                loss = job.step(self.batches.X, self.batches.y)
-                val = job.testing_step() if job.testing_step is not None else None
+                loss = fit.step(self.batches.data)
+                val = fit.testing_step() if fit.testing_step is not None else None
         else:
             if not self.epoch_slot_set:  # the graph advances the slot: epochs are consecutive
                 self.slot.fill_(epoch % self.ring)
@@ -295,9 +268,9 @@ class CudaGraphEngine:
             graph.replay()
             i = epoch % self.ring
             loss = self.epoch_train[i]
-            val = self.epoch_val[i] if job.testing_step is not None else None
-        job.losses.record(0, loss)
-        job.after_steps(1)
+            val = self.epoch_val[i] if fit.testing_step is not None else None
+        fit.losses.record(0, loss)
+        fit.after_steps(1)
         return val
 
     def _device_order(self, epoch: int) -> torch.Tensor:
@@ -329,16 +302,16 @@ class CudaGraphEngine:
         """How many steps the next replay takes: ``per_replay`` unless the epoch's end or a step
         boundary comes sooner, then one."""
         room = self.n_full - b
-        until = self.job.until_boundary()
+        until = self.fit.until_boundary()
         if until is not None:
             room = min(room, until)
         return self.per_replay if room >= self.per_replay else min(room, 1)
 
     def _minibatch_epoch(self, epoch: int, start: int) -> None:
         """Run the steps of ``epoch`` from batch ``start`` on: replays where possible, else eagerly."""
-        job, B = self.job, self.B
+        fit, B = self.fit, self.B
         perm = self._device_order(epoch)
-        X, y = self.batches.X, self.batches.y
+        data = self.batches.data
         b = start
         while b < self.n_full or (b == self.n_full and self.rest):
             k = self._steps_now(b)
@@ -356,9 +329,9 @@ class CudaGraphEngine:
                 idx = perm[b * B : (b + 1) * B]
                 warming = self.warm < WARMUP_STEPS
                 with side_stream(self.device, self.stream) if warming else contextlib.nullcontext():
-                    job.losses.record(b, job.step(X.index_select(0, idx), y.index_select(0, idx)))
+                    fit.losses.record(b, fit.step(select(data, idx)))
                 self.warm += 1
             b += k
-            job.after_steps(k)
-        if epoch + 1 < job.epochs and self.batches.shuffle:
+            fit.after_steps(k)
+        if epoch + 1 < fit.epochs and self.batches.shuffle:
             self._next = (epoch + 1, self._device_order(epoch + 1))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
@@ -18,8 +19,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from torchwork.core.errors import InputError, TorchworkError, TrainingDiverged
+from torchwork.core.errors import InputError, TorchworkError, TrainingDiverged, TrainingInterrupted, one_line
 from torchwork.core.runtime import rng_state, set_rng_state
+from torchwork.training.callbacks import Signals, step_interval
 
 # ---------------------------------------------------------------------------------- the history
 COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
@@ -29,11 +31,14 @@ class History:
     """Rows of ``epoch, train_loss, val_loss, lr, seconds``, queryable by column.
 
     ``history["train_loss"]`` is that column as a list; ``history[-1]`` the last row.
-    Epochs are counted from 1 (an ``int``); losses are floats.
+    Epochs are counted from 1 (an ``int``); losses are floats. ``best_epoch`` is the epoch whose
+    weights a callback kept as the best (``EarlyStopping``): 0 for the weights the fit started
+    from, None when no callback chose.
     """
 
-    def __init__(self, rows: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, rows: list[dict[str, Any]] | None = None, best_epoch: int | None = None) -> None:
         self.rows: list[dict[str, Any]] = list(rows or [])
+        self.best_epoch = best_epoch
 
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
@@ -70,7 +75,7 @@ class History:
         return cls(rows)
 
     def __repr__(self) -> str:
-        return f"History({len(self.rows)} rows, columns={self.columns})"
+        return f"History({len(self.rows)} rows, columns={self.columns}, best_epoch={self.best_epoch})"
 
 
 # ---------------------------------------------------------------------------- a fit in progress
@@ -189,50 +194,95 @@ def first_non_finite(epochs: list[tuple[int, torch.Tensor, torch.Tensor | None]]
     return None
 
 
-class Fit:
-    """A fit in progress, as callbacks see it.
+SIGNAL_EVERY = 16  # in a process group, a signal is looked for in every process every this many steps
 
-    Callbacks read ``model``, ``optimizer``, ``scheduler``, ``device``, ``engine``, ``epochs``, ``state``
-    (``epoch``, ``batch``, ``step``), ``history`` and ``notes``; they set ``stop_training``
-    to end the fit after the current epoch; a checkpoint is :meth:`state_dict`.
+
+class Fit:
+    """A fit in progress: the one object the loop, the engines and the callbacks share.
+
+    It holds the model, the optimizer and its schedule, the batches and the validation data,
+    the counters (:class:`FitState`), the batch losses on the device, the history and the
+    callbacks. The Trainer builds it and the training step it runs (``step``: the five steps on
+    one batch, built around :meth:`Trainer.training_step`); an engine runs the steps of an epoch
+    with :meth:`after_steps` between them and never sees the Trainer. Callbacks read ``model``,
+    ``optimizer``, ``scheduler``, ``device``, ``engine``, ``epochs``, ``state``, ``history`` and
+    ``notes``, call :meth:`validate`, and set ``stop_training`` to end the fit after this epoch.
     """
 
     def __init__(
-        self,
-        *,
-        model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        scheduler: Any,
-        device: torch.device,
-        epochs: int,
-        callbacks: list[Any],
-        losses: EpochLosses,
-        seed: int,
-        engine: str,
-        note: Callable[[str], None],
-        group: Any = None,
-    ) -> None:
-        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self, *, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any, device: torch.device,
+        dtype: torch.dtype, epochs: int, log_every: int, batches: Any, val: Any, callbacks: list[Any],
+        seed: int, engine: str, note: Callable[[str], None], group: Any = None,
+    ) -> None:  # fmt: skip
+        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+        self.device, self.dtype, self.epochs, self.log_every = device, dtype, epochs, log_every
+        self.batches, self.val = batches, val
+        self.callbacks = callbacks
         self.engine = engine  # the name of the engine that runs the steps
-        self.device, self.epochs, self.callbacks = device, epochs, callbacks
-        self.losses = losses
+        self.losses = EpochLosses(batches.batch_sizes(), dtype, device)
         self.state = FitState(seed=seed)
         self.history = History()
         self.notes: list[str] = []
         self.stop_training = False
         self._note = note
-        # The process group (:class:`~torchwork.training.distributed.Group`) of a fit in
-        # several processes, else None: checkpoints then hold every rank's RNG state.
+        # The process group (:class:`~torchwork.training.distributed.Group`) of a fit in several
+        # processes, else None: checkpoints then hold every rank's generator state.
         self.group = group
+        self.signals = Signals()
+        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        # What the Trainer wires in (dropped by :meth:`release` when the fit ends): the training
+        # step, the testing loop, and the testing loop on a one-batch validation set as a
+        # function an engine can run or capture with the step (None otherwise).
+        self.step: Callable[[Any], torch.Tensor] = _unset
+        self.testing_loop: Callable[[Any], torch.Tensor] = _unset
+        self.testing_step: Callable[[], torch.Tensor] | None = None
+        self.step_callbacks, self.step_interval = step_interval(callbacks)
         # Losses of completed epochs not yet checked for NaN/inf: (epoch, batch losses, val loss).
         self.pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
+
+    @property
+    def scheduler(self) -> Any:
+        return self.schedule.scheduler if self.schedule is not None else None
 
     def note(self, text: str) -> None:
         """A one-line remark about how the fit runs (e.g. why CUDA graphs are off)."""
         self.notes.append(text)
         self._note(text)
 
-    # ----------------------------------------------------------- divergence
+    def validate(self) -> torch.Tensor | None:
+        """The testing loop on the validation data: its mean loss, on the device (None without one)."""
+        return None if self.val is None else self.testing_loop(self.val)
+
+    def release(self) -> None:
+        """Drop what the Trainer wired in: the fit's objects stay, the steps (and what they hold, a
+        DistributedDataParallel wrapper say) go with the fit's end, and no reference cycle is left."""
+        self.step, self.testing_loop, self.testing_step = _unset, _unset, None
+
+    # ----------------------------------------------------------------- between steps
+    def after_steps(self, k: int) -> None:
+        """``k`` more steps are done: the counters, the step callbacks, and any signal."""
+        state = self.state
+        state.batch += k
+        state.step += k
+        for cb in self.step_callbacks:
+            if cb.every_n_steps is None or state.step % cb.every_n_steps == 0:
+                cb.on_step_end(self)
+        if self.signals.arrived(self.group, state.step % SIGNAL_EVERY == 0):
+            self.interrupt()
+
+    def until_boundary(self) -> int | None:
+        """Steps left before the next step callback must run (None: there is none); an engine may run
+        several steps between boundaries, never across one."""
+        interval = self.step_interval
+        return None if interval is None else interval - self.state.step % interval
+
+    def interrupt(self) -> None:
+        signum = self.signals.received or signal.SIGTERM  # another process of the group was signalled
+        for cb in self.callbacks:
+            cb.on_interrupt(self)
+        raise TrainingInterrupted(signum, self.state.epoch + 1, self.state.batch)
+
+    # ------------------------------------------------------------------- divergence
     def check_finite(self, *, running: bool = False) -> None:
         """Raise :class:`TrainingDiverged` if a loss since the last check is NaN or infinite.
 
@@ -259,18 +309,20 @@ class Fit:
                 return TrainingDiverged(f"weight {name}", value, self.state.epoch + 1, self.state.batch or None)
         return None
 
-    # ---------------------------------------------------------- checkpoints
+    # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue this fit exactly: tensors and plain values only.
 
-        In a process group every rank must call this at the same step (it gathers every
-        rank's RNG state and running-epoch losses into ``ranks``; the weights, optimizer
-        and counters are the same on every rank).
+        The callbacks' states are keyed by each callback's ``key``. In a process group every
+        rank must call this at the same step (it gathers every rank's generator state and
+        running-epoch losses into ``ranks``; the weights, optimizer and counters are the same
+        on every rank).
         """
-        state = {f.name: getattr(self.state, f.name) for f in fields(FitState)}
+        state: dict[str, Any] = {f.name: getattr(self.state, f.name) for f in fields(FitState)}
         state["stop"] = self.state.stop or self.stop_training  # early stopping's decision at this epoch's end
+        state["best_epoch"] = self.history.best_epoch
         state["epoch_losses"] = self.losses.upto(self.state.batch).detach().cpu().clone()
-        rng = rng_state()
+        rng = rng_state(self.device)
         ranks = None
         if self.group is not None:
             ranks = self.group.gather({"rng": rng, "epoch_losses": state["epoch_losses"]})
@@ -278,7 +330,7 @@ class Fit:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "callbacks": {_callback_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
+            "callbacks": {cb.key: cb.state_dict() for cb in self.callbacks if cb.stateful},
             "fit": state,
             "history": list(self.history.rows),
             "rng": rng,
@@ -292,9 +344,8 @@ class Fit:
         except TorchworkError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
-            first = " ".join(str(exc).split())[:200]
-            why = f"{type(exc).__name__}: {first}"
-            raise InputError(f"the state to resume from does not fit this fit ({why})") from None
+            raise InputError(f"the state to resume from does not fit this fit ({type(exc).__name__}: "
+                             f"{one_line(exc)})") from None  # fmt: skip
 
     def _load_state_dict(self, state: dict[str, Any]) -> None:
         ranks = state.get("ranks")
@@ -303,6 +354,13 @@ class Fit:
             raise InputError(
                 f"the fit was checkpointed in {saved} process{'es' if saved > 1 else ''} and continues exactly "
                 f"only in {saved} (this is {world}): start it with {saved} processes in all"
+            )
+        kept = state.get("callbacks", {})
+        missing = [cb.key for cb in self.callbacks if cb.stateful and cb.key not in kept]
+        if missing:
+            raise InputError(
+                f"the checkpoint holds no state for the callback {missing[0]!r} (the fit that wrote it had none): "
+                "resume with the callbacks it was trained with, or start again"
             )
         mine = ranks[self.group.rank] if ranks else {"rng": state["rng"], "epoch_losses": state["fit"]["epoch_losses"]}
         self.model.load_state_dict(state["model"])
@@ -314,19 +372,18 @@ class Fit:
                     group[key] = self.optimizer.defaults[key]
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
-        saved = state.get("callbacks", {})
-        for i, cb in enumerate(self.callbacks):
-            key = _callback_key(i, cb)
-            if key in saved:
-                cb.load_state_dict(saved[key])
+        for cb in self.callbacks:
+            if cb.stateful:
+                cb.load_state_dict(kept[cb.key])
         fit = dict(state["fit"])
         fit.pop("epoch_losses")
+        best_epoch = fit.pop("best_epoch", None)
         self.losses.restore(mine["epoch_losses"])
         self.state = FitState(**fit)
-        self.history = History(state.get("history", []))
+        self.history = History(state.get("history", []), best_epoch)
         self.stop_training = self.state.stop
-        set_rng_state(mine["rng"])
+        set_rng_state(mine["rng"], self.device)
 
 
-def _callback_key(index: int, cb: Any) -> str:
-    return f"{index}:{type(cb).__name__}"
+def _unset(*args: Any) -> Any:
+    raise RuntimeError("the fit has ended: its steps were released")

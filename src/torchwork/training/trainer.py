@@ -1,53 +1,59 @@
-"""The training step and the testing loop's loss, built once per fit with the fewest dispatches.
+"""The Trainer: the tutorial's training loop and testing loop, for any ``nn.Module``.
 
-The arithmetic is exactly PyTorch's (the tests compare bit for bit with a plain loop); what
-is removed is Python overhead that does no arithmetic:
+``fit`` builds one :class:`~torchwork.training.loop.Fit` (the model, optimizer, schedule,
+batches, counters, losses on the device, history and callbacks), then for each epoch: the
+engine runs the training steps on every batch, the testing loop runs on the validation data
+under ``model.eval()`` and ``torch.inference_mode()``, and the epoch ends (history, schedule,
+callbacks, signals). Losses stay on the device and are read only when something needs them,
+never once per step.
 
-- L1/MSE losses with ``reduction="mean"`` call the ATen function directly, skipping
-  ``torch.nn.functional``'s broadcast and warning checks (the trainer checks shapes itself);
-- ``optimizer.step()`` skips its profiler record and hook loop when no hook is registered and
-  no profiler runs (the update itself is the optimizer's own ``step``);
-- gradients are reset by setting them to ``None`` (``zero_grad(set_to_none=True)``).
+A training step is the tutorial's five: forward pass, loss, zero the gradients, backward
+pass, optimizer step. The first two are :meth:`Trainer.training_step`, a method you can
+override (a model that takes a dict, returns an auxiliary loss, or needs a loss of its own);
+the Trainer wraps it with the other three, and every engine (eager, CUDA graphs, DDP) runs that.
+:meth:`Trainer.validation_step` is the testing loop's loss on one batch.
+
+A fit draws its random numbers (dropout, anything in the model) inside
+``torch.random.fork_rng``, seeded from the fit's seed: the caller's generators are as they were
+when ``fit`` returns, and a checkpoint holds the fit's own.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import signal
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from torchwork.core.checks import check, check_options, choice
-from torchwork.core.errors import InputError, TrainingInterrupted
-from torchwork.core.runtime import resolve_device, seed_everything
+from torchwork.core.errors import InputError
+from torchwork.core.runtime import generator_devices, resolve_device
 from torchwork.evaluation.metrics import regression_metrics
 from torchwork.training.batching import (
-    Batches,
     LoaderBatches,
     OnDevice,
     TensorBatches,
-    as_pair,
+    as_batch,
     as_tensor,
     eval_batches,
     is_batches,
     is_dataset,
     model_dtype,
     predict,
+    rows_of,
+    to_device,
     train_batches,
 )
-from torchwork.training.callbacks import Callback, EarlyStopping, Signals, catch_signals, step_interval
+from torchwork.training.callbacks import Callback, catch_signals
 from torchwork.training.components import (
     LOSSES,
     OPTIMIZERS,
     SCHEDULERS,
-    Schedule,
     build_optimizer,
     build_scheduler,
     device_options,
@@ -55,44 +61,14 @@ from torchwork.training.components import (
     target_kind,
     uses_closure,
 )
-from torchwork.training.distributed import Group, current, distribute, lost, rank_training_data, shared_testing_loss
-from torchwork.training.engines import CudaGraphEngine, Engine, EpochJob, choose_engine
-from torchwork.training.loop import EpochLogs, EpochLosses, Fit, History
+from torchwork.training.distributed import current, distribute, lost, rank_seed, rank_training_data, shared_testing_loss
+from torchwork.training.engines import CudaGraphEngine, Engine, choose_engine
+from torchwork.training.loop import EpochLogs, Fit, History
 
-# ---------------------------------------------------------------------------- the training step
-Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+log = logging.getLogger("torchwork")
 
-
-def fast_loss(loss_fn: Any) -> Loss:
-    """The ATen function behind an ``L1Loss``/``MSELoss`` module, else the loss itself."""
-    aten = getattr(torch._C, "_nn", None)
-    if aten is None or type(loss_fn) not in (nn.L1Loss, nn.MSELoss):  # exact types: not a subclass's forward
-        return loss_fn  # type: ignore[no-any-return]
-    try:
-        reduction = torch.nn._reduction.get_enum(loss_fn.reduction)
-    except (AttributeError, ValueError):
-        return loss_fn  # type: ignore[no-any-return]
-    kernel = aten.l1_loss if type(loss_fn) is nn.L1Loss else aten.mse_loss
-    return lambda y_pred, y: kernel(y_pred, y, reduction)
-
-
-def raw_optimizer_step(optimizer: torch.optim.Optimizer) -> Callable[[], Any]:
-    """``optimizer.step`` without the per-call profiler record and hook loop, when none is in use."""
-    from torch.optim import optimizer as optim_module
-
-    unwrapped = getattr(type(optimizer).step, "__wrapped__", None)
-    hooks = (
-        getattr(optim_module, "_global_optimizer_pre_hooks", None),
-        getattr(optim_module, "_global_optimizer_post_hooks", None),
-        getattr(optimizer, "_optimizer_step_pre_hooks", None),
-        getattr(optimizer, "_optimizer_step_post_hooks", None),
-    )
-    patched = "step" in vars(optimizer)  # e.g. an LR scheduler counting calls
-    if unwrapped is None or patched or any(h is None or len(h) for h in hooks):
-        return optimizer.step
-    if torch.autograd.profiler._is_profiler_enabled:
-        return optimizer.step
-    return lambda: unwrapped(optimizer)
+PRECISIONS = ("32", "bf16-mixed")
+ENGINES = ("auto", "eager", "cuda_graphs")
 
 
 def check_shapes(y_pred: torch.Tensor, y: torch.Tensor, targets: str = "values") -> None:
@@ -118,157 +94,6 @@ def autocast_for(precision: str, device: torch.device, *, cache: bool = True) ->
     return nullcontext
 
 
-def make_train_step(
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    loss_fn: Loss,
-    optimizer: torch.optim.Optimizer,
-    *,
-    clip_grad: float | None = None,
-    after_step: Callable[[], Any] | None = None,
-    autocast: Callable[[], Any] = nullcontext,
-    targets: str = "values",
-    closure: bool = False,
-) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The tutorial's five steps on one batch; returns the batch's loss (detached).
-
-    ``closure=True`` (L-BFGS) hands the optimizer a closure that runs steps 1 to 4 again for
-    each evaluation its line search needs; the loss returned is the first evaluation's.
-    """
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    step_fn = raw_optimizer_step(optimizer)
-    mixed = autocast is not nullcontext
-
-    if closure:
-
-        def closure_step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-            def evaluate() -> torch.Tensor:
-                with autocast():
-                    y_pred = forward(xb)
-                    check_shapes(y_pred, yb, targets)
-                    loss = loss_fn(y_pred, yb)
-                for p in params:
-                    p.grad = None
-                loss.backward()
-                if clip_grad is not None:
-                    torch.nn.utils.clip_grad_norm_(params, clip_grad)
-                return loss
-
-            loss: Any = optimizer.step(evaluate)  # type: ignore[arg-type]  # the closure returns the loss tensor
-            if after_step is not None:
-                after_step()
-            return loss.detach()  # type: ignore[no-any-return]
-
-        return closure_step
-
-    def step(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        if mixed:
-            with autocast():
-                y_pred = forward(xb)
-                check_shapes(y_pred, yb, targets)
-                loss = loss_fn(y_pred, yb)
-        else:
-            y_pred = forward(xb)  # 1. forward pass
-            check_shapes(y_pred, yb, targets)
-            loss = loss_fn(y_pred, yb)  # 2. the loss
-        for p in params:  # 3. zero the gradients
-            p.grad = None
-        loss.backward()  # 4. backpropagation
-        if clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(params, clip_grad)
-        step_fn()  # 5. gradient descent
-        if after_step is not None:
-            after_step()
-        return loss.detach()
-
-    return step
-
-
-# ----------------------------------------------------------------------------- the testing loop
-@dataclass
-class TestingLoop:
-    """What the testing loop needs of a fit: the model, how to run it and how to score it."""
-
-    model: nn.Module
-    forward: Callable[[torch.Tensor], torch.Tensor]
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    autocast: Callable[[], Any]
-    targets: str  # "values" or "classes"
-    device: torch.device
-    dtype: torch.dtype
-    eval_batch_size: int | None
-    group: Group | None = None
-
-    def one_batch(self, data: Any) -> bool:
-        """``data`` is a tensor pair small enough for a single forward pass."""
-        return isinstance(data, tuple) and (self.eval_batch_size is None or len(data[0]) <= self.eval_batch_size)
-
-    def single_step(self, data: tuple[torch.Tensor, torch.Tensor]) -> Callable[[], torch.Tensor]:
-        """The testing loop on one batch, as a function an engine can run (or capture) after its steps."""
-
-        def testing_step() -> torch.Tensor:
-            self.model.eval()
-            with torch.no_grad(), self.autocast():
-                return self.loss_fn(self.forward(data[0]), data[1])
-
-        return testing_step
-
-    def __call__(self, data: Any) -> torch.Tensor:
-        """The mean loss over ``data``, on the device (read only when something needs it)."""
-        if self.group is not None:
-            if callable(getattr(data, "epoch", None)):  # this rank's share of streamed rows, chunk by chunk
-                long = self.targets == "classes"
-                data = ((X.to(self.device, self.dtype), y.to(self.device, torch.long if long else self.dtype))
-                        for X, y in data.epoch(0))  # fmt: skip
-            return shared_testing_loss(self.model, self.loss_fn, data, self.group, self.autocast, self.eval_batch_size,
-                                       lambda y_pred, y: check_shapes(y_pred, y, self.targets))  # fmt: skip
-        self.model.eval()
-        forward, loss_fn, device = self.forward, self.loss_fn, self.device
-        with torch.inference_mode(), self.autocast():
-            if self.one_batch(data):
-                X, y = data
-                y_pred = forward(X)
-                check_shapes(y_pred, y, self.targets)
-                return loss_fn(y_pred, y)
-            if isinstance(data, tuple):
-                batches: Any = eval_batches(data[0], data[1], self.eval_batch_size)
-            elif callable(getattr(data, "epoch", None)):  # streamed: chunks, each cut into batches
-                batches = (b for X, y in data.epoch(0) for b in eval_batches(X, y, self.eval_batch_size))
-            else:
-                batches = torch.utils.data.DataLoader(data, batch_size=self.eval_batch_size or 4096)
-            total, rows = torch.zeros((), device=device), 0
-            for xb, yb in batches:
-                xb = xb.to(device, self.dtype)
-                yb = yb.to(device, torch.long if self.targets == "classes" else self.dtype)
-                y_pred = forward(xb)
-                check_shapes(y_pred, yb, self.targets)
-                total = total + loss_fn(y_pred, yb).float() * len(xb)
-                rows += len(xb)
-            return total / rows
-
-
-# ---------------------------------------------------------------------------------- the Trainer
-log = logging.getLogger("torchwork")
-
-PRECISIONS = ("32", "bf16-mixed")
-SIGNAL_EVERY = 16  # in a process group, a signal is looked for in every process every this many steps
-ENGINES = ("auto", "eager", "cuda_graphs")
-
-
-@dataclass
-class _Loop:
-    """The parts of a fit that only the loop uses."""
-
-    engine: Engine
-    batches: Batches
-    val: Any
-    testing: TestingLoop  # the model, how to run it, how to score it
-    schedule: Schedule | None
-    step_callbacks: list[Callback]
-    interval: int | None  # step callbacks run every this many steps
-    signals: Signals
-    group: Group | None  # the process group of a fit in several processes
-
-
 class Trainer:
     """Fit, predict and evaluate any ``nn.Module`` with the tutorial's loops.
 
@@ -277,7 +102,12 @@ class Trainer:
     ``batch_size=None`` trains on the whole set at once, as the tutorial does; ``log_every``
     records the first epoch and every ``log_every``-th after it in the history. ``engine``
     is ``"auto"`` (CUDA graphs on CUDA when the fit allows, else eager), ``"eager"``,
-    ``"cuda_graphs"``, or an engine object.
+    ``"cuda_graphs"``, or an engine object. Early stopping is a callback:
+    ``callbacks=[EarlyStopping(patience)]``.
+
+    During a fit, ``self.model`` is the model to call in :meth:`training_step` (wrapped as the fit
+    trains it: compiled with ``compile=True``, in ``DistributedDataParallel`` in a process group;
+    in the testing loop, without DDP) and ``self.loss_fn`` the loss module.
     """
 
     def __init__(
@@ -297,7 +127,6 @@ class Trainer:
         scheduler: str | None = None,
         scheduler_options: dict[str, Any] | None = None,
         clip_grad: float | None = None,
-        early_stopping: int | EarlyStopping | None = None,
         callbacks: Sequence[Callback] = (),
         eval_batch_size: int | None = 65536,
         precision: str = "32",
@@ -329,14 +158,15 @@ class Trainer:
         self.device = device if isinstance(device, torch.device) else resolve_device(device, where("device"))
         self.log_every = check(log_every, "count", where("log_every"))
         self.clip_grad = check(clip_grad, "positive?", where("clip_grad"))
-        if isinstance(early_stopping, EarlyStopping) or early_stopping is None:
-            self.early_stopping = early_stopping
-        else:
-            self.early_stopping = EarlyStopping(check(early_stopping, "count", where("early_stopping")))
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
                 raise InputError(f"{where('callbacks')}: {cb!r} is not a torchwork.Callback")
+        keys = [cb.key for cb in self.callbacks if cb.stateful]
+        twice = sorted({k for k in keys if keys.count(k) > 1})
+        if twice:
+            raise InputError(f"{where('callbacks')}: two callbacks keep their state under the key {twice[0]!r}; "
+                             "give one another key (callback.key = 'name')")  # fmt: skip
         self.eval_batch_size = check(eval_batch_size, "count?", where("eval_batch_size"))
         self.precision = choice(precision, PRECISIONS, where("precision"))
         self.compile = check(compile, "bool", where("compile"))
@@ -344,33 +174,249 @@ class Trainer:
         self.num_workers = check(num_workers, "count0", where("num_workers"))
         self.engine = engine if not isinstance(engine, str) else choice(engine, ENGINES, where("engine"))
         self.last_fit: Fit | None = None  # the fit running now, or the last one
+        self.model: Any = None  # during a fit: the model training_step calls
+        self.loss_fn: Any = None  # during a fit: the loss module
+        self._targets = "values"
 
-    # ------------------------------------------------------------------ fit
+    # --------------------------------------------------------------- the steps
+    def training_step(self, batch: Any) -> torch.Tensor:
+        """Steps 1 and 2 of the tutorial's loop on one batch: the forward pass and the loss.
+
+        ``batch`` is what the training data yields: an ``(X, y)`` pair by default, or the tuple
+        or dict of tensors you trained on. Override it for a model that takes other inputs,
+        returns more than its prediction, or needs a loss of its own: return a scalar loss
+        tensor. The Trainer does the rest (zero the gradients, backward pass, optimizer step),
+        in every engine; CUDA graphs capture it, so keep it to tensor operations.
+        """
+        X, y = batch
+        y_pred = self.model(X)
+        check_shapes(y_pred, y, self._targets)
+        return self.loss_fn(y_pred, y)
+
+    def validation_step(self, batch: Any) -> torch.Tensor:
+        """The testing loop's loss on one batch (under ``model.eval()`` and no gradients): by
+        default the loss :meth:`training_step` computes. The testing loop averages it over rows."""
+        return self.training_step(batch)
+
+    # -------------------------------------------------------------------- fit
     def fit(self, model: nn.Module, train: Any, val: Any = None, *, resume: dict[str, Any] | None = None) -> History:
         """Train ``model`` on ``train`` and run the testing loop on ``val`` after every epoch.
 
         ``train`` and ``val`` are ``(X, y)`` pairs of tensors or arrays (the fast in-memory
-        path) or ``torch.utils.data.Dataset``s of ``(x, y)`` items. ``resume`` is a
-        :meth:`Fit.state_dict` from a checkpoint: the fit continues exactly where it stopped.
+        path), tuples or dicts of tensors (for a ``training_step`` of yours), or
+        ``torch.utils.data.Dataset``s. ``resume`` is a :meth:`Fit.state_dict` from a checkpoint:
+        the fit continues exactly where it stopped.
         """
-        fit, loop = self._start(model, train, val)
-        self.last_fit = fit
+        group = current()
+        device = group.device_for(self.device) if group is not None else self.device
+        devices, device_type = generator_devices(device)
+        with torch.random.fork_rng(devices=devices, device_type=device_type):
+            fit, engine = self._start(model, train, val, group, device)
+            self.last_fit = fit
+            try:
+                return self._run(fit, engine, resume)
+            finally:  # the steps, the wrapped model and the engine go with the fit: nothing outlives it
+                fit.release()
+                self.model = self.loss_fn = None
+
+    def _start(self, model: nn.Module, train: Any, val: Any, group: Any, device: torch.device) -> tuple[Fit, Engine]:
+        seed = self.seed if self.seed is not None else secrets.randbits(62)
+        if group is not None:
+            seed = group.broadcast(seed)  # one shuffling order for every rank
+        torch.manual_seed(seed if group is None else rank_seed(seed, group.rank))  # the fit's dropout stream
+        model = model.to(device)
+        dtype, self._targets = model_dtype(model), target_kind(self.loss)
+        loss_fn = get_loss(self.loss, **self.loss_options)
+        if isinstance(loss_fn, nn.Module):
+            loss_fn.to(device)
+        in_memory = val is not None and not is_dataset(val) and not callable(getattr(val, "epoch", None))
+        val_data = as_batch(val, "val", device, dtype, self._targets) if in_memory else val
+        forward: Any = torch.compile(model) if self.compile else model
+        scale = None
+        if group is None:
+            batches: Any = train_batches(train, self.batch_size, self.shuffle, seed, self.num_workers, device, dtype,
+                                         self._targets)  # fmt: skip
+            engine, note = choose_engine(
+                self.engine, device, in_memory=isinstance(batches, TensorBatches), compiled=self.compile,
+                scheduler=self.scheduler, optimizer=self.optimizer, optimizer_options=self.optimizer_options,
+            )  # fmt: skip
+            train_forward = forward
+        else:
+            data = rank_training_data(group, train, val, device, dtype, self._targets)
+            d = distribute(group, forward, data, val_data, self.batch_size, self.shuffle, seed, device)
+            batches, val_data, engine, note, train_forward, scale = (
+                d.batches,
+                d.val,
+                d.engine,
+                d.note,
+                d.forward,
+                d.scale,
+            )
+        if is_batches(train) and not isinstance(train, TensorBatches | LoaderBatches) and device.type != "cpu":
+            batches = OnDevice(batches, device)  # streamed batches are made on the CPU
+        graphs = isinstance(engine, CudaGraphEngine)
+        options = device_options(self.optimizer, self.optimizer_options, device, graphs)
+        optimizer = build_optimizer(self.optimizer, model.parameters(), self.lr, **options)
+        schedule = None
+        if self.scheduler is not None:
+            schedule = build_scheduler(self.scheduler, optimizer, self.epochs, batches.n_batches,
+                                       **self.scheduler_options)  # fmt: skip
+        callbacks = sorted(self.callbacks, key=lambda cb: cb.order)
+        fit = Fit(
+            model=model, optimizer=optimizer, schedule=schedule, device=device, dtype=dtype, epochs=self.epochs,
+            log_every=self.log_every, batches=batches, val=val_data, callbacks=callbacks, seed=seed,
+            engine=engine.name, note=lambda text: log.warning("torchwork: note: %s", text), group=group,
+        )  # fmt: skip
+        if note:
+            fit.note(note)
+        autocast = autocast_for(self.precision, device, cache=not graphs)
+        self.model, self.loss_fn = train_forward, loss_fn
+        fit.step = self._five_steps(fit, autocast, scale)
+        fit.testing_loop = self._testing_loop(fit, train_forward, forward, autocast)
+        if val_data is not None and self._one_batch(val_data):
+            fit.testing_step = self._testing_step(fit, val_data, train_forward, forward, autocast)
+        return fit, engine
+
+    def _five_steps(self, fit: Fit, autocast: Callable[[], Any], scale: Any) -> Callable[[Any], torch.Tensor]:
+        """The tutorial's five steps on one batch, around :meth:`training_step`; the batch's loss, detached.
+
+        With L-BFGS the optimizer gets a closure that runs steps 1 to 4 again for each evaluation
+        its line search needs; the loss returned is the first evaluation's.
+        """
+        training_step, optimizer, params, clip = self.training_step, fit.optimizer, fit.params, self.clip_grad
+        schedule = fit.schedule
+        after = schedule.scheduler.step if schedule is not None and schedule.interval == "step" else None
+        mixed = autocast is not nullcontext
+
+        def loss_of(batch: Any) -> torch.Tensor:
+            if mixed:
+                with autocast():
+                    loss = training_step(batch)
+            else:
+                loss = training_step(batch)
+            return loss if scale is None else scale(loss)
+
+        if uses_closure(self.optimizer):
+
+            def closure_step(batch: Any) -> torch.Tensor:
+                def evaluate() -> torch.Tensor:
+                    loss = loss_of(batch)
+                    for p in params:
+                        p.grad = None
+                    loss.backward()
+                    if clip is not None:
+                        torch.nn.utils.clip_grad_norm_(params, clip)
+                    return loss
+
+                loss: Any = optimizer.step(evaluate)  # type: ignore[arg-type]  # the closure returns the loss tensor
+                if after is not None:
+                    after()
+                return loss.detach()  # type: ignore[no-any-return]
+
+            return closure_step
+
+        def step(batch: Any) -> torch.Tensor:
+            loss = loss_of(batch)  # 1. forward pass, 2. the loss
+            for p in params:  # 3. zero the gradients (optimizer.zero_grad(set_to_none=True))
+                p.grad = None
+            loss.backward()  # 4. backpropagation
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            optimizer.step()  # 5. gradient descent
+            if after is not None:
+                after()
+            return loss.detach()
+
+        return step
+
+    # ------------------------------------------------------------- the testing loop
+    def _one_batch(self, data: Any) -> bool:
+        """``data`` is in memory and small enough for a single forward pass."""
+        in_memory = isinstance(data, tuple | list | dict) and not callable(getattr(data, "epoch", None))
+        return in_memory and (self.eval_batch_size is None or rows_of(data) <= self.eval_batch_size)
+
+    def _testing_step(
+        self, fit: Fit, data: Any, train_forward: Any, eval_forward: Any, autocast: Callable[[], Any]
+    ) -> Callable[[], torch.Tensor]:
+        """The testing loop on a one-batch validation set, as a function an engine can run, or capture
+        with the training step in one CUDA graph (hence ``no_grad``, which capture allows)."""
+        model, validation_step = fit.model, self.validation_step
+
+        def testing_step() -> torch.Tensor:
+            model.eval()
+            self.model = eval_forward
+            try:
+                with torch.no_grad(), autocast():
+                    return validation_step(data)
+            finally:
+                self.model = train_forward
+
+        return testing_step
+
+    def _testing_loop(
+        self, fit: Fit, train_forward: Any, eval_forward: Any, autocast: Callable[[], Any]
+    ) -> Callable[[Any], torch.Tensor]:
+        """The mean of :meth:`validation_step` over a data set's rows, on the device.
+
+        In one batch when it fits ``eval_batch_size`` (the tutorial's testing loop), else in batches
+        (tensors, a streamed source's chunks, a ``Dataset``); in a process group, every row of every
+        rank's share counted once.
+        """
+        model, validation_step, group, device, dtype = fit.model, self.validation_step, fit.group, fit.device, fit.dtype
+        long = self._targets == "classes"
+
+        def convert(batch: Any) -> Any:
+            if isinstance(batch, tuple | list) and len(batch) == 2:
+                X, y = batch
+                return X.to(device, dtype), y.to(device, torch.long if long else dtype)
+            return to_device(batch, device)
+
+        def testing_loop(data: Any) -> torch.Tensor:
+            model.eval()
+            self.model = eval_forward
+            try:
+                with torch.inference_mode(), autocast():
+                    if self._one_batch(data) and group is None:
+                        return validation_step(data)
+                    if isinstance(data, tuple | list | dict):
+                        batches: Any = eval_batches(data, self.eval_batch_size)
+                    elif callable(getattr(data, "epoch", None)):  # streamed: chunks, each cut into batches
+                        batches = (
+                            b for chunk in data.epoch(0) for b in eval_batches(convert(chunk), self.eval_batch_size)
+                        )
+                    else:
+                        loader = torch.utils.data.DataLoader(data, batch_size=self.eval_batch_size or 4096)
+                        batches = (convert(b) for b in loader)
+                    if group is not None:
+                        return shared_testing_loss(validation_step, batches, group, None, device, dtype)
+                    total, rows = torch.zeros((), device=device), 0
+                    for batch in batches:
+                        n = rows_of(batch)
+                        total = total + validation_step(batch).float() * n
+                        rows += n
+                    return total / rows
+            finally:
+                self.model = train_forward
+
+        return testing_loop
+
+    # ------------------------------------------------------------------ epochs
+    def _run(self, fit: Fit, engine: Engine, resume: dict[str, Any] | None) -> History:
         for cb in fit.callbacks:
             cb.reset()  # a callback used in an earlier fit starts afresh (a resume then loads its state)
         if resume is not None:
             fit.load_state_dict(resume)
-        loop.engine.start(self._job(fit, loop))
-        if resume is None and self.early_stopping is not None and loop.val is not None:
-            self.early_stopping.start(fit, float(loop.testing(loop.val)))
+        fit.batches.set_seed(fit.state.seed)  # a resumed fit shuffles as the original did
+        engine.start(fit)
         for cb in fit.callbacks:
             cb.on_fit_start(fit)
         try:
-            with catch_signals(self.handle_signals, repeat_acts=loop.group is None, caught=loop.signals):
+            with catch_signals(self.handle_signals, repeat_acts=fit.group is None, caught=fit.signals):
                 while fit.state.epoch < self.epochs and not fit.state.stop:
-                    self._epoch(fit, loop)
+                    self._epoch(fit, engine)
             fit.check_finite()
         except BaseException as exc:
-            failed = lost(exc) if loop.group is not None else None  # DDP's all-reduce in backward()
+            failed = lost(exc) if fit.group is not None else None  # DDP's all-reduce in backward()
             for cb in fit.callbacks:
                 cb.on_exception(fit, failed or exc)
             if failed is not None:
@@ -380,126 +426,20 @@ class Trainer:
             cb.on_fit_end(fit)
         return fit.history
 
-    def _start(self, model: nn.Module, train: Any, val: Any) -> tuple[Fit, _Loop]:
-        group = current()
-        device = group.device_for(self.device) if group is not None else self.device
-        if self.seed is not None:
-            seed_everything(self.seed)
-        seed = self.seed if self.seed is not None else secrets.randbits(62)
-        if group is not None:
-            seed = group.broadcast(seed)  # one shuffling order for every rank
-        model = model.to(device)
-        dtype, targets = model_dtype(model), target_kind(self.loss)
-        loss_module = get_loss(self.loss, **self.loss_options)
-        if isinstance(loss_module, nn.Module):
-            loss_module.to(device)
-        streamed = val is None or is_dataset(val) or callable(getattr(val, "epoch", None))
-        val_data = None if streamed else as_pair(val, "val", device, dtype, targets)
-        forward: Any = torch.compile(model) if self.compile else model
-        loss_fn = fast_loss(loss_module)
-        if group is None:
-            batches = train_batches(
-                train, self.batch_size, self.shuffle, seed, self.num_workers, device, dtype, targets
-            )
-            engine, note = choose_engine(
-                self.engine, device, in_memory=isinstance(batches, TensorBatches), compiled=self.compile,
-                scheduler=self.scheduler, optimizer=self.optimizer, optimizer_options=self.optimizer_options,
-            )  # fmt: skip
-        else:
-            pair = rank_training_data(group, train, val, device, dtype, targets)
-            d = distribute(group, forward, loss_fn, pair, val_data, self.batch_size, self.shuffle, seed, device)
-            batches, val_data, engine, note, forward, loss_fn = d.batches, d.val, d.engine, d.note, d.forward, d.loss_fn
-        if is_batches(train) and not isinstance(train, TensorBatches | LoaderBatches) and device.type != "cpu":
-            batches = OnDevice(batches, device)  # streamed batches are made on the CPU
-        callbacks = list(self.callbacks)
-        if self.early_stopping is not None:
-            callbacks.append(self.early_stopping)
-        callbacks.sort(key=lambda cb: cb.order)
-        notes = [note] if note else []
-        graphs = isinstance(engine, CudaGraphEngine)
-        options = device_options(self.optimizer, self.optimizer_options, device, graphs)
-        optimizer = build_optimizer(self.optimizer, model.parameters(), self.lr, **options)
-        batches_per_epoch = batches.n_batches
-        schedule = None
-        if self.scheduler is not None:
-            schedule = build_scheduler(
-                self.scheduler, optimizer, self.epochs, batches_per_epoch, **self.scheduler_options
-            )
-        step_callbacks, interval = step_interval(callbacks)
-        testing = TestingLoop(model, forward, loss_fn, autocast_for(self.precision, device, cache=not graphs),
-                              targets, device, dtype, self.eval_batch_size, group)  # fmt: skip
-        loop = _Loop(
-            engine=engine,
-            batches=batches,
-            val=val if val_data is None else val_data,
-            testing=testing,
-            schedule=schedule,
-            step_callbacks=step_callbacks,
-            interval=interval,
-            signals=Signals(),
-            group=group,
-        )
-        losses = EpochLosses(batches.batch_sizes(), dtype, device)
-        fit = Fit(
-            model=model, optimizer=optimizer, scheduler=schedule.scheduler if schedule else None, device=device,
-            epochs=self.epochs, callbacks=callbacks, losses=losses, seed=seed, engine=engine.name,
-            note=lambda text: log.warning("torchwork: note: %s", text), group=group,
-        )  # fmt: skip
-        for text in notes:
-            fit.note(text)
-        return fit, loop
-
-    def _job(self, fit: Fit, loop: _Loop) -> EpochJob:
-        after = loop.schedule.scheduler.step if loop.schedule and loop.schedule.interval == "step" else None
-        testing = loop.testing
-        step = make_train_step(
-            testing.forward, testing.loss_fn, fit.optimizer, clip_grad=self.clip_grad, after_step=after,
-            autocast=testing.autocast, targets=testing.targets, closure=uses_closure(self.optimizer),
-        )  # fmt: skip
-        batches = loop.batches
-        batches.set_seed(fit.state.seed)  # a resumed fit shuffles as the original did
-        # The hooks hold what they use, never the loop: the loop holds the engine, which holds the
-        # hooks, and such a cycle would outlive the fit until the garbage collector ran (keeping a
-        # DistributedDataParallel alive past its group, which can abort the process at exit).
-        state, callbacks, interval = fit.state, loop.step_callbacks, loop.interval
-        signals, group = loop.signals, loop.group
-
-        def after_steps(k: int) -> None:
-            state.batch += k
-            state.step += k
-            for cb in callbacks:
-                if cb.every_n_steps is None or state.step % cb.every_n_steps == 0:
-                    cb.on_step_end(fit)
-            if signals.arrived(group, state.step % SIGNAL_EVERY == 0):
-                self._interrupt(fit, signals)
-
-        def until_boundary() -> int | None:
-            return None if interval is None else interval - state.step % interval
-
-        val = loop.val
-        testing_step = testing.single_step(val) if testing.one_batch(val) else None
-        params = [p for group in fit.optimizer.param_groups for p in group["params"]]
-        return EpochJob(
-            step=step, batches=batches, losses=fit.losses, after_steps=after_steps, step_interval=interval,
-            until_boundary=until_boundary, testing_step=testing_step, params=params, device=fit.device,
-            dtype=fit.losses.buffer.dtype, epochs=self.epochs, log_every=self.log_every, note=fit.note,
-        )  # fmt: skip
-
-    # --------------------------------------------------------------- epochs
-    def _epoch(self, fit: Fit, loop: _Loop) -> None:
+    def _epoch(self, fit: Fit, engine: Engine) -> None:
         state = fit.state
         started = time.perf_counter()
         if state.batch == 0 or state.epoch_lr is None:  # a resumed epoch keeps the rate it began with
             state.epoch_lr = fit.optimizer.param_groups[0]["lr"]
         lr = state.epoch_lr
         fit.model.train()
-        val_loss = loop.engine.run_epoch(state.epoch, state.batch)
+        val_loss = engine.run_epoch(fit)
         train_loss = fit.losses.mean()
-        if val_loss is None and loop.val is not None:
-            val_loss = loop.testing(loop.val)
-        self._end_epoch(fit, loop, EpochLogs(state.epoch + 1, train_loss, val_loss, lr, time.perf_counter() - started))
+        if val_loss is None and fit.val is not None:
+            val_loss = fit.validate()
+        self._end_epoch(fit, EpochLogs(state.epoch + 1, train_loss, val_loss, lr, time.perf_counter() - started))
 
-    def _end_epoch(self, fit: Fit, loop: _Loop, logs: EpochLogs) -> None:
+    def _end_epoch(self, fit: Fit, logs: EpochLogs) -> None:
         state, losses = fit.state, fit.losses
         # Keep what is needed to name a diverging batch; read it only when values are read.
         batch_losses = losses.single if losses.single is not None and losses.n == 1 else losses.buffer.clone()
@@ -507,29 +447,24 @@ class Trainer:
         if (logs.epoch - 1) % self.log_every == 0:
             fit.check_finite()
             fit.history.append(logs.values())
-        if loop.schedule is not None and loop.schedule.interval == "epoch":
-            if loop.schedule.monitors_loss:
-                loop.schedule.scheduler.step(logs.monitored())
+        schedule = fit.schedule
+        if schedule is not None and schedule.interval == "epoch":
+            if schedule.monitors_loss:
+                schedule.scheduler.step(logs.monitored())
             else:
-                loop.schedule.scheduler.step()
+                schedule.scheduler.step()
         state.epoch += 1
         state.batch = 0
         for cb in fit.callbacks:
             cb.on_epoch_end(fit, logs)
         if logs.read and not logs.finite():
             fit.check_finite()
-        if loop.group is not None:  # every rank stops (or is interrupted) at the same epoch
-            fit.stop_training = loop.group.any(fit.stop_training)
+        if fit.group is not None:  # every rank stops (or is interrupted) at the same epoch
+            fit.stop_training = fit.group.any(fit.stop_training)
         if fit.stop_training:
             state.stop = True
-        if loop.signals.arrived(loop.group, True):
-            self._interrupt(fit, loop.signals)
-
-    def _interrupt(self, fit: Fit, signals: Signals) -> None:
-        signum = signals.received or signal.SIGTERM  # another process of the group was signalled
-        for cb in fit.callbacks:
-            cb.on_interrupt(fit)
-        raise TrainingInterrupted(signum, fit.state.epoch + 1, fit.state.batch)
+        if fit.signals.arrived(fit.group, True):
+            fit.interrupt()
 
     # ---------------------------------------------- evaluation & inference
     def predict(self, model: nn.Module, X: Any, batch_size: int | None = None) -> torch.Tensor:
