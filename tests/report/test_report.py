@@ -251,7 +251,7 @@ def test_classification_report_shows_its_numbers():
         (0.95, 0.953, "even", "The model and the logistic regression do equally well on the test split: accuracy "
                               "95.0% against 95.3%, within half a point (log loss 0.0812 against 0.152)."),
         (0.90, 0.943, "bad", "The logistic regression beats the model on the test split: accuracy 94.3% against "
-                             "90.0% (log loss 0.0812 against 0.152)."),
+                             "90.0% (log loss 0.152 against 0.0812)."),
     ],
 )  # fmt: skip
 def test_classification_verdict(model, base, css, sentence):

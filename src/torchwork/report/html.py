@@ -88,6 +88,17 @@ def html_table(body: str, css: str = "") -> str:
     return f"<div class=scroll><table{cls}>{body}</table></div>"
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def dropped_rows(dropped: Any) -> int:
+    """The rows left out, from ``run.json``'s ``dropped``: a count, or counts by reason (summed)."""
+    if isinstance(dropped, dict):
+        return sum(int(v) for v in dropped.values() if isinstance(v, int | float))
+    return int(dropped) if isinstance(dropped, int | float) else 0
+
+
 def percent(value: float) -> str:
     return f"{value:.1%}"
 
@@ -101,6 +112,14 @@ def as_list(value: Any) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------- the verdict
+def _pair(first: dict[str, Any], second: dict[str, Any], within: str = "") -> str:
+    """``accuracy A against B{within} (log loss A against B)``: both pairs in the same order, ``first`` first."""
+    text = f"accuracy {percent(float(first['accuracy']))} against {percent(float(second['accuracy']))}{within}"
+    if first.get("log_loss") is not None and second.get("log_loss") is not None:
+        text += f" (log loss {float(first['log_loss']):.3g} against {float(second['log_loss']):.3g})"
+    return text
+
+
 def _classification_verdict(metrics: dict[str, Any]) -> tuple[str, str]:
     model = metrics.get("model", {})
     base_key, base_name = "logistic_regression", "the logistic regression"
@@ -119,23 +138,16 @@ def _classification_verdict(metrics: dict[str, Any]) -> tuple[str, str]:
         )
     m, b = model[part], base[part]
     ours, theirs = float(m["accuracy"]), float(b["accuracy"])
-    loss = ""
-    if m.get("log_loss") is not None and b.get("log_loss") is not None:
-        loss = f" (log loss {float(m['log_loss']):.3g} against {float(b['log_loss']):.3g})"
     diff = round(ours - theirs, 12)
     if diff >= 0.005:
-        scores = f"accuracy {percent(ours)} against {percent(theirs)}{loss}"
-        text = f"The model beats {base_name} on the {part} split: {scores}."
+        text = f"The model beats {base_name} on the {part} split: {_pair(m, b)}."
         css = "good"
-    elif diff <= -0.005:
+    elif diff <= -0.005:  # the baseline is named first: each pair of numbers is in that order
         name = base_name[0].upper() + base_name[1:]
-        text = f"{name} beats the model on the {part} split: accuracy {percent(theirs)} against {percent(ours)}{loss}."
+        text = f"{name} beats the model on the {part} split: {_pair(b, m)}."
         css = "bad"
     else:
-        text = (
-            f"The model and {base_name} do equally well on the {part} split: accuracy {percent(ours)} against "
-            f"{percent(theirs)}, within half a point{loss}."
-        )
+        text = f"The model and {base_name} do equally well on the {part} split: {_pair(m, b, ', within half a point')}."
         css = "even"
     majority = (metrics.get("majority_class") or {}).get(part)
     if base_key != "majority_class" and majority and ours < float(majority["accuracy"]) + 0.005:
@@ -411,8 +423,8 @@ def render_report(
 
     target = ", ".join(targets)
     source = f" of <code>{breakable(str(data['source']))}</code>" if data.get("source") else ""
-    dropped = data.get("dropped", 0)
-    dropped_note = f" ({dropped} rows with missing values dropped)" if dropped else ""
+    dropped = dropped_rows(data.get("dropped"))
+    dropped_note = f" ({_count(dropped, 'row')} with missing values dropped)" if dropped else ""
     finished = f" Finished {format_value(info['finished'])}." if info.get("finished") else ""
     if classification:
         shown = f" ({format_value(', '.join(classes))})" if 0 < len(classes) <= 8 else ""
