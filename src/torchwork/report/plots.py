@@ -75,7 +75,32 @@ def style_axes(*axes: Any) -> None:
                 text.set_fontsize(LEGEND_SIZE)
 
 
+def plain(text: Any) -> str:
+    """``text`` as matplotlib draws it letter for letter: a pair of ``$`` would start mathtext
+    (``$x^$`` fails to parse; ``$\\alpha$`` draws α). Every ``$`` is escaped, so the text shows as
+    it is spelled (a ``\\$`` too: matplotlib unescapes exactly once)."""
+    return str(text).replace("$", r"\$")
+
+
+def _plain_texts(fig: Any) -> None:
+    """Every text of the figure as plain text (titles, axis labels, legends, notes, bar labels),
+    except the tick labels and offsets, which the axes' formatters write at draw time: class
+    names on ticks are escaped where they are set (:func:`plain`)."""
+    from matplotlib.text import Text
+
+    formatted = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            formatted.add(id(axis.get_offset_text()))
+            for tick in (*axis.get_major_ticks(), *axis.get_minor_ticks()):
+                formatted.update((id(tick.label1), id(tick.label2)))
+    for text in fig.findobj(Text):
+        if id(text) not in formatted and "$" in text.get_text():
+            text.set_text(plain(text.get_text()))
+
+
 def png_bytes(fig: Any, path: str | os.PathLike[str] | None) -> bytes:
+    _plain_texts(fig)  # names from the data (classes, features) never parse as mathtext
     buf = io.BytesIO()
     # No bbox_inches="tight": every PNG keeps the figure's exact width, so text scales alike on the page.
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
@@ -271,11 +296,12 @@ def plot_confusion_matrix(
                 ax.text(j, i, text, ha="center", va="center", color=colour, fontsize=size, linespacing=1.1)
     step = max(1, n // 20)
     ticks = list(range(0, n, step))
-    ax.set_xticks(ticks, [names[k] for k in ticks], rotation=30 if max(map(len, names)) > 6 else 0, ha="right")
+    ticks_shown = [plain(names[k]) for k in ticks]
+    ax.set_xticks(ticks, ticks_shown, rotation=30 if max(map(len, names)) > 6 else 0, ha="right")
     if max(map(len, names)) <= 6:
         for label in ax.get_xticklabels():
             label.set_ha("center")
-    ax.set_yticks(ticks, [names[k] for k in ticks])
+    ax.set_yticks(ticks, ticks_shown)
     ax.set_xlabel("Predicted class")
     ax.set_ylabel("Actual class")
     ax.set_title(title)
@@ -360,7 +386,7 @@ def plot_class_balance(
             ax.bar_label(bars, labels=[f"{int(v)}" for v in c], fontsize=NOTE_SIZE, padding=2)
     ax.yaxis.set_major_formatter(percent_formatter())
     ax.set_ylim(0, min(1.0, ax.get_ylim()[1] * 1.12))
-    ax.set_xticks(x, names, rotation=30 if n > 6 or max(map(len, names)) > 10 else 0)
+    ax.set_xticks(x, [plain(name) for name in names], rotation=30 if n > 6 or max(map(len, names)) > 10 else 0)
     ax.set_ylabel("Share of the split's rows")
     ax.set_title(title)
     ax.legend()
@@ -446,7 +472,7 @@ def plot_decision_regions(
                   extent=(lo[0], hi[0], -0.5, n_classes - 0.5), aspect="auto", interpolation="nearest")  # fmt: skip
         # One row per class: training points just above the class's line, testing points just below.
         xy_tr, xy_te = (Xtr[:, 0], ytr + 0.15), (Xte[:, 0], yte - 0.15)
-        ax.set_yticks(range(n_classes), [shorten(name) for name in names])
+        ax.set_yticks(range(n_classes), [plain(shorten(name)) for name in names])
         ax.set_ylabel("Actual class")
     # At most MAX_POINTS rows of each split are drawn (a seeded sample, said on the plot); the
     # shading and the axes' extent come from every row.

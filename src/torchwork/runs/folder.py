@@ -93,39 +93,48 @@ def _raw(prepared: Prepared, part: str) -> Any:
     return prepared.table.frame.iloc[prepared.rows[prepared.parts[part]]][prepared.pre.features]
 
 
-def _plots(run: Run, prepared: Prepared) -> dict[str, bytes]:
+def _plots(run: Run, prepared: Prepared, notes: list[str] | None = None) -> dict[str, bytes]:
+    """The run's plots by caption. A plot that fails is left out, and ``notes`` says which and why:
+    the run is written without it (a plot is never worth a run)."""
     from torchwork.report import plots as P
+
+    out: dict[str, bytes] = {}
+
+    def draw(caption: str, make: Any) -> None:
+        try:
+            out[caption] = make()
+        except Exception as exc:  # matplotlib on text or numbers it cannot lay out: say so, keep the run
+            why = " ".join(str(exc).split())[:160] or type(exc).__name__
+            if notes is not None:
+                notes.append(f"the plot {caption!r} was left out: matplotlib failed ({type(exc).__name__}: {why})")
 
     h = run.history
     losses = [v for v in (*h["train_loss"], *h["val_loss"]) if v is not None]
-    log_scale = run.task == "regression" and all(v > 0 for v in losses)  # a loss of 0 (a constant target) has no log
-    out = {
-        "Training and validation loss": P.plot_loss_curves(
-            h["epoch"], h["train_loss"], h["val_loss"], title="Training and validation loss curves",
-            test_label="Validation loss", log_scale=log_scale, best_epoch=run.info.get("best_epoch"),
-        ),
-    }  # fmt: skip
+    log_scale = bool(losses) and all(v > 0 for v in losses)  # a loss of 0 (a constant target) has no log
+    draw("Training and validation loss", lambda: P.plot_loss_curves(
+        h["epoch"], h["train_loss"], h["val_loss"], title="Training and validation loss curves",
+        test_label="Validation loss", log_scale=log_scale, best_epoch=run.info.get("best_epoch"),
+    ))  # fmt: skip
     part = next(p for p in ("test", "val", "train") if prepared.size(p))
     s = prepared.parts[part]
     predicted = model_predictions(run.model, run.pre, prepared.X[s])
     truth = prepared.truth[s]
     numeric_only = all(c.kind == "numeric" for c in run.pre.columns)
     if run.task == "regression":
-        out[f"Predicted vs actual ({part} split)"] = P.plot_pred_vs_actual(
-            truth, predicted, title=f"Predicted vs actual ({part})"
-        )
-        out[f"Residuals ({part} split)"] = P.plot_residuals(truth, predicted, title=f"Residuals ({part})")
+        draw(f"Predicted vs actual ({part} split)",
+             lambda: P.plot_pred_vs_actual(truth, predicted, title=f"Predicted vs actual ({part})"))  # fmt: skip
+        draw(f"Residuals ({part} split)", lambda: P.plot_residuals(truth, predicted, title=f"Residuals ({part})"))
         if numeric_only and len(run.features) == 1 and truth.shape[1] == 1:
             train = prepared.parts["train"]
-            out["Predictions (the tutorial's plot)"] = P.plot_predictions(
+            draw("Predictions (the tutorial's plot)", lambda: P.plot_predictions(
                 _raw(prepared, "train").to_numpy(float), prepared.truth[train], _raw(prepared, part).to_numpy(float),
                 truth, predicted,
-            )  # fmt: skip
+            ))  # fmt: skip
         return out
     classes = [str(c) for c in run.classes]
-    out[f"Confusion matrix ({part} split)"] = P.plot_confusion_matrix(
+    draw(f"Confusion matrix ({part} split)", lambda: P.plot_confusion_matrix(
         run.metrics["model"][part]["confusion_matrix"], classes, title=f"Confusion matrix ({part})"
-    )
+    ))  # fmt: skip
     if len(classes) == 2:
         from torchwork.evaluation.metrics import precision_recall_curve, roc_curve
 
@@ -137,13 +146,13 @@ def _plots(run: Run, prepared: Prepared) -> dict[str, bytes]:
             name = "model" if label == "model" else "logistic_regression"
             roc[label] = (fpr, tpr, run.metrics[name][part]["roc_auc"])
             pr[label] = (recall, precision, None)
-        out[f"ROC curves ({part} split)"] = P.plot_roc_curves(roc, title=f"ROC curves ({part})")
-        out[f"Precision-recall curves ({part} split)"] = P.plot_pr_curves(
+        draw(f"ROC curves ({part} split)", lambda: P.plot_roc_curves(roc, title=f"ROC curves ({part})"))
+        draw(f"Precision-recall curves ({part} split)", lambda: P.plot_pr_curves(
             pr, title=f"Precision-recall curves ({part})", chance=float(np.mean(truth == 1))
-        )
+        ))  # fmt: skip
     counts = {p: np.bincount(prepared.truth[prepared.parts[p]], minlength=len(classes)).tolist()
               for p in ("train", "val", "test") if prepared.size(p)}  # fmt: skip
-    out["Classes in each split"] = P.plot_class_balance(counts, classes)
+    draw("Classes in each split", lambda: P.plot_class_balance(counts, classes))
     if numeric_only and len(run.features) in (1, 2):
         import pandas as pd
 
@@ -151,10 +160,10 @@ def _plots(run: Run, prepared: Prepared) -> dict[str, bytes]:
             return run.predict_proba(pd.DataFrame(values, columns=run.features))
 
         train = prepared.parts["train"]
-        out[f"Decision regions ({part} split)"] = P.plot_decision_regions(
+        draw(f"Decision regions ({part} split)", lambda: P.plot_decision_regions(
             regions, _raw(prepared, "train").to_numpy(float), prepared.truth[train],
             _raw(prepared, part).to_numpy(float), truth, classes, run.features, title="Decision regions",
-        )  # fmt: skip
+        ))  # fmt: skip
     return out
 
 
@@ -162,12 +171,15 @@ def write_run(run: Run, prepared: Prepared, folder: Path, title: str) -> None:
     """Write every file of a finished run into ``folder``, the manifest last."""
     from torchwork.report.html import render_report
 
+    notes: list[str] = []
+    plots = _plots(run, prepared, notes)  # first: a plot left out is noted in run.json too
+    if notes:
+        run.info["notes"] = [*run.info.get("notes", []), *notes]
     atomic_write(folder / "model.safetensors", save_weights_bytes(run.model.state_dict()))
     atomic_write(folder / "model.json", json.dumps(run.meta, indent=2) + "\n")
     atomic_write(folder / "run.json", json.dumps(run.info, indent=2) + "\n")
     atomic_write(folder / "history.csv", run.history.to_csv())
     atomic_write(folder / "metrics.json", json.dumps(run.metrics, indent=2) + "\n")
-    plots = _plots(run, prepared)
     ensure_dir(folder / "plots")
     for caption, png in plots.items():
         name = next(f for prefix, f in PLOT_FILES.items() if caption.startswith(prefix))

@@ -1,0 +1,70 @@
+"""Runs on the edges a user hits (issue 18): text that matplotlib would parse, a plot that fails,
+evaluating on the rows a run was trained on, a forged class list, the words of a run's summary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.support import cli
+
+MATH = [r"$\frac{1}{$", "$x^$", r"$\alpha$"]  # a parse error, another, and text that would draw as α
+
+
+@pytest.fixture
+def mathtext_csv(tmp_path) -> Path:
+    """The issue's reproducer: class labels and a feature name that matplotlib reads as mathtext."""
+    a = np.random.default_rng(1).normal(size=240)
+    labels = np.array(MATH)[np.digitize(a, [-0.4, 0.4])]
+    pd.DataFrame({"a": a, "$x^$": a * 0 + 1, "lab": labels}).to_csv(tmp_path / "m.csv", index=False)
+    return tmp_path / "m.csv"
+
+
+def test_mathtext_in_labels_and_feature_names_is_drawn_as_plain_text(mathtext_csv, tmp_path, monkeypatch):
+    """Item 2: the run is written, every plot with it, and each text shows as spelled."""
+    from matplotlib.text import Text
+
+    from torchwork.report import plots
+
+    drawn: list[str] = []
+    save = plots.png_bytes
+
+    def spy(fig, path):
+        data = save(fig, path)  # draws the figure: tick labels are laid out by now
+        for t in fig.findobj(Text):
+            shown, math = t._preprocess_math(t.get_text())  # what matplotlib puts on the page, and how
+            if not math:
+                drawn.append(shown)
+        return data
+
+    monkeypatch.setattr(plots, "png_bytes", spy)
+    out = tmp_path / "r"
+    result = cli("train", str(mathtext_csv), "--target", "lab", "--epochs", "2", "-q", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    info = json.loads((out / "run.json").read_text())
+    assert not [n for n in info["notes"] if "left out" in n], info["notes"]
+    assert {p.name for p in (out / "plots").iterdir()} >= {"loss.png", "confusion_matrix.png", "class_balance.png",
+                                                          "decision_regions.png"}  # fmt: skip
+    for label in [*MATH, "$x^$"]:
+        assert label in drawn, (label, sorted(set(drawn))[:40])
+
+
+def test_a_plot_that_still_fails_is_left_out_with_a_note_and_the_run_is_written(mathtext_csv, tmp_path, monkeypatch):
+    from torchwork.report import plots
+
+    def broken(*args, **kwargs):
+        raise ValueError("Expected end of text, found '$'")
+
+    monkeypatch.setattr(plots, "plot_class_balance", broken)
+    out = tmp_path / "r"
+    result = cli("train", str(mathtext_csv), "--target", "lab", "--epochs", "2", "-q", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    info = json.loads((out / "run.json").read_text())
+    note = next(n for n in info["notes"] if "left out" in n)
+    assert "'Classes in each split'" in note and "ValueError" in note, note
+    assert not (out / "plots" / "class_balance.png").exists() and (out / "plots" / "loss.png").exists()
+    assert "Classes in each split" in (out / "report.html").read_text() and "left out" in (out / "report.html").read_text()
