@@ -1,6 +1,7 @@
 # Common commands. Each target sets up what it needs in .venv on first use.
 #   make demo   - install torchwork and run the tutorial (writes demo-out/)
-#   make test   - install torchwork with its test dependencies and run the test suite
+#   make test   - install torchwork with its test dependencies and run the fast tests (about 5 minutes)
+#   make test-slow - the slow tests: torchrun, kills and resumes, a browser, one interpreter per case
 #   make lint   - ruff (lint + format check), mypy, and the layer contracts (import-linter)
 #   make bench  - the quick benchmark table (see benchmarks/)
 PYTHON ?= python3
@@ -11,7 +12,7 @@ CONSTRAINTS := requirements/constraints.txt
 # several-GB CUDA build (DEVELOPERS.md).
 TORCH := torch==2.13.0
 
-.PHONY: demo test lint bench lock clean
+.PHONY: demo test test-slow lint bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +31,10 @@ demo: $(VENV)/.runtime
 	$(BIN)/torchwork demo --out demo-out
 
 test: $(VENV)/.dev
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: $(VENV)/.dev
+	$(BIN)/python -m pytest -m slow
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests $(wildcard benchmarks) examples

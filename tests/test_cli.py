@@ -24,6 +24,7 @@ def test_help_does_not_import_torch():
     assert "demo" in out.stdout and "inspect" in out.stdout
 
 
+@pytest.mark.slow
 def test_demo_runs_and_writes_what_it_promises(tmp_path):
     result = run_cli("demo", "--out", str(tmp_path), "--device", "cpu")
     assert result.returncode == 0, result.stderr
@@ -35,6 +36,7 @@ def test_demo_runs_and_writes_what_it_promises(tmp_path):
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_inspect_fixtures():
     for name, device in (
         ("01_pytorch_workflow_model_0.pth", "cpu"),
@@ -49,10 +51,12 @@ def test_inspect_fixtures():
     assert desc["tensors"][0]["values"] == [[pytest.approx(0.6968093514442444)]]
 
 
+@pytest.mark.slow
 def test_bad_device_is_one_line():
     assert_one_line_error(run_cli("demo", "--device", "tpu"), "--device 'tpu'", "expected one of")
 
 
+@pytest.mark.slow
 def test_cuda_without_cuda_is_one_line():
     import torch
 
@@ -61,6 +65,7 @@ def test_cuda_without_cuda_is_one_line():
     assert_one_line_error(run_cli("demo", "--device", "cuda"), "--device 'cuda'", "CUDA is not available")
 
 
+@pytest.mark.slow
 def test_unwritable_out_is_one_line(tmp_path):
     if os.geteuid() != 0:
         locked = tmp_path / "locked"
@@ -73,12 +78,14 @@ def test_unwritable_out_is_one_line(tmp_path):
     assert_one_line_error(run_cli("demo", "--out", str(locked / "x")), str(locked / "x"), code=1)
 
 
+@pytest.mark.slow
 def test_out_that_is_a_file_is_one_line(tmp_path):
     afile = tmp_path / "file"
     afile.write_text("x")
     assert_one_line_error(run_cli("demo", "--out", str(afile)), str(afile), code=1)
 
 
+@pytest.mark.slow
 def test_inspect_missing_file_is_one_line(tmp_path):
     assert_one_line_error(run_cli("inspect", str(tmp_path / "nope.pth")), "nope.pth", "no such file")
 

@@ -18,6 +18,7 @@ from torchwork.estimator import Regressor
 
 
 @parametrize_with_checks([Regressor(device="cpu")])
+@pytest.mark.slow
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -87,6 +88,7 @@ def test_classifier_in_cross_val_score_with_roc_auc():
     assert scores.min() > 0.95
 
 
+@pytest.mark.slow
 def test_dataframes_with_text_categories_and_missing_values():
     palmerpenguins = pytest.importorskip("palmerpenguins")
     df = palmerpenguins.load_penguins().dropna(subset=["species", "body_mass_g"])

@@ -173,6 +173,8 @@ def test_a_class_importable_from_its_module_trains_without_a_warning(tmp_path, r
 MODULE = """
 from torch import nn
 
+pytestmark = pytest.mark.slow  # a new user's first hour: whole runs, new processes
+
 
 class Net(nn.Module):
     def __init__(self, in_features, out_features, width=5):

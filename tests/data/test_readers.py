@@ -112,6 +112,7 @@ BINARY_AS_CSV = {
 
 
 @pytest.mark.parametrize("content", BINARY_AS_CSV.values(), ids=BINARY_AS_CSV.keys())
+@pytest.mark.slow
 def test_binary_as_csv_in_a_new_process_prints_one_line_and_nothing_else(tmp_path, content):
     path = write(tmp_path, "junk.csv", content)
     result = run_cli("train", str(path), "--target", "y", cwd=tmp_path)

@@ -55,8 +55,8 @@ def test_identifiers_and_typos_are_refused_with_hints():
 def test_the_task_from_the_target():
     assert infer_task(table(y=["cat", "dog"] * 10), ["y"], "auto") == ("classification", None)
     assert infer_task(table(y=[True, False] * 10), ["y"], "auto") == ("classification", None)
-    task, hint = infer_task(table(y=[0, 1, 2] * 10), ["y"], "auto")
-    assert task == "regression" and "only 3 distinct integers" in hint and "--task classification" in hint
+    task, hint = infer_task(table(y=[0, 1, 2] * 10), ["y"], "auto")  # 3 integers in 30 rows: classes
+    assert task == "classification" and "3 distinct integers in 30 rows" in hint and "--task regression" in hint
     assert infer_task(table(y=np.linspace(0, 1, 30)), ["y"], "auto") == ("regression", None)
     assert infer_task(table(y=[0, 1] * 10), ["y"], "classification") == ("classification", None)
     with pytest.raises(InputError, match=r"classification takes one target column, got 2"):
@@ -118,3 +118,45 @@ def test_class_labels_keep_their_type_and_unseen_labels_are_named():
     assert binary.codes(pd.Series(["yes", "no"]), "f", str).tolist() == [1, 0]
     with pytest.raises(InputError, match=r"the label 'maybe' was never seen in training"):
         binary.codes(pd.Series(["yes", "maybe"]), "f", lambda i: f"row {i + 1}")
+
+
+# ------------------------------------------------- issue 17 item 2: the task of a numeric target
+@pytest.mark.parametrize(
+    ("values", "task"),
+    [
+        ([0, 1] * 15, "classification"),  # two values: binary, whatever they are
+        ([1, 2] * 15, "classification"),
+        ([0.0, 1.0] * 15, "classification"),
+        ([-1.5, 2.5] * 15, "classification"),
+        (["0", "1"] * 15, "classification"),  # numbers written as text: the same rule
+        ([True, False] * 15, "classification"),
+        (list(range(10)) * 10, "classification"),  # 10 integers in 100 rows: at most 10 % distinct
+        (list(range(11)) * 10, "classification"),  # 11 in 110 rows is 10 %: still classes (AutoGluon's <=) ...
+        (list(range(12)) * 9, "regression"),  # ... 12 in 108 rows is more
+        ([float(i % 10) for i in range(100)], "classification"),  # integers stored as floats
+        ([i % 10 + 0.5 for i in range(100)], "regression"),  # not integers
+        (list(range(70)) * 18, "regression"),  # 70 in 1260 rows: more than 5 % on a table over 1000 rows
+        (list(range(50)) * 24, "classification"),  # 50 in 1200 rows: 4.2 %
+        (list(range(150)) * 20, "regression"),  # few enough for AutoGluon (5 %), more than --max-classes (100)
+    ],
+)
+def test_the_task_of_numbers_follows_autogluons_rule(values, task):
+    got, note = infer_task(table(y=values), ["y"], "auto")
+    assert got == task, (values[:12], got, note)
+    if isinstance(values[0], bool):
+        assert note is None  # labels: nothing was chosen from numbers
+    elif got == "classification":
+        assert "--task regression" in note
+    distinct = len(set(values))
+    if got == "regression" and distinct <= 100 and all(float(v).is_integer() for v in values):
+        assert f"{distinct} distinct integers" in note and "--task classification" in note
+
+
+def test_the_task_asked_for_wins_and_max_classes_bounds_the_rule():
+    assert infer_task(table(y=[0, 1] * 15), ["y"], "regression") == ("regression", None)
+    assert infer_task(table(y=list(range(10)) * 10), ["y"], "classification") == ("classification", None)
+    task, note = infer_task(table(y=list(range(10)) * 10), ["y"], "auto", max_classes=9)
+    assert task == "regression" and note is None
+    assert infer_task(table(y=[0, 1] * 15, z=[1, 2] * 15), ["y", "z"], "auto") == ("regression", None)
+    two = infer_task(table(y=[2, 1] * 15), ["y"], "auto")[1]
+    assert "two values (1 and 2)" in two

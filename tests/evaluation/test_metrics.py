@@ -249,6 +249,7 @@ def test_curves_refuse_bad_input():
         roc_curve([0, 1, 1], [0.1, 0.2])
 
 
+@pytest.mark.slow
 def test_the_library_does_not_import_sklearn():
     code = (
         "import sys, torchwork.evaluation.metrics, torchwork.evaluation.baselines; sys.exit('sklearn' in sys.modules)"

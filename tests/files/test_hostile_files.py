@@ -601,6 +601,7 @@ def test_honest_views_load(tmp_path, size, stride, offset, numel):
     assert torch.equal(state["w"], expected)
 
 
+@pytest.mark.slow
 def test_a_state_dict_of_20000_tensors_loads(tmp_path):
     """The twin of the pickle floods: a large honest pickle (2 MB, 600k opcodes) stays within the limits."""
     state = collections.OrderedDict((f"layers.{i}.weight", torch.full((2,), float(i))) for i in range(20_000))
@@ -731,6 +732,7 @@ def limit(baseline) -> int:
     return _vm_peak(baseline) + GIB
 
 
+@pytest.mark.slow
 def test_the_memory_limit_lets_honest_files_through_and_stops_a_2_GiB_allocation(tmp_path, limit):
     ok = run_limited(
         [sys.executable, "-m", "torchwork", "inspect", str(TUTORIAL_FIXTURES / "01_pytorch_workflow_model_1.pth")],
@@ -744,6 +746,7 @@ def test_the_memory_limit_lets_honest_files_through_and_stops_a_2_GiB_allocation
 
 
 @pytest.mark.parametrize("name", CLI_ATTACKS)
+@pytest.mark.slow
 def test_inspect_refuses_each_attack_in_one_line_within_a_memory_limit(tmp_path, name, baseline, limit):
     make, _error, fragment = ATTACKS[name]
     path = make(tmp_path)
@@ -759,6 +762,7 @@ def test_inspect_refuses_each_attack_in_one_line_within_a_memory_limit(tmp_path,
     assert not list(work.iterdir())  # nothing written where it ran
 
 
+@pytest.mark.slow
 def test_inspect_of_a_large_honest_file_stays_within_twice_and_a_half_its_size(tmp_path, baseline, limit):
     """128 MB of float32 seen through a transpose: the summary works block by block; the file's bytes and the
     tensors torch builds from them are all the memory it takes."""

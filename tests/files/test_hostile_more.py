@@ -87,6 +87,7 @@ def measured(args: list[str], cwd: Path, timeout: float = 120) -> tuple[subproce
 
 
 # ------------------------------------------- item 1: a forged architecture
+@pytest.mark.slow
 def test_a_forged_20000x20000_architecture_is_refused_fast_without_allocating_it(trained, copy_of, tmp_path):
     """hidden [20000, 20000] is 400M float32 weights (1.6 GB): refused from shapes alone, in a new process."""
     data, run = trained
@@ -332,6 +333,7 @@ def test_the_forger_is_right_an_unchanged_tree_resumes(trained, tmp_path, finish
     assert (out / "manifest.json").exists() and not Path(f"{out}.partial").exists()
 
 
+@pytest.mark.slow
 def test_a_forged_checkpoint_in_a_new_process_has_no_traceback(trained, tmp_path):
     _, run = trained
     _, tensors = read_checkpoint(run / CKPT)
@@ -367,6 +369,7 @@ def npy_declaring(shape: tuple[int, ...], size: int = 368) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text.encode("latin-1")
 
 
+@pytest.mark.slow
 def test_a_368_byte_npy_declaring_2_TiB_is_one_line_for_train_and_predict(trained, tmp_path):
     _, run = trained
     path = tmp_path / "huge.npy"
@@ -384,6 +387,7 @@ def test_a_368_byte_npy_declaring_2_TiB_is_one_line_for_train_and_predict(traine
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+@pytest.mark.slow
 def test_a_fifo_as_a_manifest_or_a_key_is_refused_without_reading_it(trained, copy_of, tmp_path):
     """Opening a FIFO to read it waits for a writer: the run folder's manifest and a key are refused first."""
     data, run = trained
@@ -406,6 +410,7 @@ def test_dev_zero_as_data_is_one_line_for_train_and_predict(trained, tmp_path):
     assert not (tmp_path / "r").exists() and not (tmp_path / "r.partial").exists()
 
 
+@pytest.mark.slow
 def test_a_stride_0_view_of_a_10_12_element_tensor_is_one_line(tmp_path):
     """torch.save of an expanded tensor keeps its stride-0 view: a 1-element storage seen as 10^12 values."""
     path = tmp_path / "view.pth"

@@ -126,6 +126,7 @@ def in_tmp(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", [n for n in CORPUS if n != "ext-opcode"])
+@pytest.mark.slow
 def test_corpus_is_live(tmp_path, name):
     """The control: unpickled the unsafe way, in another process, each payload does run."""
     path = tmp_path / "payload.bin"
@@ -160,6 +161,7 @@ def test_refusals_name_what_would_have_run(in_tmp):
     assert not (in_tmp / CANARY).exists()
 
 
+@pytest.mark.slow
 def test_inspect_in_a_new_process_runs_nothing(in_tmp):
     for name in ("os.system-p2", "torch-zip-nested", "protocol0-inst"):
         (in_tmp / "m.pth").write_bytes(CORPUS[name])
@@ -297,6 +299,7 @@ def test_failed_save_is_never_reported_as_saved(tmp_path, monkeypatch):
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
 
 
+@pytest.mark.slow
 def test_a_failed_run_save_keeps_the_trained_run_to_finish_later(tmp_path, monkeypatch):
     """Training had finished (its last checkpoint is on disk): a failed write keeps it, never reports it saved,
     and `torchwork resume` finishes it without training again."""
@@ -324,6 +327,7 @@ def test_a_failed_run_save_keeps_the_trained_run_to_finish_later(tmp_path, monke
     assert "training had finished" in resumed.stderr and (tmp_path / "run" / MANIFEST).exists()
 
 
+@pytest.mark.slow
 def test_full_disk_for_real(tmp_path):
     """A 64 KiB tmpfs: the demo cannot fit; it fails with one line and leaves whole files only."""
     mount = tmp_path / "tiny"

@@ -15,6 +15,8 @@ import pytest
 from tests.support import assert_one_line_error, cli, refuse_network, run_cli, write_keys
 from torchwork.files.integrity import SIGNATURE, write_manifest
 
+pytestmark = pytest.mark.slow  # signs and verifies in new processes
+
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):

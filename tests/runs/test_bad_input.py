@@ -34,6 +34,7 @@ def write(tmp_path, name, text):
     return path
 
 
+@pytest.mark.slow
 def test_missing_file_in_a_new_process(tmp_path):
     """One case end to end through a real process: no traceback, exit 2, nothing written."""
     out = tmp_path / "run"

@@ -54,6 +54,7 @@ def test_a_model_name_that_is_not_an_absolute_import_is_one_line(data, tmp_path,
         (["--target", "y", "--epochs", "0"], "--epochs"),
     ],
 )
+@pytest.mark.slow
 def test_this_Zen_is_not_imported_before_the_data_and_flags_are_checked(data, tmp_path, flags, fragment):
     """``import this`` prints the Zen of Python: it must not, when the run fails anyway."""
     result = run_cli("train", str(data), *flags, "--model", "this:Zen", cwd=tmp_path)
@@ -62,6 +63,7 @@ def test_this_Zen_is_not_imported_before_the_data_and_flags_are_checked(data, tm
     nothing_written(tmp_path, "d.csv")
 
 
+@pytest.mark.slow
 def test_this_Zen_named_on_the_command_line_is_imported_then_refused_in_one_line(data, tmp_path):
     """The control: naming it is consent, so it is imported (and prints); it is no model class: one line."""
     result = run_cli("train", str(data), "--target", "y", "--model", "this:Zen", cwd=tmp_path)
@@ -104,6 +106,7 @@ CLEAN = {"PYTHONPATH": str(ROOT)}
 
 
 @pytest.mark.parametrize("config", ["evil.toml", "evil.yaml"])
+@pytest.mark.slow
 def test_a_class_named_in_a_config_file_is_not_imported_without_trust(planted, config):
     before = sorted(p.name for p in planted.iterdir())
     result = run_cli("train", "d.csv", "--config", config, "--hidden", "4", cwd=planted, env=CLEAN)
@@ -121,6 +124,7 @@ def test_zen_named_in_a_config_file_is_not_imported(planted, monkeypatch):
     assert "this" not in sys.modules and ZEN not in result.stdout
 
 
+@pytest.mark.slow
 def test_with_trust_the_config_files_class_is_imported_and_trains(planted):
     """The control: the canary works, and --trust-model-code is what lets evil.py in; yaml.py, in the same
     folder, stays out (``python -m`` put the working directory first on sys.path: torchwork takes it off)."""
@@ -131,6 +135,7 @@ def test_with_trust_the_config_files_class_is_imported_and_trains(planted):
     assert (planted / "run" / "manifest.json").exists()
 
 
+@pytest.mark.slow
 def test_an_empty_pythonpath_entry_does_not_import_from_the_working_directory(planted):
     (planted / "plain.yaml").write_text("target: y\nepochs: 1\nhidden: [4]\n")
     env = {"PYTHONPATH": str(ROOT) + os.pathsep}  # what `export PYTHONPATH=$PYTHONPATH:...` gives, reversed
@@ -139,6 +144,7 @@ def test_an_empty_pythonpath_entry_does_not_import_from_the_working_directory(pl
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_a_run_naming_a_class_in_the_working_directory_is_not_imported_by_predict(planted):
     """A run folder whose model.json names evil:Net (its manifest recomputed): predict refuses before importing."""
     run = planted / "run"
@@ -179,6 +185,7 @@ def test_a_billion_laughs_is_refused_in_one_line_and_fast(data, tmp_path, where)
     nothing_written(tmp_path, "d.csv", "laughs.yaml")
 
 
+@pytest.mark.slow
 def test_a_billion_laughs_in_a_new_process_stays_within_a_memory_budget(data, tmp_path):
     """The process reads its own peak RSS (VmHWM; ru_maxrss would start from the forking pytest's)."""
     config = tmp_path / "laughs.yaml"

@@ -35,6 +35,8 @@ from tests.support import cli
 from torchwork.files.integrity import write_manifest
 from torchwork.runs.config import option_fields
 
+pytestmark = pytest.mark.slow  # Hypothesis drives the CLI through hundreds of cases
+
 EXAMPLES = int(os.environ.get("TORCHWORK_FUZZ_EXAMPLES", "0"))
 
 

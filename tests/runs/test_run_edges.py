@@ -67,4 +67,6 @@ def test_a_plot_that_still_fails_is_left_out_with_a_note_and_the_run_is_written(
     note = next(n for n in info["notes"] if "left out" in n)
     assert "'Classes in each split'" in note and "ValueError" in note, note
     assert not (out / "plots" / "class_balance.png").exists() and (out / "plots" / "loss.png").exists()
-    assert "Classes in each split" in (out / "report.html").read_text() and "left out" in (out / "report.html").read_text()
+    assert (
+        "Classes in each split" in (out / "report.html").read_text() and "left out" in (out / "report.html").read_text()
+    )

@@ -43,6 +43,7 @@ def trained(tmp_path_factory):
     return tmp, df, result
 
 
+@pytest.mark.slow
 def test_defaults_learn_a_smooth_nonlinear_function(trained):
     tmp, _, result = trained
     metrics = json.loads((tmp / "run" / "metrics.json").read_text())
@@ -209,6 +210,7 @@ def test_every_input_format_trains_the_same_model(tmp_path, kind):
         assert torch.equal(run.model.state_dict()[k], v), (kind, k)
 
 
+@pytest.mark.slow
 def test_flags_override_the_config_file(tmp_path):
     df = linear_frame(n=200)
     df.to_csv(tmp_path / "d.csv", index=False)
@@ -230,6 +232,7 @@ def test_flags_override_the_config_file(tmp_path):
     assert json.loads((tmp_path / "r2" / "run.json").read_text())["epochs_run"] == 3
 
 
+@pytest.mark.slow
 def test_same_seed_same_run(tmp_path):
     nonlinear_frame(n=300).to_csv(tmp_path / "d.csv", index=False)
     for name in ("a", "b"):
@@ -340,6 +343,7 @@ def test_runs_work_from_any_folder(tmp_path, monkeypatch):
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_resume_of_your_own_class_needs_trust(tmp_path):
     import subprocess
     import sys

@@ -83,13 +83,20 @@ def test_least_squares_is_solved_exactly_on_every_training_row(streamed):
     np.testing.assert_allclose(ls.predict(design), A @ coef, rtol=1e-9, atol=1e-9)
 
 
+# The streamed pass predicts in chunks of another size than run.predict does: float32 kernels may
+# round a row's prediction differently by batch shape (an ulp, 6e-8 relative, on some CPUs), and the
+# float64 sums then differ in far later digits. 1e-6 relative allows that on any CPU; a row left
+# out or counted twice among ~1000 moves a metric by ~1e-3.
+FLOAT32_ROWS = 1e-6
+
+
 def test_metrics_count_every_row_of_each_part_exactly(streamed):
     frame, run, tmp = streamed
     for part, rows in split_rows(len(frame)).items():
         rows_frame = frame.iloc[rows]
         expected = regression_metrics(rows_frame[["y"]].to_numpy(), run.predict(rows_frame.drop(columns="y")))
         for key, value in expected.items():
-            assert run.metrics["model"][part][key] == pytest.approx(value, rel=1e-9), (part, key)
+            assert run.metrics["model"][part][key] == pytest.approx(value, rel=FLOAT32_ROWS), (part, key)
     saved = json.loads((tmp / "run" / "metrics.json").read_text())
     assert saved["rows"] == run.info["split"]
 
@@ -103,12 +110,13 @@ def test_a_streamed_classifier_reports_exact_metrics_and_roc_auc_on_the_sample(t
     expected = classification_metrics(truth, run.predict_proba(rows.drop(columns="y")))
     got = run.metrics["model"]["test"]
     for key in ("accuracy", "balanced_accuracy", "f1_macro", "log_loss"):
-        assert got[key] == pytest.approx(expected[key], rel=1e-9), key
+        assert got[key] == pytest.approx(expected[key], rel=FLOAT32_ROWS), key
     assert got["confusion_matrix"] == expected["confusion_matrix"]
     assert got["roc_auc_rows"] == len(rows)  # the test part is smaller than its sample: every row
-    assert got["roc_auc"] == pytest.approx(expected["roc_auc"], rel=1e-9)
+    assert got["roc_auc"] == pytest.approx(expected["roc_auc"], rel=FLOAT32_ROWS)
 
 
+@pytest.mark.slow
 def test_a_folder_of_parquet_files_streams_and_the_memory_budget_chooses_streaming(tmp_path):
     frame = table(2000, seed=2)
     folder = tmp_path / "parts"
@@ -125,6 +133,7 @@ def test_a_folder_of_parquet_files_streams_and_the_memory_budget_chooses_streami
     assert "streamed: 40000 rows" in budget.stderr
 
 
+@pytest.mark.slow
 def test_what_streaming_cannot_do_is_one_line(tmp_path):
     csv = tmp_path / "t.csv"
     table(50).to_csv(csv, index=False)
@@ -176,6 +185,7 @@ def test_peak_memory_does_not_grow_with_the_data(tmp_path):
     assert growth < 0.35 * data_growth, (peaks, growth / data_growth)
 
 
+@pytest.mark.slow
 def test_a_killed_streamed_run_resumes_bit_identically(tmp_path):
     path = write(tmp_path / "t.parquet", table(3000, seed=3), row_group=400)
     args = ["train", str(path), "--target", "y", "--stream", "--epochs", "4", "--batch-size", "128",

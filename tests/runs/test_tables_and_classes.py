@@ -182,3 +182,37 @@ def test_bad_class_requests_are_one_line(penguins_csv, tmp_path):
                           "'mse' is a regression loss")  # fmt: skip
     assert_one_line_error(cli("train", str(penguins_csv), "--target", "species", "--loss", "bce", "-q"),
                           "bce takes two classes; the target has 3")  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "classes"), [("breast_cancer", 2), ("digits", 10)])
+def test_integer_class_labels_train_as_classification_and_say_how_to_override(name, classes, tmp_path):
+    """Issue 17 item 2: scikit-learn's own 0/1 and 0-9 targets are classes; the choice is printed with its flag."""
+    from sklearn import datasets
+
+    frame = getattr(datasets, f"load_{name}")(as_frame=True).frame
+    csv = tmp_path / f"{name}.csv"
+    frame.to_csv(csv, index=False)
+    result = cli("train", str(csv), "--target", "target", "--epochs", "2", "--out", str(tmp_path / "auto"))
+    assert result.returncode == 0, result.stderr
+    said = result.stdout + result.stderr
+    assert f"task: classification of 'target' ({classes} classes)" in said
+    note = next(line for line in said.splitlines() if line.startswith("note: the target 'target'"))
+    assert "--task regression" in note
+    run = torchwork.load_run(tmp_path / "auto")
+    assert run.task == "classification" and run.classes == list(range(classes))
+    forced = cli("train", str(csv), "--target", "target", "--task", "regression", "--epochs", "2", "--out",
+                 str(tmp_path / "forced"))  # fmt: skip
+    assert forced.returncode == 0, forced.stderr
+    assert "task: regression of target" in forced.stdout + forced.stderr
+    assert torchwork.load_run(tmp_path / "forced").task == "regression"
+
+
+def test_the_estimators_keep_their_task_on_integer_targets():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 3))
+    y = (X[:, 0] > 0).astype(int)
+    regressor = torchwork.Regressor(epochs=3, hidden=(8,)).fit(X, y)
+    assert not hasattr(regressor, "classes_") and regressor.preprocessor_.task == "regression"
+    assert len(np.unique(regressor.predict(X))) > 2  # numbers, not labels
+    classifier = torchwork.Classifier(epochs=3, hidden=(8,)).fit(X, y + 1)
+    assert list(classifier.classes_) == [1, 2] and set(classifier.predict(X)) <= {1, 2}

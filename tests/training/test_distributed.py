@@ -26,7 +26,10 @@ from safetensors.torch import load_file
 
 from tests.support import ENV, ROOT, assert_one_line_error, run_cli
 
-pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
+pytestmark = [
+    pytest.mark.slow,  # torchrun: real 2-process gloo jobs
+    pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in"),
+]
 
 COMMON = ("--target", "y", "--epochs", "6", "--seed", "3", "--device", "cpu", "-q", "--early-stopping", "0")
 
@@ -301,7 +304,12 @@ def test_streamed_parquet_in_two_processes_reads_shares_and_counts_every_row_onc
     metrics = json.loads((out / "metrics.json").read_text())
     again = json.loads(json.dumps(evaluate(run.model, run.baselines, prepared)))
     assert metrics["rows"] == again["rows"] and sum(again["rows"].values()) == n
-    assert metrics["model"] == again["model"] and metrics["least_squares"] == again["least_squares"]
+    # The same weights and rows, predicted in chunks of other sizes: float32 rounding may differ by an
+    # ulp per row on some CPUs (see tests/runs/test_streamed.py), a lost or doubled row by far more.
+    for name in ("model", "least_squares"):
+        assert metrics[name].keys() == again[name].keys()
+        for part in metrics[name]:
+            assert metrics[name][part] == pytest.approx(again[name][part], rel=1e-6), (name, part)
 
     total, rows = 0.0, 0  # the last epoch's validation loss: every validation row once, with the final weights
     with torch.inference_mode():

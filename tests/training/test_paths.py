@@ -23,6 +23,7 @@ def twin_models(seed: int = 0) -> tuple[nn.Module, nn.Module]:
     return model, copy.deepcopy(model)
 
 
+@pytest.mark.slow
 def test_bf16_mixed_follows_float32_within_bfloat16_precision():
     """bfloat16 keeps 8 bits of mantissa: losses agree to about 1%, and training still learns."""
     X, y = regression_data(512)
@@ -37,6 +38,7 @@ def test_bf16_mixed_follows_float32_within_bfloat16_precision():
 
 
 @pytest.mark.parametrize("eval_batch_size", [None, 7, 50])
+@pytest.mark.slow
 def test_the_testing_loop_in_batches_equals_one_batch(eval_batch_size):
     """The validation loss is the mean over rows whatever the batches (a short last one included)."""
     X, y = regression_data(300)
@@ -57,6 +59,7 @@ def test_the_testing_loop_on_a_dataset_equals_tensors():
     assert from_dataset["val_loss"] == pytest.approx(tensors["val_loss"], rel=1e-6)
 
 
+@pytest.mark.slow
 def test_dataloader_workers_give_the_same_fit():
     """Two worker processes fetch the same batches in the same order as the main process does."""
     X, y = regression_data(256)
