@@ -296,8 +296,9 @@ def test_a_finished_fit_leaves_no_reference_cycle_behind():
     gc.disable()
     try:
         for _ in range(3):
+            progress = Progress(3, file=io.StringIO(), interactive=False)
             trainer = Trainer(loss="mse", optimizer="adam", epochs=3, batch_size=16, seed=0,
-                              callbacks=[EarlyStopping(2), Progress(3, file=io.StringIO(), interactive=False)])  # fmt: skip
+                              callbacks=[EarlyStopping(2), progress])  # fmt: skip
             trainer.fit(nn.Linear(3, 1), (X[:100], y[:100]), (X[100:], y[100:]))
         del trainer
         alive = sum(type(o) is Fit for o in gc.get_objects())
