@@ -6,7 +6,7 @@
    the tutorial on the GPU, a model that cannot be captured falling back with a note;
 2. ``torchwork demo --device cuda`` (section 6 on the GPU);
 3. bf16-mixed and ``torch.compile`` switches on the GPU;
-4. ``torchwork bench --quick --device cuda`` (writes OUT_DIR/bench_gpu.json and .md).
+4. ``python -m benchmarks.speed --quick --device cuda`` (writes OUT_DIR/bench_gpu.json and .md).
 
 Logs go to OUT_DIR; a short summary is printed last.
 """
@@ -73,7 +73,7 @@ def main() -> int:
         "demo", [py, "-m", "torchwork", "demo", "--device", "cuda", "--out", str(out / "demo")], out, 90
     )
     results["bench"] = run(
-        "bench", [py, "-m", "torchwork", "bench", "--quick", "--device", "cuda", "--json", str(out / "bench_gpu.json")],
+        "bench", [py, "-m", "benchmarks.speed", "--quick", "--device", "cuda", "--json", str(out / "bench_gpu.json")],
         out, 300,
     )  # fmt: skip
     results["bf16 + compile"] = run("switches", [py, "-c", SWITCHES], out, 150)

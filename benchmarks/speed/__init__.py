@@ -1,4 +1,4 @@
-"""``torchwork bench``: torchwork against the usual ways of training, in one process, same data.
+"""``python -m benchmarks.speed``: torchwork against the usual ways of training, in one process, same data.
 
 Two cases, each timed against its references in the same process, runs interleaved and
 the best of the rounds kept (the least disturbed by whatever else the machine does):

@@ -1,4 +1,4 @@
-"""One timing of the tabular case in a process group (or alone), for ``torchwork bench``'s processes case.
+"""One timing of the tabular case in a process group (or alone), for the speed benchmark's processes case.
 
     python -m torch.distributed.run --standalone --nproc-per-node N -m benchmarks.speed.processes KIND ROWS BATCH
     python -m benchmarks.speed.processes KIND ROWS BATCH      # one process, for the reference
