@@ -60,7 +60,7 @@ from torchwork.files.weights import check_compatible, load_weights_bytes, save_w
 from torchwork.models.registry import build_model, count_parameters, rebuild
 from torchwork.runs.config import TrainConfig
 from torchwork.runs.prepare import PARTS, Prepared
-from torchwork.runs.recipe import Baselines, evaluate, model_predictions
+from torchwork.runs.recipe import Baselines, Trees, evaluate, fit_trees, model_predictions
 from torchwork.runs.run import Run
 from torchwork.training.distributed import Group, on_main
 from torchwork.training.loop import History
@@ -442,8 +442,14 @@ def as_run(
     }
     if prepared.stream is not None:  # a pass over the whole table: rank 0 makes it, every rank gets the metrics
         metrics = on_main(group, lambda: evaluate(fitted.model, fitted.baselines, prepared))
-    else:
-        metrics = evaluate(fitted.model, fitted.baselines, prepared)
+        trees: Trees | None = fit_trees(config, prepared)  # skipped, with the reason
+    else:  # the trees on rank 0 alone (it writes the run); the other ranks' metrics leave them out
+        trees = fit_trees(config, prepared) if group is None or group.main else None
+        metrics = evaluate(fitted.model, fitted.baselines, prepared, trees)
+    if trees is not None:
+        info["gradient_boosted_trees"] = trees.record()
+        if trees.skipped:
+            info["notes"] = [*info["notes"], trees.skipped]
     meta = {
         "format": MODEL_FORMAT,
         "task": prepared.pre.task,

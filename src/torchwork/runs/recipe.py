@@ -31,7 +31,14 @@ from torch import nn
 
 from torchwork.core.errors import InputError
 from torchwork.data.preprocess import Preprocessor
-from torchwork.evaluation.baselines import LeastSquares, LogisticRegression, MajorityClass
+from torchwork.evaluation.baselines import (
+    MAX_TREE_CATEGORIES,
+    GradientBoostedTrees,
+    LeastSquares,
+    LogisticRegression,
+    MajorityClass,
+    sklearn_missing,
+)
 from torchwork.evaluation.metrics import classification_metrics, regression_metrics
 from torchwork.files.weights import check_compatible
 from torchwork.models.registry import build_model, importable, model_from, model_spec
@@ -129,6 +136,76 @@ def fit_baselines(prepared: Prepared) -> Baselines:
     if prepared.stream is None or group is None:
         return Baselines.fit(prepared)
     return Baselines(prepared.pre, on_main(group, lambda: Baselines.fit(prepared).fitted))
+
+
+# ----------------------------------------------------------------------- gradient-boosted trees
+TREES = "gradient_boosted_trees"
+
+
+def tree_inputs(pre: Preprocessor, X: np.ndarray) -> tuple[np.ndarray, list[bool]]:
+    """The trees' inputs from encoded rows: the numeric block (values, date parts, missing
+    indicators), then one column of codes per categorical column (one-hot blocks turned back into
+    codes); and which columns are categorical (those of at most 255 codes: HistGradientBoosting's
+    limit; a column with more is split as numbers)."""
+    numeric = X[:, : pre.n_numeric].astype(np.float64)
+    blocks, mask = [numeric], [False] * pre.n_numeric
+    j = pre.n_numeric
+    for cardinality in pre.cardinalities:
+        if pre.encoding == "codes":
+            codes = X[:, j].astype(np.float64)
+            j += 1
+        else:
+            block = X[:, j : j + cardinality - 1]
+            codes = np.where(block.any(axis=1), block.argmax(axis=1) + 1, 0).astype(np.float64)
+            j += cardinality - 1
+        blocks.append(codes.reshape(-1, 1))
+        mask.append(cardinality <= MAX_TREE_CATEGORIES)
+    return np.hstack(blocks), mask
+
+
+@dataclass
+class Trees:
+    """The gradient-boosted trees fitted beside the baselines, or why they were not (``skipped``)."""
+
+    model: GradientBoostedTrees | None
+    skipped: str | None = None
+    seconds: float = 0.0
+
+    def predictions(self, pre: Preprocessor, X: np.ndarray) -> np.ndarray:
+        assert self.model is not None
+        A, _ = tree_inputs(pre, X)
+        return self.model.predict_proba(A) if pre.task == "classification" else pre.decode(self.model.predict(A))
+
+    def record(self) -> dict[str, Any]:
+        """What ``run.json`` keeps of them."""
+        if self.model is None:
+            return {"skipped": self.skipped}
+        import sklearn
+
+        return {
+            "seconds": round(self.seconds, 3),
+            "iterations": self.model.n_iter_,
+            "scikit_learn": sklearn.__version__,
+        }
+
+
+def fit_trees(config: TrainConfig, prepared: Prepared) -> Trees:
+    """scikit-learn's HistGradientBoosting on the training rows (:class:`GradientBoostedTrees`);
+    skipped, with the reason, without scikit-learn or on streamed data."""
+    why = sklearn_missing()
+    if why is None and prepared.stream is not None:
+        why = "streamed data is not fitted in memory"
+    if why is not None:
+        return Trees(None, f"the gradient-boosted trees baseline was skipped: {why}")
+    pre, s = prepared.pre, prepared.parts["train"]
+    started = time.perf_counter()
+    A, mask = tree_inputs(pre, prepared.X[s])
+    model = GradientBoostedTrees(pre.task, mask, seed=config.seed)
+    if pre.task == "regression":
+        model.fit(A, prepared.y[s])
+    else:
+        model.fit(A, prepared.y[s], len(pre.target.classes))
+    return Trees(model, seconds=time.perf_counter() - started)
 
 
 # ------------------------------------------------------------------- the model and its training
@@ -368,8 +445,9 @@ def score(pre: Preprocessor, truth: np.ndarray, predictions: np.ndarray) -> dict
     return classification_metrics(truth, predictions)
 
 
-def evaluate(model: nn.Module, baselines: Baselines, prepared: Prepared) -> dict[str, Any]:
-    """Metrics per split for the model and for each baseline fitted on the training rows."""
+def evaluate(model: nn.Module, baselines: Baselines, prepared: Prepared, trees: Trees | None = None) -> dict[str, Any]:
+    """Metrics per split for the model and for each baseline fitted on the training rows (and for
+    the gradient-boosted trees, when they were fitted)."""
     pre = prepared.pre
     metrics: dict[str, Any] = {"task": pre.task}
     if pre.task == "classification":
@@ -379,6 +457,8 @@ def evaluate(model: nn.Module, baselines: Baselines, prepared: Prepared) -> dict
     metrics["model"] = {}
     for name in baselines.fitted:
         metrics[name] = {}
+    if trees is not None and trees.model is not None:
+        metrics[TREES] = {}
     metrics["rows"] = {}
     for part in PARTS:
         if prepared.size(part) == 0:
@@ -388,6 +468,9 @@ def evaluate(model: nn.Module, baselines: Baselines, prepared: Prepared) -> dict
         metrics["model"][part] = score(pre, truth, model_predictions(model, pre, X))
         for name, predicted in baselines.predictions(X).items():
             metrics[name][part] = score(pre, truth, predicted)
+        if TREES in metrics:
+            assert trees is not None
+            metrics[TREES][part] = score(pre, truth, trees.predictions(pre, X))
         metrics["rows"][part] = len(X)
     return metrics
 
