@@ -70,3 +70,15 @@ def test_a_plot_that_still_fails_is_left_out_with_a_note_and_the_run_is_written(
     assert (
         "Classes in each split" in (out / "report.html").read_text() and "left out" in (out / "report.html").read_text()
     )
+
+
+def test_off_a_terminal_every_epoch_has_its_line(tmp_path):
+    """Item 29: 220 epochs into a pipe print 220 lines, in order (211 did before)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(64, 2)), columns=["a", "b"]).assign(y=lambda f: f.a - f.b)
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    result = cli("train", str(tmp_path / "d.csv"), "--target", "y", "--epochs", "220", "--early-stopping", "0",
+                 "--hidden", "4", "--out", str(tmp_path / "r"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    epochs = [int(line.split("/")[0].split()[1]) for line in result.stderr.splitlines() if line.startswith("epoch ")]
+    assert epochs == list(range(1, 221)), (len(epochs), epochs[:5])

@@ -182,12 +182,13 @@ class EpochPrinter(Callback):
 
 
 class Progress(Callback):
-    """A progress bar on a terminal; plain lines otherwise (CI logs, pipes).
+    """A progress bar on a terminal; one line per epoch otherwise (CI logs, pipes), every epoch's.
 
-    Either way the display refreshes at most ``1 / interval`` times a second, whatever the
-    epoch rate, and reads the losses (a synchronisation on a GPU) only when it refreshes.
-    Plain mode prints the first epoch, then an epoch at least ``interval`` seconds after
-    the last line, and always the last epoch.
+    The bar refreshes at most ``1 / interval`` times a second, whatever the epoch rate, and reads
+    the losses (a synchronisation on a GPU) only when it refreshes. Off a terminal no epoch is
+    left out: the lines of the epochs since the last write are read and written together, at
+    most ``1 / interval`` times a second (one synchronisation and one write for all of them), and
+    whatever is pending is written when the fit ends, stops or is interrupted.
     """
 
     def __init__(
@@ -200,10 +201,10 @@ class Progress(Callback):
         self.interval = interval
         self.bar: Any = None
         self._last = -math.inf
-        self._unprinted: EpochLogs | None = None
+        self._pending: list[EpochLogs] = []
 
     def reset(self) -> None:
-        self._last, self._unprinted = -math.inf, None
+        self._last, self._pending = -math.inf, []
 
     def on_fit_start(self, fit: Fit) -> None:
         if self.interactive:
@@ -221,6 +222,12 @@ class Progress(Callback):
             f" | lr {v['lr']:.3g} | {v['seconds']:.3f}s"
         )
 
+    def _write_pending(self) -> None:
+        if self._pending:
+            lines = [self._line(logs) for logs in self._pending]
+            self._pending = []
+            print("\n".join(lines), file=self.file, flush=True)
+
     def on_epoch_end(self, fit: Fit, logs: EpochLogs) -> None:
         now = time.monotonic()
         due = now - self._last >= self.interval
@@ -234,17 +241,13 @@ class Progress(Callback):
                     postfix["val_loss"] = f"{v['val_loss']:.4g}"
                 self.bar.set_postfix(postfix, refresh=False)
             return
+        self._pending.append(logs)
         if due:
             self._last = now
-            self._unprinted = None
-            print(self._line(logs), file=self.file, flush=True)
-        else:
-            self._unprinted = logs
+            self._write_pending()
 
     def on_fit_end(self, fit: Fit) -> None:
-        if self._unprinted is not None:
-            print(self._line(self._unprinted), file=self.file, flush=True)
-            self._unprinted = None
+        self._write_pending()
         if self.bar is not None:
             self.bar.close()
             self.bar = None
