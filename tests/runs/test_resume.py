@@ -158,3 +158,15 @@ def test_the_partial_path_works_for_inspect_and_resume(data, tmp_path):
     assert "the run is not finished" in driver("none", 0, "predict", str(out), str(data / "data.csv")).stderr
     assert driver("none", 0, "resume", str(partial), "-q").returncode == 0
     assert_same_run(data / "reference", out)
+
+
+def test_trained_with_progress_killed_and_resumed_quietly_is_the_uninterrupted_run(data):
+    """Callback state is keyed by name: the progress display's presence does not shift early
+    stopping's state (its best weights and counters) when a run is resumed with ``-q``."""
+    out = data / "run-progress"
+    loud = [arg for arg in TRAIN if arg != "-q"]
+    killed = driver("after-save", 4, "train", str(data / "data.csv"), *loud, "--out", str(out))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert "epoch" in killed.stdout + killed.stderr  # the progress display was on
+    assert driver("none", 0, "resume", str(out), "-q").returncode == 0
+    assert_same_run(data / "reference", out)
