@@ -188,3 +188,27 @@ def test_a_csv_is_refused_with_the_conversion(tmp_path):
     (tmp_path / "t.csv").write_text("a,b\n1,2\n")
     with pytest.raises(InputError, match=r"torchwork convert .*t\.csv .*t\.parquet"):
         Source(tmp_path / "t.csv")
+
+
+def test_an_empty_row_group_is_no_chunk_and_a_streamed_run_finishes(tmp_path):
+    """Issue 18 item 3: the 4th of 6 row groups empty crashed the final evaluation (and resume repeated it)."""
+    from tests.support import cli
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "e.parquet"
+    writer = None
+    for i in range(6):
+        a = rng.normal(size=0 if i == 3 else 300)
+        table = pa.table({"a": a, "y": 2 * a + 1})
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    assert writer is not None
+    writer.close()
+    sizes = [pq.ParquetFile(path).metadata.row_group(i).num_rows for i in range(6)]
+    assert sizes == [300, 300, 300, 0, 300, 300]
+    source = Source(path)
+    assert [u.index for u in source.units] == [0, 1, 2, 4, 5] and source.rows == 1500
+    assert [u.first for u in source.units] == [0, 300, 600, 900, 1200]
+    result = cli("train", str(path), "--stream", "--target", "y", "--epochs", "2", "-q", "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "r" / "manifest.json").is_file()

@@ -107,7 +107,8 @@ class Source:
         units = []
         for i in range(meta.num_row_groups):
             n = meta.row_group(i).num_rows
-            units.append(Unit(str(path), i, n, first))
+            if n:  # an empty row group is no chunk: every reader of the units may assume rows
+                units.append(Unit(str(path), i, n, first))
             first += n
         return units, list(names)
 
