@@ -160,3 +160,127 @@ def test_the_task_asked_for_wins_and_max_classes_bounds_the_rule():
     assert infer_task(table(y=[0, 1] * 15, z=[1, 2] * 15), ["y", "z"], "auto") == ("regression", None)
     two = infer_task(table(y=[2, 1] * 15), ["y"], "auto")[1]
     assert "two values (1 and 2)" in two
+
+
+# ------------------------------------------------------- issue 18: values as tables store them
+def test_numbers_written_as_text_are_numbers_and_the_column_says_so(tmp_path):
+    """Item 1: a float column stored as strings (Parquet, pd.read_csv(dtype=str), pandas' str dtype)."""
+    import torchwork
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=200)
+    numbers = pd.DataFrame({"a": a, "s": 3 * a + 1, "y": 2 * a - a**2})
+    numbers.to_csv(tmp_path / "n.csv", index=False)
+    as_text_frame = pd.read_csv(tmp_path / "n.csv", dtype=str)
+    assert not pd.api.types.is_numeric_dtype(as_text_frame["s"].dtype)
+    for frame in (as_text_frame, as_text_frame.astype(object)):
+        columns = {c.name: c for c in infer_columns(Table(frame, "n.csv"), ["a", "s"])}
+        assert columns["s"].kind == "numeric" and "numbers stored as text" in columns["s"].reason
+        assert "--categorical s" in columns["s"].reason
+    zips = table(zip=["02139", "10001", "94105", "60601"] * 10)
+    assert infer_columns(zips, ["zip"])[0].kind == "numeric"
+    kwargs = {"target": "y", "epochs": 3, "verbose": False, "seed": 0, "hidden": [8]}
+    from_numbers = torchwork.train(pd.read_csv(tmp_path / "n.csv"), **kwargs)
+    from_text = torchwork.train(as_text_frame, **kwargs)
+    assert from_text.task == "regression"
+    np.testing.assert_allclose(from_text.predict(numbers), from_numbers.predict(numbers), rtol=1e-6, atol=1e-9)
+
+
+def test_parquet_durations_are_seconds_and_decimals_floats(tmp_path):
+    """Item 1: Parquet ``duration`` and ``decimal`` columns (and the same pandas types in Python)."""
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from torchwork.data.preprocess import as_float
+    from torchwork.data.readers import read_table
+
+    ms = np.array([1500, 250, 0, 86_400_000] * 10)
+    cents = [decimal.Decimal(f"{v}.{v % 100:02d}") for v in range(40)]
+    pq.write_table(pa.table({"t": pa.array(ms, pa.duration("ms")), "d": pa.array(cents, pa.decimal128(9, 2)),
+                             "y": np.arange(40.0)}), tmp_path / "p.parquet")  # fmt: skip
+    t = read_table(tmp_path / "p.parquet")
+    kinds = {c.name: (c.kind, c.reason) for c in infer_columns(t, ["t", "d"])}
+    assert kinds == {"t": ("numeric", "durations, in seconds"), "d": ("numeric", "decimal numbers, as floats")}
+    np.testing.assert_array_equal(as_float(t.frame["t"], "t", t.source, t.where), ms / 1000)
+    np.testing.assert_array_equal(as_float(t.frame["d"], "d", t.source, t.where), [float(c) for c in cents])
+    assert infer_task(t, ["t"], "auto") == ("regression", None)  # a duration target: seconds, a regression
+
+
+@pytest.mark.parametrize(
+    ("values", "what"),
+    [
+        ([[1, 2], [3]], "lists"),
+        ([{"k": 1}, {"k": 2}], "dicts"),
+        ([(1, 2), (3, 4)], "tuples"),
+        ([{1}, {2}], "sets"),
+        ([np.zeros(2), np.ones(2)], "arrays"),
+        ([1 + 2j, 3j], "complex numbers"),
+        (np.array([1 + 2j, 3j]), "complex numbers"),
+        ([b"\xff\xfe", b"ok"], "bytes that are not UTF-8"),
+        (["a", [1]], "lists"),  # one list among text
+    ],
+)
+def test_python_objects_no_column_holds_are_refused_naming_the_column(values, what):
+    """Item 17: lists, dicts, tuples, bytes or complex numbers raised raw TypeError/UnicodeDecodeError/IndexError."""
+    import torchwork
+
+    n = 40
+    column = (list(values) * n)[:n] if not isinstance(values, np.ndarray) else np.resize(values, n)
+    frame = pd.DataFrame({"a": np.arange(n, dtype=float), "c": pd.Series(list(column), dtype=column.dtype
+                          if isinstance(column, np.ndarray) else object), "y": np.arange(n) * 0.5})  # fmt: skip
+    t = Table(frame, "X")
+    with pytest.raises(InputError, match=rf"X: column 'c'.*{what.split()[0]}"):
+        infer_columns(t, ["a", "c"])
+    with pytest.raises(InputError, match=rf"X: column 'c'.*{what.split()[0]}"):
+        infer_task(t, ["c"], "auto")
+    for options in ({}, {"drop_missing": True}):  # every path through the Python API: one InputError
+        with pytest.raises(InputError, match=r"column 'c'"):
+            torchwork.train(frame, target="y", epochs=1, verbose=False, **options)
+        with pytest.raises(InputError, match=r"column 'c'"):
+            torchwork.train(frame.drop(columns="y"), target="c", epochs=1, verbose=False, **options)
+
+
+def test_utf8_bytes_are_text_matched_as_text():
+    """Item 6: a Parquet ``binary`` column (bytes in pandas) of UTF-8 text is text, its categories decoded."""
+    frame = pd.DataFrame({"b": [b"red", b"blue", b"caf\xc3\xa9"] * 10})
+    t = Table(frame, "p.parquet")
+    assert infer_columns(t, ["b"])[0].kind == "categorical"
+    encoder = CategoryEncoder.fit("b", frame["b"])
+    assert sorted(encoder.categories) == ["blue", "café", "red"]
+    codes, _, unknown = encoder.encode(pd.Series(["red", "café", "green"]))  # the same values as text
+    assert unknown == 1 and codes[0] > 0 and codes[1] > 0
+
+
+def test_values_too_small_for_float32_are_refused_as_too_large_ones_are():
+    """Item 14: targets of ~1e-300 became 0 in float32 (1e300 was refused); metrics then said RMSE 0, R² 1."""
+    from torchwork.data.preprocess import as_float
+
+    t = table(y=[1e-300 * (1 + i) for i in range(30)])
+    with pytest.raises(InputError, match=r"t.csv: column 'y', row 1: 1e-300 is too small for float32"):
+        as_float(t.frame["y"], "y", t.source, t.where)
+    with pytest.raises(InputError, match=r"does not fit in float32"):
+        as_float(pd.Series([1e300]), "y", "t.csv", lambda i: f"row {i + 1}")
+    kept = as_float(pd.Series([0.0, -0.0, 1.2e-38, -3e-30, np.nan]), "y", "t.csv", lambda i: f"row {i + 1}")
+    np.testing.assert_array_equal(kept[:4], [0.0, 0.0, 1.2e-38, -3e-30])  # zero and normal float32 values stay
+
+
+def test_no_rows_is_said_so_even_without_a_target():
+    """Item 16: ``predict`` on a header-only file said "every row has a missing target"."""
+    from torchwork.data.tables import rows_to_use
+
+    empty = Table(pd.DataFrame({"a": pd.Series([], dtype=float), "y": pd.Series([], dtype=float)}), "h.csv")
+    for targets in ([], ["y"]):
+        with pytest.raises(InputError, match=r"^h.csv: no rows$"):
+            rows_to_use(empty, targets, ["a"], drop_missing=False)
+
+
+def test_zero_rows_decode_to_zero_predictions():
+    """Item 3: an empty chunk's outputs decoded to "cannot reshape array of size 0"."""
+    pre = Preprocessor([], {}, {}, TargetEncoder("regression", ["y"], [1.0], [2.0], outputs=1))
+    assert pre.decode(np.empty((0, 1), np.float32)).shape == (0, 1)
+    pre.target = TargetEncoder("classification", ["y"], classes=["a", "b", "c"], outputs=3)
+    assert pre.decode(np.empty((0, 3), np.float32)).shape == (0, 3)
+    pre.target = TargetEncoder("classification", ["y"], classes=["a", "b"], outputs=1)
+    assert pre.decode(np.empty(0, np.float32)).shape == (0, 2)

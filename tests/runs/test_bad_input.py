@@ -311,3 +311,52 @@ def test_a_label_never_seen_in_training_is_named_by_evaluate(tmp_path):
     assert_one_line_error(cli("evaluate", str(tmp_path / "run"), str(other)),
                           "column 'label', row 3", "label 'ferret' was never seen in training",
                           "'cat', 'dog'")  # fmt: skip
+
+
+# ---------------------------------------------------------------- issue 18: data edges
+def test_numbers_stored_as_text_in_parquet_train(tmp_path):
+    """Item 1's reproducer: a float column stored as strings gave a 48-line IndexError traceback."""
+    a = np.random.default_rng(0).normal(size=300)
+    pd.DataFrame({"a": a, "s": a.astype(str), "y": 2 * a}).to_parquet(tmp_path / "numstr.parquet")
+    result = cli("train", str(tmp_path / "numstr.parquet"), "--target", "y", "--epochs", "2", "--out",
+                 str(tmp_path / "r1"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "s numeric (numbers stored as text" in result.stdout + result.stderr
+
+
+def test_a_parquet_binary_column_that_is_not_text_is_one_line(tmp_path):
+    """Item 6: a Parquet ``binary`` column gave a UnicodeDecodeError traceback."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    a = np.random.default_rng(0).normal(size=100)
+    pq.write_table(pa.table({"a": a, "b": pa.array([b"\xff\x00", b"ok"] * 50, pa.binary()), "y": 2 * a}),
+                   tmp_path / "b.parquet")  # fmt: skip
+    train_fails(tmp_path, str(tmp_path / "b.parquet"), "--target", "y",
+                fragments=("b.parquet", "column 'b'", "not UTF-8 text"))  # fmt: skip
+    train_fails(tmp_path, str(tmp_path / "b.parquet"), "--target", "y", "--drop-missing",
+                fragments=("b.parquet", "column 'b'", "not UTF-8 text"))  # fmt: skip
+
+
+def test_a_target_too_small_for_float32_is_one_line(tmp_path):
+    """Item 14: a target of ~1e-300 became 0 and the run said RMSE 0 | R² 1."""
+    a = np.random.default_rng(0).normal(size=200)
+    pd.DataFrame({"a": a, "y": 1e-300 * (2 + a)}).to_csv(tmp_path / "tiny.csv", index=False)
+    train_fails(tmp_path, str(tmp_path / "tiny.csv"), "--target", "y",
+                fragments=("tiny.csv", "column 'y'", "line 2", "too small for float32"))  # fmt: skip
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_predict_on_a_header_only_file_says_no_rows(good_csv, tmp_path, chunked):
+    """Item 16: predict needs no target, so a header-only file has "no rows", not "a missing target"."""
+    assert (
+        cli("train", str(good_csv), "--target", "y", "--epochs", "2", "-q", "--out", str(tmp_path / "r")).returncode
+        == 0
+    )
+    for header in ("a,b,c,y\n", "a,b,c\n"):
+        path = write(tmp_path, "header.csv", header)
+        extra = ["--chunk-rows", "10"] if chunked else []
+        out = tmp_path / "p.csv"
+        result = cli("predict", str(tmp_path / "r"), str(path), "--out", str(out), *extra)
+        line = assert_one_line_error(result, "header.csv", "no rows")
+        assert "missing target" not in line and not out.exists()

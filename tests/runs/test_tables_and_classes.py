@@ -216,3 +216,10 @@ def test_the_estimators_keep_their_task_on_integer_targets():
     assert len(np.unique(regressor.predict(X))) > 2  # numbers, not labels
     classifier = torchwork.Classifier(epochs=3, hidden=(8,)).fit(X, y + 1)
     assert list(classifier.classes_) == [1, 2] and set(classifier.predict(X)) <= {1, 2}
+
+
+def test_classes_chosen_from_numbers_too_small_to_split_name_the_other_task():
+    frame = pd.DataFrame({"a": np.arange(30.0), "y": [0] * 29 + [1]})  # two values: classes; one has 1 row
+    with pytest.raises(torchwork.InputError, match=r"class '1' has 1 row.*; or pass --task regression"):
+        prepare(TrainConfig(target=["y"], shuffle=True).validate(), frame)
+    assert prepare(TrainConfig(target=["y"], task="regression").validate(), frame).pre.task == "regression"

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from torchwork.core.errors import InputError
-from torchwork.data.tables import Column, Rows
+from torchwork.data.tables import SMALLEST_FLOAT32, Column, Rows
 
 # ----------------------------------------------------------------------- one encoder per column
 DATETIME_PARTS = ("year", "month", "day", "day_of_week", "day_of_year")
@@ -54,15 +54,22 @@ def as_text(values: pd.Series) -> pd.Series:
             return str(int(v))
         if isinstance(v, float | np.floating):
             return str(int(v)) if float(v).is_integer() else repr(float(v))
+        if isinstance(v, bytes | bytearray):  # UTF-8 text (training refuses bytes that are not)
+            return bytes(v).decode("utf-8", "replace")
         return str(v)
 
     return pd.Series([one(v) for v in values.to_numpy(dtype=object)], index=values.index, dtype=object)
 
 
 def as_float(values: pd.Series, name: str, source: str, where: Any) -> np.ndarray:
-    """A numeric column as float64 (NaN for missing); infinities are errors naming the row."""
+    """A numeric column as float64 (NaN for missing): durations in seconds, decimals and numbers
+    written as text as numbers. Infinities, and values float32 cannot hold (beyond its largest, or
+    nonzero below its smallest normal number, where it keeps fewer digits or none), are errors
+    naming the row."""
     if pd.api.types.is_bool_dtype(values.dtype):
         out = values.astype("float64").to_numpy()
+    elif pd.api.types.is_timedelta64_dtype(values.dtype):
+        out = values.dt.total_seconds().to_numpy(dtype="float64", na_value=np.nan)
     elif pd.api.types.is_numeric_dtype(values.dtype):
         out = values.to_numpy(dtype="float64", na_value=np.nan)
     else:
@@ -80,6 +87,13 @@ def as_float(values: pd.Series, name: str, source: str, where: Any) -> np.ndarra
         i = int(np.flatnonzero(too_big)[0])
         kind = "infinite value" if np.isinf(out[i]) else f"{out[i]!r} does not fit in float32"
         raise InputError(f"{source}: column {name!r}, {where(i)}: {kind}")
+    too_small = (out != 0) & (np.abs(out) < SMALLEST_FLOAT32)  # NaN compares False
+    if too_small.any():
+        i = int(np.flatnonzero(too_small)[0])
+        raise InputError(
+            f"{source}: column {name!r}, {where(i)}: {float(out[i])!r} is too small for float32 (a nonzero value "
+            f"below {SMALLEST_FLOAT32:.3g} loses its digits or becomes 0); rescale the column"
+        )
     return out
 
 
@@ -494,8 +508,9 @@ class Preprocessor:
 
     def decode(self, outputs: np.ndarray) -> np.ndarray:
         """Model outputs to predictions: target units (float64 (n, k)), or class probabilities (n, C)."""
-        out = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
         t = self.target
+        out = np.asarray(outputs, dtype=np.float64)
+        out = out.reshape(len(out), -1) if len(out) else out.reshape(0, t.outputs)  # no rows: (0, outputs)
         if t.task == "regression":
             return out * np.asarray(t.scale) + np.asarray(t.mean)
         if out.shape[1] == 1:  # one logit: the second class's

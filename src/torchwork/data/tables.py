@@ -21,6 +21,7 @@ the column and the row, and the rule.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -135,9 +136,15 @@ def missing_mask(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
     for name in columns:
         s = frame[name]
         mask |= s.isna().to_numpy()
-        if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
-            mask |= (s.astype(str).str.strip() == "").to_numpy() & s.notna().to_numpy()
+        if s.dtype == object:  # any Python objects: only text can be blank (bytes are not decoded here)
+            mask |= s.map(_blank, na_action="ignore").fillna(False).to_numpy(dtype=bool)
+        elif pd.api.types.is_string_dtype(s.dtype):
+            mask |= (s.str.strip() == "").fillna(False).to_numpy(dtype=bool)
     return mask
+
+
+def _blank(value: Any) -> bool:
+    return isinstance(value, str) and not value.strip()
 
 
 def rows_to_use(
@@ -148,6 +155,8 @@ def rows_to_use(
     A row whose target is missing is dropped (never imputed); with ``drop_missing`` a row with
     a missing feature value is dropped too (otherwise missing features are filled in later).
     """
+    if len(table.frame) == 0:  # a header and no rows: nothing is missing, there is nothing
+        raise InputError(f"{table.source}: no rows")
     drop = missing_mask(table.frame, targets) if targets else np.zeros(len(table.frame), dtype=bool)
     dropped = {"missing_target": int(drop.sum())}
     if drop_missing:
@@ -166,8 +175,19 @@ KINDS = ("numeric", "categorical", "datetime")
 TASKS = ("auto", "regression", "classification")
 # A text column with at least this share of distinct values (and more than ID_MIN of them) looks like an ID.
 ID_SHARE, ID_MIN = 0.9, 20
-# A numeric target with at most this many distinct integers gets a hint to pass --task classification.
-FEW_CLASSES = 20
+# The task of a numeric target (AutoGluon's rule, autogluon.core.utils.infer_problem_type): two distinct
+# values are a binary classification; integers with few distinct values (at most CLASS_SHARE of the rows,
+# CLASS_SHARE_LARGE on tables of more than LARGE_TABLE rows, and at most --max-classes) are classes;
+# anything else is a regression.
+CLASS_SHARE, CLASS_SHARE_LARGE, LARGE_TABLE = 0.1, 0.05, 1000
+
+# Python objects a column cannot hold, by what they are called, and what to do instead.
+_NESTED = (list, tuple, dict, set, frozenset, np.ndarray)
+_REFUSED: tuple[tuple[tuple[type, ...], str, str], ...] = (
+    (_NESTED, "lists, tuples, dicts, sets or arrays", "spread them into one column each, or turn them into text"),
+    ((complex, np.complexfloating), "complex numbers", "split them into a real and an imaginary column"),
+)
+SMALLEST_FLOAT32 = float(np.finfo(np.float32).tiny)  # the smallest normal float32: below it digits are lost
 
 
 @dataclass(frozen=True)
@@ -188,6 +208,51 @@ def _is_datetime(s: pd.Series) -> bool:
     return False
 
 
+def stored_as(table: Table, name: str, s: pd.Series) -> str | None:
+    """How a column stores its values, where torchwork converts them: ``"duration"`` (timedeltas:
+    seconds), ``"decimal"`` (Python decimals: floats), ``"bytes"`` (UTF-8 text), ``"bool"`` (Python
+    true/false values in an object column), or None.
+
+    Values no column may hold (lists, dicts, tuples, sets, arrays, complex numbers, bytes that are
+    not UTF-8 text) raise an :class:`InputError` naming the column and the row.
+    """
+    if pd.api.types.is_complex_dtype(s.dtype):
+        raise InputError(
+            f"{table.source}: column {name!r} holds complex numbers; torchwork reads numbers, text, true/false "
+            "values and dates: split them into a real and an imaginary column"
+        )
+    if pd.api.types.is_timedelta64_dtype(s.dtype):
+        return "duration"
+    if s.dtype != object:
+        return None
+    values = s.dropna()
+    types = set(map(type, values))
+    for refused, what, hint in _REFUSED:
+        if any(issubclass(t, refused) for t in types):
+            i = int(np.flatnonzero([isinstance(v, refused) for v in values])[0])
+            raise InputError(
+                f"{table.source}: column {name!r}, {table.where(int(values.index[i]))}: holds {what} "
+                f"({values.iloc[i]!r:.40}); torchwork reads numbers, text, true/false values and dates: {hint}"
+            )
+    if any(issubclass(t, bytes | bytearray) for t in types):
+        for i, v in enumerate(values):
+            if isinstance(v, bytes | bytearray):
+                try:
+                    bytes(v).decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InputError(
+                        f"{table.source}: column {name!r}, {table.where(int(values.index[i]))}: holds bytes that are "
+                        f"not UTF-8 text ({bytes(v)!r:.40}); torchwork reads numbers, text, true/false values and "
+                        "dates: decode them, or leave the column out with --features"
+                    ) from None
+        return "bytes"
+    if types and all(issubclass(t, bool | np.bool_) for t in types):
+        return "bool"
+    if types and all(issubclass(t, decimal.Decimal | int | float) for t in types) and decimal.Decimal in types:
+        return "decimal"
+    return None
+
+
 def _text_kind(table: Table, name: str, s: pd.Series) -> Column:
     """A text column: numbers (with a few bad values: refused), dates, an ID (refused) or categories."""
     values = s.dropna()
@@ -196,6 +261,8 @@ def _text_kind(table: Table, name: str, s: pd.Series) -> Column:
         return Column(name, "categorical", "text (every value missing)")
     numbers = pd.to_numeric(values, errors="coerce")
     parsed = numbers.notna().mean()
+    if parsed == 1:  # every value a number written as text (zip codes, a CSV read with dtype=str): numbers
+        return Column(name, "numeric", f"numbers stored as text; --categorical {name} reads them as categories")
     if parsed >= 0.9:  # numbers, with a few values that are not
         bad = values.index[numbers.isna().to_numpy()][0]
         raise InputError(
@@ -226,7 +293,12 @@ def infer_columns(
     categorical: Sequence[str] = (),
     numeric: Sequence[str] = (),
 ) -> list[Column]:
-    """The kind of each feature column, from its values and the ``--categorical``/``--numeric`` overrides."""
+    """The kind of each feature column, from its values and the ``--categorical``/``--numeric`` overrides.
+
+    Durations are numbers of seconds, decimals numbers, numbers written as text numbers (the
+    column's reason says so), bytes UTF-8 text; a column of lists, dicts, complex numbers or
+    bytes that are not text is refused, overrides or not.
+    """
     both = sorted(set(categorical) & set(numeric))
     if both:
         raise InputError(f"--categorical and --numeric both name {', '.join(map(repr, both))}")
@@ -237,37 +309,55 @@ def infer_columns(
     columns = []
     for name in features:
         s = table.frame[name]
+        stored = stored_as(table, name, s)
         if name in categorical:
             columns.append(Column(name, "categorical", "named in --categorical"))
         elif name in numeric:
             columns.append(Column(name, "numeric", "named in --numeric"))
-        elif pd.api.types.is_bool_dtype(s.dtype):
+        elif stored == "duration":
+            columns.append(Column(name, "numeric", "durations, in seconds"))
+        elif stored == "decimal":
+            columns.append(Column(name, "numeric", "decimal numbers, as floats"))
+        elif stored == "bytes":
+            columns.append(_text_kind(table, name, s.map(_decoded, na_action="ignore")))
+        elif pd.api.types.is_bool_dtype(s.dtype) or stored == "bool":
             columns.append(Column(name, "categorical", "true/false values"))
         elif isinstance(s.dtype, pd.CategoricalDtype):
             columns.append(Column(name, "categorical", "a category column"))
         elif _is_datetime(s):
             columns.append(Column(name, "datetime", "dates"))
-        elif pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_complex_dtype(s.dtype):
+        elif pd.api.types.is_numeric_dtype(s.dtype):
             columns.append(Column(name, "numeric", "numbers"))
         else:
             columns.append(_text_kind(table, name, s))
     return columns
 
 
-def infer_task(table: Table, targets: list[str], requested: str) -> tuple[str, str | None]:
-    """``("regression" | "classification", a hint or None)`` for the target columns.
+def _decoded(value: Any) -> Any:
+    return bytes(value).decode("utf-8") if isinstance(value, bytes | bytearray) else value
 
-    Auto: a text, boolean or category target is classification; a numeric one regression,
-    with a hint when it holds only a few distinct integers.
+
+def infer_task(table: Table, targets: list[str], requested: str, *, max_classes: int = 100) -> tuple[str, str | None]:
+    """``("regression" | "classification", a note or None)`` for the target columns.
+
+    Auto: a text, boolean or category target is classification. A numeric one (numbers written
+    as text and decimals included; durations are always a regression) follows AutoGluon's rule
+    (see :data:`CLASS_SHARE`): two distinct values are a binary classification; integers with
+    few distinct values are classes; anything else is a regression. The note says what was
+    chosen from numbers, and the flag that chooses the other.
     """
     if requested not in TASKS:
         raise InputError(f"--task {requested!r}: expected one of {', '.join(TASKS)}")
     kinds = {}
     for name in targets:
         s = table.frame[name]
-        numeric = pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
+        stored = stored_as(table, name, s)
+        numeric = stored in ("duration", "decimal") or (
+            pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype)
+        )
         if (
             not numeric
+            and stored not in ("bytes", "bool")
             and (s.dtype == object or pd.api.types.is_string_dtype(s.dtype))
             and requested != "classification"
         ):
@@ -281,7 +371,7 @@ def infer_task(table: Table, targets: list[str], requested: str) -> tuple[str, s
                     f"{table.source}: column {name!r}, {table.where(int(bad))}: {s.loc[bad]!r} is not a number "
                     "(the target's other values are numbers; fix it, or pass --task classification if they are labels)"
                 )
-        kinds[name] = "numeric" if numeric else "labels"
+        kinds[name] = "duration" if stored == "duration" else "numeric" if numeric else "labels"
     if requested == "regression":
         labels = [n for n, k in kinds.items() if k == "labels"]
         if labels:
@@ -294,20 +384,43 @@ def infer_task(table: Table, targets: list[str], requested: str) -> tuple[str, s
         if len(targets) != 1:
             raise InputError(f"{table.source}: classification takes one target column, got {len(targets)}")
         return "classification", None
-    hint = None
-    if len(targets) == 1:
-        values = pd.to_numeric(table.frame[targets[0]], errors="coerce").dropna()
-        distinct = values.unique()
-        if (
-            2 <= len(distinct) <= FEW_CLASSES
-            and np.all(distinct == np.round(distinct))
-            and len(values) > 2 * len(distinct)
-        ):
-            hint = (
-                f"the target {targets[0]!r} holds only {len(distinct)} distinct integers: trained as regression; "
-                "pass --task classification if they are classes"
-            )
-    return "regression", hint
+    if len(targets) != 1 or kinds[targets[0]] == "duration":
+        return "regression", None
+    return _task_of_numbers(targets[0], pd.to_numeric(table.frame[targets[0]], errors="coerce"), max_classes)
+
+
+def _task_of_numbers(name: str, numbers: pd.Series, max_classes: int) -> tuple[str, str | None]:
+    """AutoGluon's rule for a numeric target (see :data:`CLASS_SHARE`), and the note that says so."""
+    values = numbers.dropna().to_numpy(dtype="float64")
+    if not np.isfinite(values).all():  # numbers, one of them infinite: refused as a value, not taken for a class
+        return "regression", None
+    distinct = np.unique(values)
+    if len(distinct) == 2:
+        low, high = (_number(v) for v in distinct)
+        return "classification", (
+            f"the target {name!r} holds two values ({low} and {high}): trained as a binary classification; "
+            "pass --task regression to fit them as numbers"
+        )
+    if len(distinct) < 2 or not np.all(distinct == np.round(distinct)):
+        return "regression", None
+    share = CLASS_SHARE_LARGE if len(values) > LARGE_TABLE else CLASS_SHARE
+    few = len(distinct) <= min(share * len(values), max_classes)
+    if few:
+        return "classification", (
+            f"the target {name!r} holds {len(distinct)} distinct integers in {len(values)} rows: trained as a "
+            f"classification of {len(distinct)} classes; pass --task regression to fit them as numbers"
+        )
+    if len(distinct) > max_classes:
+        return "regression", None
+    return "regression", (
+        f"the target {name!r} holds {len(distinct)} distinct integers in {len(values)} rows (more than "
+        f"{share:.0%} of the rows, too many to be classes): trained as regression; pass --task classification "
+        "if they are classes"
+    )
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 # ------------------------------------------------------ DataFrames from Arrow tables and arrays

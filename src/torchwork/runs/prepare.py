@@ -76,7 +76,7 @@ def prepare(
     if not config.target:
         raise InputError("no target: pass --target COLUMN (or 'target' in the config file)")
     targets, features = pick_columns(table, config.target, config.features)
-    task, hint = infer_task(table, targets, config.task)
+    task, hint = infer_task(table, targets, config.task, max_classes=config.max_classes)
     notes = [hint] if hint else []
     rows, dropped = rows_to_use(table, targets, features, drop_missing=config.drop_missing)
     columns = infer_columns(table, features, categorical=config.categorical, numeric=config.numeric)
@@ -101,7 +101,9 @@ def prepare(
         train, val, test = split_indices(len(rows), config.val, config.test, shuffle=config.shuffle, seed=config.seed,
                                          stratify=stratify, names=names)  # fmt: skip
     except InputError as exc:
-        raise InputError(f"{table.source}: {exc}") from None
+        inferred = hint and task == "classification" and str(exc).startswith("class ")  # classes chosen from numbers
+        other = "; or pass --task regression to fit the numbers" if inferred else ""
+        raise InputError(f"{table.source}: {exc}{other}") from None
     if task == "regression":
         target = TargetEncoder.fit_regression(targets, values[train], config.standardize)
     elif len(target.classes) == 2 and (
