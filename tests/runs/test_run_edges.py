@@ -82,3 +82,32 @@ def test_off_a_terminal_every_epoch_has_its_line(tmp_path):
     assert result.returncode == 0, result.stderr
     epochs = [int(line.split("/")[0].split()[1]) for line in result.stderr.splitlines() if line.startswith("epoch ")]
     assert epochs == list(range(1, 221)), (len(epochs), epochs[:5])
+
+
+@pytest.fixture
+def classifier(tmp_path) -> tuple[Path, Path]:
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(rng.normal(size=(120, 2)), columns=["a", "b"])
+    frame["y"] = np.where(frame.a > 0, "yes", "no")
+    frame.to_csv(tmp_path / "c.csv", index=False)
+    out = tmp_path / "run"
+    result = cli("train", str(tmp_path / "c.csv"), "--target", "y", "--epochs", "2", "-q", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    return tmp_path / "c.csv", out
+
+
+@pytest.mark.parametrize("classes", [["yes", "yes"], [1, "1"], [True, "True"]])
+def test_a_forged_model_json_with_a_repeated_class_is_refused(classifier, classes):
+    """Item 18: the manifest recomputed (unsigned), two classes spelled alike: refused in one line, exit 2,
+    as the other invalid class lists are (not one probability column for two classes)."""
+    from tests.support import assert_one_line_error
+    from torchwork.files.integrity import write_manifest
+
+    data, run = classifier
+    meta = json.loads((run / "model.json").read_text())
+    meta["preprocessing"]["targets"]["classes"] = classes
+    (run / "model.json").write_text(json.dumps(meta))
+    write_manifest(run)
+    for command in ("predict", "evaluate"):
+        line = assert_one_line_error(cli(command, str(run), str(data)), "not a torchwork run folder", "repeat")
+        assert str(classes[1]) in line, line

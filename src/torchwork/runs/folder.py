@@ -257,6 +257,21 @@ def _build(spec: dict[str, Any], weights: dict[str, Any], source: str, trust_cod
     return model.eval()
 
 
+def _check_classes(pre: Preprocessor) -> None:
+    """A classifier's classes are distinct as text (labels are matched, and columns named, by their
+    spelling: ``1`` and ``"1"`` are one class); a forged list that repeats one is refused."""
+    if pre.task != "classification":
+        return
+    import pandas as pd
+
+    from torchwork.data.preprocess import as_text
+
+    spelled = as_text(pd.Series(pre.target.classes, dtype=object)).tolist()
+    repeated = sorted({str(c) for c in spelled if spelled.count(c) > 1})
+    if repeated:
+        raise ValueError(f"its classes repeat {', '.join(map(repr, repeated))[:80]}: each class is listed once")
+
+
 def load_run(
     path: str | os.PathLike[str], *, trust_model_code: bool = False, verify_key: str | os.PathLike[str] | None = None,
     model: Any = None, data_hint: str | None = None,
@@ -289,6 +304,7 @@ def load_run(
         if not isinstance(spec, dict):
             raise TypeError("architecture is not a table")
         pre = Preprocessor.from_json(meta["preprocessing"])
+        _check_classes(pre)
         baselines = Baselines.from_json(pre, meta["baselines"])
     except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
         raise InputError(f"{path}: not a torchwork run folder ({' '.join(str(exc).split())})") from None
