@@ -364,6 +364,8 @@ def evaluate(
             click.echo(f"{name:<15} {m['mae']:>12.6g} {m['mse']:>12.6g} {m['rmse']:>12.6g} {m['r2']:>12.6g}")
     for column, n in result.get("unknown", {}).items():
         click.echo(f"note: {n} row{'' if n == 1 else 's'} with a value of {column!r} never seen in training", err=True)
+    for note in result.get("notes", []):  # e.g. the rows are the ones the run was trained on
+        click.echo(f"note: {note}", err=True)
 
 
 @cli.command()
@@ -474,7 +476,7 @@ def convert(data: str, out: str, overwrite: bool | None, encoding: str | None, d
     from pathlib import Path
 
     from torchwork.data.csv import csv_options
-    from torchwork.data.readers import csv_batches
+    from torchwork.data.readers import write_parquet
     from torchwork.files.atomic import TableWriter, check_output
 
     if Path(out).suffix.lower() not in (".parquet", ".pq"):
@@ -487,15 +489,7 @@ def convert(data: str, out: str, overwrite: bool | None, encoding: str | None, d
 
     def write(writer: TableWriter) -> None:
         nonlocal rows
-        import pyarrow as pa
-
-        batches = csv_batches(data, **options)
-        try:
-            for batch in batches:
-                writer.write(pa.Table.from_batches([batch]))
-                rows += batch.num_rows
-        finally:
-            batches.close()
+        rows = write_parquet(data, writer, **options)
 
     TableWriter.atomic(out, write, overwrite=bool(overwrite))
     click.echo(f"wrote {rows} rows to {out}", err=True)

@@ -86,3 +86,48 @@ def test_convert_writes_parquet_that_streams(tmp_path):
     again = cli("convert", str(tmp_path / "t.csv"), str(tmp_path / "t.parquet"), "--decimal", ",")
     assert_one_line_error(again, "exists", "--overwrite")
     assert_one_line_error(cli("convert", str(tmp_path / "t.csv"), str(tmp_path / "t.txt")), ".parquet")
+
+
+# ---------------------------------------------------------------- issue 18: lines, not "after row 0"
+@pytest.mark.parametrize("out_suffix", [".csv", ".parquet"])
+def test_a_bad_value_is_named_by_its_line_in_any_chunk(runs, out_suffix):
+    """Item 12: predict --chunk-rows 100 with a bad value at line 1501 said "after row 0"."""
+    tmp, *_ = runs
+    data = frame(2000, seed=3).drop(columns=["y", "label"])
+    data["a"] = data["a"].astype(object)
+    data.loc[1499, "a"] = "oops"  # data row 1500: line 1501 after the header
+    data.to_csv(tmp / "late.csv", index=False)
+    out = tmp / f"late-out{out_suffix}"
+    result = cli("predict", str(tmp / "reg"), str(tmp / "late.csv"), "--out", str(out), "--chunk-rows", "100")
+    assert_one_line_error(result, "late.csv", "line 1501 (row 1500)", "column 'a'", "'oops' is not a number")
+    assert not out.exists() and not list(tmp.glob(".late-out*"))
+
+
+def test_convert_refuses_what_is_not_csv_in_one_line(tmp_path):
+    """Item 9: ``convert x.parquet out.parquet`` printed a 41-line ArrowInvalid traceback."""
+    frame(50).to_parquet(tmp_path / "x.parquet")
+    result = cli("convert", str(tmp_path / "x.parquet"), str(tmp_path / "out.parquet"))
+    assert_one_line_error(result, "x.parquet", "Parquet file", "convert reads CSV")
+    (tmp_path / "x.csv").write_bytes((tmp_path / "x.parquet").read_bytes())  # Parquet bytes named .csv
+    assert_one_line_error(cli("convert", str(tmp_path / "x.csv"), str(tmp_path / "out.parquet")), "x.csv", "binary")
+    (tmp_path / "ragged.csv").write_text("a,b\n1,2,3\n")
+    assert_one_line_error(cli("convert", str(tmp_path / "ragged.csv"), str(tmp_path / "out.parquet")),
+                          "ragged.csv", "not a readable CSV file")  # fmt: skip
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_convert_names_the_line_of_a_bad_value_after_the_first_block_and_nothing_else(tmp_path):
+    """Item 10: a bad row after the first block named "after row 143216" and then printed a
+    ``ParquetWriter.__del__`` traceback; it is line 150001."""
+    from tests.support import run_cli
+
+    rng = np.random.default_rng(0)
+    data = pd.DataFrame({"a": rng.normal(size=200_000), "b": rng.normal(size=200_000), "y": np.arange(200_000) * 0.5})
+    data["a"] = data["a"].astype(object)
+    data.loc[149_999, "a"] = "oops"  # data row 150000: line 150001
+    data.to_csv(tmp_path / "big.csv", index=False)
+    before = len(data.iloc[:149_999].to_csv(index=False))
+    assert before > 4 << 20  # the bad value is beyond the first block (4 MiB), where the types come from
+    result = run_cli("convert", str(tmp_path / "big.csv"), str(tmp_path / "big.parquet"), timeout=120)
+    assert_one_line_error(result, "big.csv", "line 150001 (row 150000)", "column 'a'", "'oops'", "first")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]  # no output, no temporary file

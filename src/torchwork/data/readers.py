@@ -19,9 +19,12 @@ other column stays text, so it is written back as it was. :func:`csv_batches` do
 from __future__ import annotations
 
 import ast
+import contextlib
+import csv as pycsv
 import io
 import math
 import os
+import re
 import stat
 import struct
 import tokenize
@@ -278,13 +281,18 @@ def read_npz(f: IO[bytes], source: str) -> Table:
 
 # --------------------------------------------------------------------- a file a chunk at a time
 BLOCK_BYTES = 4 << 20
+_CONVERSION = re.compile(r"In CSV column #(\d+): .*CSV conversion error to (\w+).*?: invalid value '(.*)'$", re.M)
 
 
 def chunked_tables(
     path: str | os.PathLike[str], numbers: list[str], *, rows: int, encoding: str | None = None,
     delimiter: str | None = None, decimal: str | None = None,
 ) -> Generator[tuple[Any, int], None, None]:  # fmt: skip
-    """The file's rows as Arrow record batches of about ``rows`` rows, each with its offset in the file."""
+    """The file's rows as Arrow record batches of about ``rows`` rows, each with its offset in the file.
+
+    A CSV value that is not a number in a column the model reads as numbers is an
+    :class:`InputError` naming its line, row and column.
+    """
     import pyarrow as pa
 
     path = Path(path)
@@ -328,18 +336,25 @@ def _batches(
     types = {n: pa.string() for n in names}
     types.update({n: pa.float64() for n in numbers if n in types})
     # A Python file (pyarrow's own file reads ahead without bound when the consumer is slower);
-    # the reader is closed however the iteration ends (an open one can abort the interpreter's exit).
+    # the reader is closed however the iteration ends (an open one can abort the interpreter's exit),
+    # and before an error about its rows is raised.
+    failed: Exception | None = None
+    read = 0  # rows the reader gave before the block that failed
+    reader = None
     with open(path, "rb") as f:
-        reader = pacsv.open_csv(
-            f,
-            read_options=pacsv.ReadOptions(encoding=encoding or "utf8", block_size=BLOCK_BYTES),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter),
-            convert_options=pacsv.ConvertOptions(column_types=types, decimal_point=decimal, strings_can_be_null=True),
-        )
         try:
+            reader = pacsv.open_csv(  # reads (and converts) the first block
+                f,
+                read_options=pacsv.ReadOptions(encoding=encoding or "utf8", block_size=BLOCK_BYTES),
+                parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                convert_options=pacsv.ConvertOptions(
+                    column_types=types, decimal_point=decimal, strings_can_be_null=True
+                ),
+            )
             pending: list[Any] = []
             held = 0
             for batch in reader:
+                read += batch.num_rows
                 pending.append(batch)
                 held += batch.num_rows
                 while held >= rows:
@@ -349,8 +364,53 @@ def _batches(
                     pending, held = rest.to_batches(), rest.num_rows
             if held:
                 yield from pa.Table.from_batches(pending).combine_chunks().to_batches()
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            failed = exc
         finally:
-            reader.close()
+            if reader is not None:
+                reader.close()
+    if failed is not None:
+        raise bad_value(path, failed, read, encoding, delimiter, "the model reads it as numbers")
+
+
+def bad_value(path: Path, exc: Exception, after: int, encoding: str | None, delimiter: str, why: str) -> Exception:
+    """The error for a CSV value the streaming reader could not convert: an :class:`InputError` naming
+    its line, row and column (found again with Python's csv module from row ``after`` on), or
+    ``exc`` itself when it was about something else."""
+    found = _CONVERSION.search(str(exc))
+    if found is None:
+        return exc
+    column, kind, value = int(found[1]), found[2], found[3]
+    where = _find_field(path, encoding, delimiter, column, value, after) or _find_field(
+        path, encoding, delimiter, column, value, 0
+    )
+    what = "a number" if kind in ("double", "float") else f"a {kind}"
+    if where is None:
+        return InputError(f"{path}: after row {after}: in column {column + 1}, {value!r} is not {what} ({why})")
+    name, row, line = where
+    return InputError(f"{path}: line {line} (row {row}), column {name!r}: {value!r} is not {what} ({why})")
+
+
+def _find_field(
+    path: Path, encoding: str | None, delimiter: str, column: int, value: str, after: int
+) -> tuple[str, int, int] | None:
+    """(the column's name, the data row from 1, its first line) of the first row after ``after``
+    whose field ``column`` is ``value``; blank lines are skipped, as pyarrow skips them."""
+    codec = encoding or "utf-8-sig"
+    with open(path, encoding=codec, errors="replace", newline="") as f:
+        records = pycsv.reader(f, delimiter=delimiter)
+        header = next(records, [])
+        row = 0
+        while True:
+            start = records.line_num + 1
+            record = next(records, None)
+            if record is None:
+                return None
+            if not record:
+                continue
+            row += 1
+            if row > after and column < len(record) and record[column] == value:
+                return (header[column] if column < len(header) else str(column + 1)), row, start
 
 
 def csv_batches(
@@ -358,21 +418,38 @@ def csv_batches(
     decimal: str | None = None,
 ) -> Generator[Any, None, None]:  # fmt: skip
     """A CSV file's record batches (for ``torchwork convert``), typed from the first block: integers
-    as float64 (a later block may hold a decimal or a gap) and empty columns as text."""
+    as float64 (a later block may hold a decimal or a gap) and empty columns as text.
+
+    A file that is not CSV text (Parquet, NumPy, binary) is refused in one line, and so is a later
+    value that does not fit its column's type, naming its line.
+    """
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     path = Path(path)
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is not None and kind != "csv":
+        raise InputError(
+            f"{path}: is a {'Parquet' if kind == 'parquet' else 'NumPy'} file; convert reads CSV text "
+            "(.csv, .tsv, .txt) and writes Parquet"
+        )
     decimal = decimal or "."
     with open(path, "rb") as f:
         head = bytearray(f.read(BLOCK_BYTES))
+    if b"\0" in head:
+        raise InputError(
+            f"{path}: holds a NUL byte, so it is binary, not CSV text (text in UTF-16 needs --encoding utf-16)"
+        )
     if delimiter is None:
         delimiter = "\t" if path.suffix.lower() == ".tsv" else sniff_delimiter(head, decimal)
     cut = head.rfind(b"\n") + 1 or len(head)
     parse = pacsv.ParseOptions(delimiter=delimiter)
     read = pacsv.ReadOptions(encoding=encoding or "utf8")
-    first = pacsv.read_csv(pa.py_buffer(bytes(head[:cut])), read_options=read, parse_options=parse,
-                           convert_options=pacsv.ConvertOptions(decimal_point=decimal))  # fmt: skip
+    try:
+        first = pacsv.read_csv(pa.py_buffer(bytes(head[:cut])), read_options=read, parse_options=parse,
+                               convert_options=pacsv.ConvertOptions(decimal_point=decimal))  # fmt: skip
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable CSV file ({one_line(str(exc)) or type(exc).__name__})") from None
     types = {}
     for field in first.schema:
         if pa.types.is_integer(field.type):
@@ -381,22 +458,56 @@ def csv_batches(
             types[field.name] = pa.string()
         else:
             types[field.name] = field.type
+    failed: Exception | None = None
+    rows = 0
+    reader = None
     with open(path, "rb") as f:
-        reader = pacsv.open_csv(
-            f,
-            read_options=pacsv.ReadOptions(encoding=encoding or "utf8", block_size=BLOCK_BYTES),
-            parse_options=parse,
-            convert_options=pacsv.ConvertOptions(column_types=types, decimal_point=decimal, strings_can_be_null=True),
-        )
-        rows = 0
         try:
+            reader = pacsv.open_csv(  # reads (and converts) the first block
+                f,
+                read_options=pacsv.ReadOptions(encoding=encoding or "utf8", block_size=BLOCK_BYTES),
+                parse_options=parse,
+                convert_options=pacsv.ConvertOptions(
+                    column_types=types, decimal_point=decimal, strings_can_be_null=True
+                ),
+            )
             for batch in reader:
                 yield batch
                 rows += batch.num_rows
         except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError) as exc:
-            raise InputError(
-                f"{path}: after row {rows}: {one_line(str(exc))} (the column's type was taken from the first "
-                f"{first.num_rows} rows)"
-            ) from None
+            failed = exc
         finally:
-            reader.close()
+            if reader is not None:
+                reader.close()
+    if failed is not None:
+        why = f"the column's type was taken from the first {first.num_rows} rows"
+        error = bad_value(path, failed, rows, encoding, delimiter, why)
+        if error is failed:
+            error = InputError(f"{path}: after row {rows}: {one_line(str(failed))} ({why})")
+        raise error from None
+
+
+def write_parquet(
+    data: str | os.PathLike[str], writer: Any, *, encoding: str | None = None, delimiter: str | None = None,
+    decimal: str | None = None,
+) -> int:  # fmt: skip
+    """Append a CSV file's rows to ``writer`` (a :class:`~torchwork.files.atomic.TableWriter`) block by
+    block (``torchwork convert``); the rows written. If a block fails, the Parquet writer is closed
+    before the error goes on (left to the garbage collector, it would write to the closed file)."""
+    import pyarrow as pa
+
+    rows = 0
+    batches = csv_batches(data, encoding=encoding, delimiter=delimiter, decimal=decimal)
+    try:
+        for batch in batches:
+            writer.write(pa.Table.from_batches([batch]))
+            rows += batch.num_rows
+    except BaseException:
+        parquet = getattr(writer, "writer", None)
+        if parquet is not None:
+            with contextlib.suppress(Exception):
+                parquet.close()
+        raise
+    finally:
+        batches.close()
+    return rows
