@@ -224,7 +224,11 @@ def read_csv(f: io.BufferedReader, source: str, size: int, suffix: str, options:
         raise InputError(
             f"{source}: the delimiter {delimiter!r} is also the decimal mark; pass --delimiter to name the other one"
         )
-    table = _parse_csv(data, source, delimiter, decimal, detected and delimiter != ",")
+    try:
+        table = _parse_csv(data, source, delimiter, decimal, detected and delimiter != ",")
+    except BaseException:
+        released(data)
+        raise
     del data  # the text is not needed once parsed: free it before the DataFrame is built
     rows = table.num_rows
     frame = to_pandas(table)
@@ -232,6 +236,31 @@ def read_csv(f: io.BufferedReader, source: str, size: int, suffix: str, options:
     used = {"encoding": options["encoding"] or "utf-8", "delimiter": delimiter, "decimal": decimal}
     _annotate(result, options=used, lines_match_rows=text.lines_match_rows(rows))
     return result
+
+
+def released(data: bytearray, timeout: float = 2.0) -> bool:
+    """Wait (at most ``timeout`` seconds) until pyarrow has let go of ``data``; whether it has.
+
+    A streaming reader left before its end (an error) still reads ahead on pyarrow's threads,
+    holding ``data``'s buffer; the thread that drops it last takes the GIL. If that happens while
+    the interpreter exits (the one-line error printed, exit 2), the thread is killed inside C++
+    and the process aborts: "terminate called without an active exception", SIGABRT. An exported
+    bytearray cannot be resized, which tells when the last export is gone; the sleep lets that
+    thread take the GIL.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            data.append(0)
+        except BufferError:  # still exported to pyarrow
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+            continue
+        del data[-1]
+        return True
 
 
 def _annotate(table: Table, **attributes: Any) -> None:
