@@ -366,6 +366,8 @@ def evaluate(
         click.echo(f"note: {n} row{'' if n == 1 else 's'} with a value of {column!r} never seen in training", err=True)
     for note in result.get("notes", []):  # e.g. the rows are the ones the run was trained on
         click.echo(f"note: {note}", err=True)
+    for note in result.get("notes", []):  # e.g. the rows are the ones the run was trained on
+        click.echo(f"note: {note}", err=True)
 
 
 @cli.command()
@@ -420,15 +422,16 @@ def export(
     from pathlib import Path
 
     from torchwork.files.atomic import check_output
-    from torchwork.runs.run import FORMATS, check_rows, export_run
+    from torchwork.runs.run import FORMAT_NAMES, FORMATS, check_rows, export_run
 
     run = _load(run_dir, trust_model_code, verify_key)
     target = Path(out) if out else Path(run_dir.rstrip("/") + FORMATS[fmt])
     check_output(target, overwrite=bool(overwrite), inputs=[])
     result = export_run(run, fmt, target, check_rows(run, data))
     click.echo(
-        f"exported {run_dir} as {fmt} to {target} (inputs described in {result['vocabulary']}): its outputs match "
-        f"torchwork's on {result['rows_checked']} rows (max difference {result['max_abs_difference']:.3g})"
+        f"exported {run_dir} as {FORMAT_NAMES[fmt]} to {target} (inputs described in {result['vocabulary']}): "
+        f"its outputs match torchwork's on {result['rows_checked']} rows "
+        f"(max difference {result['max_abs_difference']:.3g})"
     )
 
 

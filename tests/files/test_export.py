@@ -83,3 +83,13 @@ def test_export_with_explicit_rows(run_dir, tmp_path):
     result = cli("export", str(run_dir), "--format", "exported", "--data", str(tmp_path / "rows.csv"),
                  "--out", str(tmp_path / "m.pt2"))  # fmt: skip
     assert result.returncode == 0 and "on 4 rows" in result.stdout
+
+
+@pytest.mark.parametrize(("fmt", "name"), [("exported", "a torch.export program"), ("torchscript", "TorchScript")])
+def test_the_export_line_names_the_format_in_words(run_dir, tmp_path, fmt, name):
+    """Issue 18, item 30: not "exported runs/x as exported to runs/x.pt2"."""
+    out = tmp_path / f"model.{fmt}"
+    result = cli("export", str(run_dir), "--format", fmt, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"exported {run_dir} as {name} to {out} "), result.stdout
+    assert "as exported" not in result.stdout

@@ -111,3 +111,21 @@ def test_a_forged_model_json_with_a_repeated_class_is_refused(classifier, classe
     for command in ("predict", "evaluate"):
         line = assert_one_line_error(cli(command, str(run), str(data)), "not a torchwork run folder", "repeat")
         assert str(classes[1]) in line, line
+
+
+def test_evaluate_on_the_training_file_says_these_are_not_test_rows(classifier, tmp_path):
+    """Item 27: the run keeps its data's SHA-256 and split: evaluating on that file says so, with the counts."""
+    data, run = classifier
+    split = json.loads((run / "run.json").read_text())["split"]
+    result = cli("evaluate", str(run), str(data))
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 1, result.stderr
+    assert f"{data} is the data this run was trained on" in notes[0]
+    assert f"{split['train']} rows of it trained the model and {split['val']} chose its epoch" in notes[0]
+    assert f"only its {split['test']} test rows were held out" in notes[0]
+    assert json.loads(cli("evaluate", str(run), str(data), "--json").stdout)["notes"] == [notes[0][len("note: "):]]
+    other = tmp_path / "other.csv"  # the same rows but one: not the file trained on, nothing said
+    other.write_text("".join(data.read_text().splitlines(keepends=True)[:-1]))
+    result = cli("evaluate", str(run), str(other))
+    assert result.returncode == 0 and "note:" not in result.stderr, result.stderr

@@ -61,7 +61,7 @@ from torchwork.models.registry import build_model, count_parameters, rebuild
 from torchwork.runs.config import TrainConfig
 from torchwork.runs.prepare import PARTS, Prepared
 from torchwork.runs.recipe import Baselines, Trees, evaluate, fit_trees, model_predictions
-from torchwork.runs.run import Run
+from torchwork.runs.run import Run, frame_digest
 from torchwork.training.distributed import Group, on_main
 from torchwork.training.loop import History
 
@@ -408,12 +408,7 @@ def describe_data(config: TrainConfig, data: Any, prepared: Prepared) -> dict[st
         path = Path(source)
         info: dict[str, Any] = {"source": str(path.resolve()), "sha256": sha256_file(path)}
     else:
-        import pandas as pd
-
-        frame = prepared.table.frame
-        digest = hashlib.sha256(json.dumps([str(c) for c in frame.columns]).encode())
-        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-        info = {"source": f"<{type(source).__name__}>", "sha256": digest.hexdigest()}
+        info = {"source": f"<{type(source).__name__}>", "sha256": frame_digest(prepared.table.frame)}
     info.update(rows=len(prepared.table.frame), rows_used=len(prepared.rows), dropped=prepared.dropped,
                 filled=prepared.filled)  # fmt: skip
     return info

@@ -265,15 +265,59 @@ class Run:
                                   "model": score(self.pre, p.truth, p.values)}  # fmt: skip
         for name, predicted in self.baselines.predictions(p.X).items():
             result[name] = score(self.pre, p.truth, predicted)
+        seen = self.trained_on(data)
+        if seen:
+            result["notes"] = [seen]
         if p.filled:
             result["filled"] = p.filled
         if p.unknown:
             result["unknown"] = p.unknown
         return result
 
+    def trained_on(self, data: Any) -> str | None:
+        """A sentence when ``data`` is the data this run was trained on (the SHA-256 ``run.json`` keeps):
+        its metrics then score rows the model was fitted to, and only the test split was held out."""
+        known = (self.info.get("data") or {}).get("sha256")
+        if not known:
+            return None
+        if isinstance(data, str | os.PathLike):
+            if not Path(data).is_file() or sha256_file(data) != known:
+                return None
+            name = str(data)
+        elif isinstance(data, Table) or hasattr(data, "columns"):
+            frame = data.frame if isinstance(data, Table) else data
+            if frame_digest(frame) != known:
+                return None
+            name = "these rows"
+        else:
+            return None
+        split = self.info.get("split") or {}
+        train, val, test = (int(split.get(p, 0) or 0) for p in ("train", "val", "test"))
+        text = f"{name} is the data this run was trained on (same SHA-256): {_count(train, 'row')} of it"
+        text += " trained the model"
+        if val:
+            text += f" and {val} chose its epoch"
+        if test:
+            return text + (f"; these metrics are not a test score: only its {_count(test, 'test row')} were held out "
+                           "(their metrics are the run's test split in metrics.json)")  # fmt: skip
+        return text + "; these metrics are not a test score: the run held no rows out (--test 0)"
+
+
+def frame_digest(frame: Any) -> str:
+    """The SHA-256 ``run.json`` keeps of a table given as a DataFrame: its column names, then its values."""
+    import hashlib
+
+    import pandas as pd
+
+    digest = hashlib.sha256(json.dumps([str(c) for c in frame.columns]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
 
 # ---------------------------------------------------------------------- exported files, checked
 FORMATS = {"onnx": ".onnx", "exported": ".pt2", "torchscript": ".pt"}
+# What each format is called in a sentence ("exported RUN as <this> to FILE").
+FORMAT_NAMES = {"onnx": "ONNX", "exported": "a torch.export program", "torchscript": "TorchScript"}
 
 
 class ExportError(TorchworkError):
