@@ -212,3 +212,22 @@ def test_an_empty_row_group_is_no_chunk_and_a_streamed_run_finishes(tmp_path):
     result = cli("train", str(path), "--stream", "--target", "y", "--epochs", "2", "-q", "--out", str(tmp_path / "r"))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "r" / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize("text_file", [0, 1])
+def test_a_folder_where_one_file_stores_a_float_column_as_strings_streams(tmp_path, text_file):
+    """Issue 18 item 1: numbers written as text in one file of a folder are numbers, first file or not."""
+    import torchwork
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i in range(3):
+        a = rng.normal(size=300)
+        part = pd.DataFrame({"a": a, "s": 3 * a, "y": 2 * a + 1})
+        if i == text_file:
+            part["s"] = part["s"].astype(str)
+        part.to_parquet(folder / f"p{i}.parquet")
+    run = torchwork.train(str(folder), target="y", epochs=2, verbose=False)
+    s = next(c for c in run.pre.columns if c.name == "s")
+    assert s.kind == "numeric" and "numbers stored as text" in s.reason
