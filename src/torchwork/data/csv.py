@@ -27,6 +27,7 @@ import codecs
 import contextlib
 import io
 import re
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from torchwork.core.errors import InputError, one_line
@@ -42,23 +43,38 @@ _CHUNK = 8 << 20  # bytes read, decoded and counted at a time
 
 
 # ----------------------------------------------------------------- options
-def csv_options(encoding: str | None, delimiter: str | None, decimal: str | None) -> dict[str, str | None]:
-    """The CSV options checked, in the CLI's words; None stays None (the default, or detected)."""
+def csv_options(
+    encoding: str | None, delimiter: str | None, decimal: str | None, where: Callable[[str], str] | None = None
+) -> dict[str, str | None]:
+    """The CSV options checked, in the caller's words (``where("delimiter")``: ``--delimiter`` by
+    default, ``run.toml: key 'delimiter'`` for a config file); None stays None (the default, or detected).
+
+    The one rule for these options: ``train``'s configuration, ``predict``, ``convert`` and
+    ``read_table`` all check them here.
+    """
+    name = where or (lambda key: f"--{key}")
     if encoding is not None:
         try:
             info = codecs.lookup(encoding)
         except (LookupError, TypeError):
-            raise InputError(f"--encoding {encoding!r}: unknown encoding (e.g. utf-8, latin-1, cp1252)") from None
+            raise InputError(
+                f"{name('encoding')} {encoding!r}: unknown encoding (e.g. utf-8, latin-1, cp1252)"
+            ) from None
         if not getattr(info, "_is_text_encoding", True):  # base64, zlib, rot13, ...
-            raise InputError(f"--encoding {encoding!r}: not a text encoding (e.g. utf-8, latin-1, cp1252)")
+            raise InputError(f"{name('encoding')} {encoding!r}: not a text encoding (e.g. utf-8, latin-1, cp1252)")
     if delimiter is not None:
         delimiter = DELIMITER_NAMES.get(str(delimiter).lower(), delimiter)
         if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n':
-            raise InputError(f"--delimiter {delimiter!r}: expected one character other than a quote or a line break")
+            raise InputError(
+                f"{name('delimiter')} {delimiter!r}: expected one character other than a quote or a line break, "
+                f"or one of {', '.join(DELIMITER_NAMES)}"
+            )
     if decimal is not None and decimal not in DECIMALS:
-        raise InputError(f"--decimal {decimal!r}: expected '.' or ','")
+        raise InputError(f"{name('decimal')} {decimal!r}: expected '.' or ','")
     if decimal is not None and decimal == delimiter:
-        raise InputError(f"--decimal {decimal!r} and --delimiter {delimiter!r} cannot be the same character")
+        raise InputError(
+            f"{name('decimal')} {decimal!r} and {name('delimiter')} {delimiter!r} cannot be the same character"
+        )
     return {"encoding": encoding, "delimiter": delimiter, "decimal": decimal}
 
 

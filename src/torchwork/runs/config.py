@@ -9,7 +9,6 @@ is saved in the run folder.
 
 from __future__ import annotations
 
-import codecs
 import dataclasses
 import json
 import os
@@ -157,6 +156,8 @@ class TrainConfig:
         """Check names against the registries and values against each other; return self."""
         from torchwork.core.checks import check_options
         from torchwork.core.runtime import resolve_device
+        from torchwork.data.csv import csv_options
+        from torchwork.data.tables import TASKS
         from torchwork.models.registry import MODELS
         from torchwork.models.tabular import ACTIVATIONS
         from torchwork.training.components import LOSSES, OPTIMIZERS, SCHEDULERS
@@ -165,7 +166,7 @@ class TrainConfig:
         for key, registry in (("loss", LOSSES), ("optimizer", OPTIMIZERS), ("activation", ACTIVATIONS)):
             if getattr(self, key) != "auto" or key == "activation":
                 registry.canonical(getattr(self, key), self.where(key))
-        choice(self.task, ("auto", "regression", "classification"), self.where("task"))
+        self.task = choice(self.task, TASKS, self.where("task"))
         if isinstance(self.class_weight, dict):
             self.class_weight = {
                 str(k): check(v, "nonnegative", f"{self.where('class_weight')}.{k}")
@@ -173,17 +174,8 @@ class TrainConfig:
             }
         elif self.class_weight is not None:
             choice(self.class_weight, ("balanced",), self.where("class_weight"))
-        if self.decimal is not None:
-            choice(self.decimal, (".", ","), self.where("decimal"))
-        if self.delimiter in ("tab", "\\t"):
-            self.delimiter = "\t"
-        if self.delimiter is not None and len(self.delimiter) != 1:
-            raise InputError(f"{self.where('delimiter')}: expected one character (or 'tab'), got {self.delimiter!r}")
-        if self.encoding is not None:
-            try:
-                codecs.lookup(self.encoding)
-            except LookupError:
-                raise InputError(f"{self.where('encoding')}: unknown text encoding {self.encoding!r}") from None
+        csv = csv_options(self.encoding, self.delimiter, self.decimal, self.where)  # the one rule (data/csv.py)
+        self.encoding, self.delimiter, self.decimal = csv["encoding"], csv["delimiter"], csv["decimal"]
         if self.scheduler is not None:
             SCHEDULERS.canonical(self.scheduler, self.where("scheduler"))
         if ":" not in self.model and self.model not in MODELS:
@@ -191,10 +183,7 @@ class TrainConfig:
                 f"{self.where('model')}: unknown model {self.model!r}; valid names: {MODELS.describe()}, "
                 "or package.module:Class"
             )
-        if self.precision not in PRECISIONS:
-            raise InputError(
-                f"{self.where('precision')}: expected one of {', '.join(PRECISIONS)}, got {self.precision!r}"
-            )
+        self.precision = choice(self.precision, PRECISIONS, self.where("precision"))  # the Trainer's rule
         if self.val + self.test >= 1.0:
             raise InputError(f"{self.where('val')} + {self.where('test')} must leave rows for training")
         if not self.hidden:
