@@ -24,6 +24,7 @@ from typing import Any
 import click
 
 from torchwork.core import __version__
+from torchwork.core.errors import one_line
 from torchwork.runs.config import default_of, help_of, option_fields
 
 # ---------------------------------------------------------------------------- the command group
@@ -366,8 +367,6 @@ def evaluate(
         click.echo(f"note: {n} row{'' if n == 1 else 's'} with a value of {column!r} never seen in training", err=True)
     for note in result.get("notes", []):  # e.g. the rows are the ones the run was trained on
         click.echo(f"note: {note}", err=True)
-    for note in result.get("notes", []):  # e.g. the rows are the ones the run was trained on
-        click.echo(f"note: {note}", err=True)
 
 
 @cli.command()
@@ -520,7 +519,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         where = getattr(exc, "ctx", None)
         hint = f" (see '{where.command_path} --help')" if where is not None else ""
-        click.echo(f"torchwork: error: {_one_line(exc.format_message()).rstrip('.')}{hint}", err=True)
+        click.echo(
+            f"torchwork: error: {one_line(exc.format_message(), None, first_line=False).rstrip('.')}{hint}", err=True
+        )
         return exc.exit_code
     except KeyboardInterrupt:
         click.echo("torchwork: interrupted", err=True)
@@ -537,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if isinstance(exc, TorchworkError):
             if _reports(exc):
-                click.echo(f"torchwork: error: {_one_line(str(exc))}", err=True)
+                click.echo(f"torchwork: error: {one_line(exc, None, first_line=False)}", err=True)
             return exc.exit_code
         raise
     return 0
@@ -551,10 +552,6 @@ def _reports(exc: Exception) -> bool:
     from torchwork.core.errors import GroupFailed
 
     return os.environ.get("RANK", "0") == "0" or isinstance(exc, GroupFailed)
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def without_working_directory() -> None:

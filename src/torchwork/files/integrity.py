@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from torchwork.core.errors import InputError, IntegrityError, TorchworkError, UnsafeFileError
+from torchwork.core.errors import InputError, IntegrityError, TorchworkError, UnsafeFileError, one_line
 from torchwork.files.atomic import TMP_SUFFIX, atomic_write, sha256_file
 from torchwork.files.weights import read_regular_file
 
@@ -295,7 +295,7 @@ def _verify_error(folder: Path, public_key: Path, raw: bytes, exc: Exception) ->
     from cryptography.exceptions import InvalidSignature
 
     sig = folder / SIGNATURE
-    text = " ".join(str(exc).split())
+    text = one_line(exc, None, first_line=False)
     if isinstance(exc, InvalidSignature) or text.startswith("Key mismatch"):
         return IntegrityError(f"{sig}: does not verify with the public key {public_key} (another key signed the run, "
                               "or the signature was altered); the run is not trusted")  # fmt: skip
@@ -339,7 +339,7 @@ def sign_folder(
         except OSError as exc:
             raise InputError(f"{folder}: cannot be signed: {exc.strerror or exc}") from None
         except ValueError as exc:
-            raise InputError(f"{folder}: cannot be signed: {' '.join(str(exc).split())}") from None
+            raise InputError(f"{folder}: cannot be signed: {one_line(exc)}") from None
         data = out.read_bytes()
     return atomic_write(folder / SIGNATURE, data)
 

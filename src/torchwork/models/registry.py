@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from torchwork.core.checks import Registry
-from torchwork.core.errors import InputError, UnsafeFileError
+from torchwork.core.errors import InputError, UnsafeFileError, one_line
 from torchwork.models.tabular import MLP, TabularLinear
 from torchwork.models.tutorial import LinearRegressionModel, LinearRegressionModelV2
 
@@ -220,8 +220,8 @@ def _call(builder: Callable[..., Any], args: Any, name: str) -> nn.Module:
     try:
         model = builder(**args)
     except (TypeError, ValueError, OverflowError, RuntimeError, IndexError) as exc:  # torch's, for sizes < 1
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]  # torch's errors go on with a C++ backtrace
-        raise InputError(f"model {name!r}: bad arguments ({' '.join(first.split())})") from None
+        # torch's errors go on with a C++ backtrace: the first line
+        raise InputError(f"model {name!r}: bad arguments ({one_line(exc)})") from None
     if not isinstance(model, nn.Module):
         raise InputError(f"model {name!r}: gave a {type(model).__name__}, not an nn.Module")
     return model

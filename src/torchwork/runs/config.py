@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from torchwork.core.checks import FLOAT32_MAX, check, choice
-from torchwork.core.errors import InputError
+from torchwork.core.errors import InputError, one_line
 
 
 def _opt(default: Any, kind: str, help: str, **kw: Any) -> Any:
@@ -277,7 +277,7 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InputError(f"{path}: nested too deeply; not a config file") from None
     except Exception as exc:
         if type(exc).__module__.startswith("yaml"):
-            raise InputError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+            raise InputError(f"{path}: not valid YAML ({one_line(exc, None, first_line=False)})") from None
         raise
     if doc is None:
         doc = {}

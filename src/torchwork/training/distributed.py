@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 
-from torchwork.core.errors import GroupFailed, InputError, TorchworkError
+from torchwork.core.errors import GroupFailed, InputError, TorchworkError, one_line
 from torchwork.training.batching import (
     TensorBatches,
     as_batch,
@@ -110,7 +110,7 @@ def _collective(what: str) -> Iterator[None]:
     try:
         yield
     except RuntimeError as exc:  # torch.distributed.DistError and the backends' errors
-        first = re.sub(r"\[[^\]]*:\d+\] ?", "", " ".join(str(exc).split())).split(". ")[0][:160]
+        first = one_line(re.sub(r"\[[^\]]*:\d+\] ?", "", str(exc)), None, first_line=False).split(". ")[0][:160]
         raise GroupFailed(
             f"rank {os.environ.get('RANK', '?')}: another process of the job failed or went away while {what} ({first})"
         ) from None
