@@ -51,3 +51,16 @@ def test_the_subtitle_sums_the_dropped_rows_and_says_nothing_of_none(dropped, co
     else:
         noun = "row" if count == 1 else "rows"
         assert f"({count} {noun} with missing values dropped)" in sub, sub
+
+
+def test_the_loss_plot_names_a_best_start_in_words(monkeypatch):
+    """Item 30: the legend says the start was best, not "Best epoch (0)"."""
+    from torchwork.report import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "png_bytes", lambda fig, path: figures.append(fig) or b"")
+    plots.plot_loss_curves([1, 2, 3], [1.0, 1.1, 1.2], [1.0, 1.1, 1.3], best_epoch=0)
+    plots.plot_loss_curves([1, 2, 3], [1.0, 0.9, 0.8], [1.0, 0.9, 0.95], best_epoch=2)
+    labels = [[t.get_text() for t in fig.axes[0].get_legend().get_texts()] for fig in figures]
+    assert "Best: the start (no epoch improved on it)" in labels[0] and "Best epoch (0)" not in labels[0]
+    assert "Best epoch (2)" in labels[1]

@@ -124,8 +124,46 @@ def test_evaluate_on_the_training_file_says_these_are_not_test_rows(classifier, 
     assert f"{data} is the data this run was trained on" in notes[0]
     assert f"{split['train']} rows of it trained the model and {split['val']} chose its epoch" in notes[0]
     assert f"only its {split['test']} test rows were held out" in notes[0]
-    assert json.loads(cli("evaluate", str(run), str(data), "--json").stdout)["notes"] == [notes[0][len("note: "):]]
+    assert json.loads(cli("evaluate", str(run), str(data), "--json").stdout)["notes"] == [notes[0][len("note: ") :]]
     other = tmp_path / "other.csv"  # the same rows but one: not the file trained on, nothing said
     other.write_text("".join(data.read_text().splitlines(keepends=True)[:-1]))
     result = cli("evaluate", str(run), str(other))
     assert result.returncode == 0 and "note:" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("groups", [1, 3])
+def test_the_streamed_note_counts_its_chunks_in_words(tmp_path, groups):
+    """Item 30: "in 1 chunk", "in 3 chunks"."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(300, 2)), columns=["a", "y"])
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, tmp_path / "s.parquet", row_group_size=300 // groups)
+    out = tmp_path / "r"
+    result = cli("train", str(tmp_path / "s.parquet"), "--stream", "--target", "y", "--epochs", "1", "-q",
+                 "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    notes = json.loads((out / "run.json").read_text())["notes"]
+    expected = "in 1 chunk;" if groups == 1 else f"in {groups} chunks;"
+    assert any(n.startswith("streamed: 300 rows ") and expected in n for n in notes), notes
+
+
+def test_a_run_whose_start_was_best_says_so_not_epoch_0(tmp_path):
+    """Item 30: epochs count from 1; a linear model started at least squares keeps its start."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.normal(size=(200, 2)), columns=["a", "b"])
+    frame["y"] = 2 * frame.a - frame.b + 0.3 * rng.normal(size=200)
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    out = tmp_path / "r"
+    result = cli("train", str(tmp_path / "d.csv"), "--target", "y", "--model", "linear", "--epochs", "3", "-q",
+                 "--out", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    info = json.loads((out / "run.json").read_text())
+    assert info["best_epoch"] == 0  # run.json's spelling: the weights training started from
+    inspected = cli("inspect", str(out)).stdout
+    assert "best epoch: the start (no epoch improved on it)" in inspected and "best epoch 0" not in inspected
+    page = (out / "report.html").read_text()
+    assert "<b>the start (no epoch improved on it)</b><span>best epoch</span>" in page, page[:3000]
+    assert "<b>0</b><span>best epoch</span>" not in page

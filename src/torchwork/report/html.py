@@ -99,6 +99,14 @@ def dropped_rows(dropped: Any) -> int:
     return int(dropped) if isinstance(dropped, int | float) else 0
 
 
+def best_epoch_text(best: Any) -> str:
+    """The epoch whose weights were kept, as a person reads it: epochs count from 1, and 0 (``run.json``'s
+    spelling) is the weights training started from, which no epoch improved on."""
+    if best is None:
+        return "—"
+    return "the start (no epoch improved on it)" if best == 0 else str(best)
+
+
 def percent(value: float) -> str:
     return f"{value:.1%}"
 
@@ -452,7 +460,7 @@ def render_report(
     cards.append(("model", f"{arch_name}{count}"))
     cards += [
         ("epochs, stopped early" if info.get("stopped_early") else "epochs", f"{info.get('epochs_run', '—')}"),
-        ("best epoch", f"{info['best_epoch']}" if info.get("best_epoch") is not None else "—"),
+        ("best epoch", best_epoch_text(info.get("best_epoch"))),
     ]
     if info.get("seconds") is not None:
         cards.append((f"time on {info.get('device', '?')}", f"{info['seconds']:.1f} s"))

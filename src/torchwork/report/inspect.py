@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from torchwork.files.weights import WeightsFile, load_weights
+from torchwork.report.html import best_epoch_text
 
 _SHOW_VALUES = 6
 _BLOCK = 1 << 20  # elements a summary copies at once: 8 MiB as float64, whatever the tensor's size
@@ -146,7 +147,7 @@ def format_run_summary(summary: dict[str, Any]) -> str:
         f"sha256 {info['data']['sha256'][:16]}...)",
         "split:      " + ", ".join(f"{k} {v}" for k, v in info["split"].items()),
         f"trained:    {info['epochs_run']} epochs on {info['device']}"
-        + (f", best epoch {info['best_epoch']}" if info.get("best_epoch") is not None else "")
+        + (f", best epoch: {best_epoch_text(info['best_epoch'])}" if info.get("best_epoch") is not None else "")
         + (" (stopped early)" if info.get("stopped_early") else ""),
         "versions:   " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
     ]
@@ -198,10 +199,11 @@ def _format_unfinished(summary: dict[str, Any]) -> str:
             tail = (
                 f", validation loss {loss:.6g}"
                 if loss is not None
-                else " (the weights it started from)"
+                else " (no epoch improved on them)"
                 if ckpt["best_epoch"] == 0
                 else ""
             )
-            lines.append(f"best:       epoch {ckpt['best_epoch']}{tail}")
+            best = "the weights it started from" if ckpt["best_epoch"] == 0 else f"epoch {ckpt['best_epoch']}"
+            lines.append(f"best:       {best}{tail}")
     lines.append(f"continue:   torchwork resume {out}")
     return "\n".join(lines)

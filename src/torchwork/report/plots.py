@@ -190,7 +190,8 @@ def plot_loss_curves(
 ) -> bytes:
     """Train (and test or validation) loss against epochs, as the tutorial plots them.
 
-    ``best_epoch`` draws a dashed line where early stopping found the best weights.
+    ``best_epoch`` draws a dashed line where early stopping found the best weights (0: the weights
+    training started from, before epoch 1).
     """
     fig = new_figure()
     ax = fig.add_subplot()
@@ -198,7 +199,8 @@ def plot_loss_curves(
     if test_loss is not None and any(v is not None for v in test_loss):
         ax.plot(list(epochs), [np.nan if v is None else v for v in test_loss], color=VAL_COLOUR, label=test_label)
     if best_epoch is not None:
-        ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=f"Best epoch ({best_epoch})")
+        label = "Best: the start (no epoch improved on it)" if best_epoch == 0 else f"Best epoch ({best_epoch})"
+        ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=label)
     ax.set_title(title)
     ax.set_ylabel("Loss")
     ax.set_xlabel("Epochs")

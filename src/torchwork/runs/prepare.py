@@ -136,7 +136,8 @@ def _prepare_streamed(config: TrainConfig, data: Any, encoding: str) -> Prepared
     bounds = np.cumsum([0, *sizes])
     parts = {p: slice(int(bounds[i]), int(bounds[i + 1])) for i, p in enumerate(PARTS)}
     source = streamed.source
-    notes = [f"streamed: {source.rows} rows in {len(source.units)} chunks; column kinds, medians and plots "
+    chunks = f"{len(source.units)} chunk{'' if len(source.units) == 1 else 's'}"
+    notes = [f"streamed: {source.rows} rows in {chunks}; column kinds, medians and plots "
              f"from a sample of {len(frame)} rows; scalers, vocabularies and least squares from every row"]  # fmt: skip
     return Prepared(sample, np.arange(len(frame)), parts, pre, pre.inputs(frame, source.name).X,
                     pre.targets(frame, source.name), pre.target_values(frame, source.name), dict(streamed.scan.dropped),
