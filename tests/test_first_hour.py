@@ -27,6 +27,8 @@ from torch import nn
 import torchwork
 from tests.support import ENV, ROOT, assert_one_line_error, cli, run_cli
 
+pytestmark = pytest.mark.slow  # a new user's first hour: whole runs, new processes
+
 COMMANDS = ("demo", "train", "predict", "evaluate", "inspect", "resume", "export")
 
 
@@ -172,8 +174,6 @@ def test_a_class_importable_from_its_module_trains_without_a_warning(tmp_path, r
 
 MODULE = """
 from torch import nn
-
-pytestmark = pytest.mark.slow  # a new user's first hour: whole runs, new processes
 
 
 class Net(nn.Module):

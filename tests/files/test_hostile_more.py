@@ -236,7 +236,7 @@ def _extra(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
 
 
 def _early_stopping(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
-    return lambda tree: tree["state"]["callbacks"]["0:EarlyStopping"].__setitem__(key, value)
+    return lambda tree: tree["state"]["callbacks"]["EarlyStopping"].__setitem__(key, value)
 
 
 FORGED_CHECKPOINTS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
@@ -254,8 +254,8 @@ FORGED_CHECKPOINTS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
     "no-model": (_edit(lambda tree: tree["state"].pop("model")), "no model weights"),
     "model-of-numbers": (_edit(_state("model", {"net.0.weight": 1})), "no model weights"),
     "rng-a-number-unfinished": (_edit(_state("rng", 5), finished=False), "no rng state"),
-    "callbacks-of-numbers": (_edit(_state("callbacks", {"0:EarlyStopping": 5})), "callback state"),
-    "best-epoch-as-text": (_edit(_early_stopping("best_epoch", "x")), "callback state '0:EarlyStopping'"),
+    "callbacks-of-numbers": (_edit(_state("callbacks", {"EarlyStopping": 5})), "callback state"),
+    "best-epoch-as-text": (_edit(_early_stopping("best_epoch", "x")), "callback state 'EarlyStopping'"),
     "history-as-text": (_edit(_state("history", "x")), "its history is not rows"),
     "history-of-numbers-unfinished": (_edit(_state("history", [5]), finished=False), "its history is not rows"),
     # the history as rows (how checkpoints before the columns were written; still read)

@@ -30,6 +30,7 @@ from torchwork.files.integrity import MANIFEST, write_manifest
 from torchwork.files.weights import load_into, load_state_dict, save_state_dict
 from torchwork.models.tabular import MLP
 from torchwork.runs.folder import load_run
+from torchwork.training.callbacks import Callback
 from torchwork.training.trainer import Trainer
 
 # ----------------------------------------------------------------- the corpus
@@ -370,10 +371,26 @@ def test_non_finite_weights_are_not_checkpointed(tmp_path):
     good = path.read_bytes()
     with torch.no_grad():
         model.weight.fill_(float("inf"))
-    with pytest.raises(TrainingDiverged, match=r"the weight weight became inf.*last good checkpoint is") as caught:
+    with pytest.raises(TrainingDiverged, match=r"the weight weight became inf") as caught:
         checkpointer.save(trainer.last_fit)
     assert caught.value.quantity == "weight weight"
     assert path.read_bytes() == good
+
+
+def test_a_fit_that_diverges_keeps_its_last_good_checkpoint_and_names_it(tmp_path):
+    class Poison(Callback):
+        def on_epoch_end(self, fit, logs):
+            if fit.state.epoch == 2:
+                with torch.no_grad():
+                    fit.model.weight.fill_(float("inf"))
+
+    path = tmp_path / "c.safetensors"
+    trainer = Trainer(loss="mse", epochs=4, device="cpu", callbacks=[Poison(), Checkpointer(path, every_epochs=1)])
+    with pytest.raises(TrainingDiverged, match=r"last good checkpoint is .*c.safetensors \(after 1 epochs") as caught:
+        trainer.fit(torch.nn.Linear(2, 1), (torch.randn(8, 2), torch.randn(8, 1)))
+    assert caught.value.quantity == "weight weight"
+    state, _ = load_checkpoint(path)
+    assert state["fit"]["epoch"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
 
 
 # ------------------------------------------------------ architecture checks
