@@ -65,6 +65,7 @@ from torchwork.estimator import Classifier  # noqa: E402
 
 
 @parametrize_with_checks([Classifier(device="cpu", epochs=50)])
+@pytest.mark.slow
 def test_scikit_learn_classifier_checks(estimator, check):
     check(estimator)
 
@@ -81,6 +82,7 @@ def test_classifier_labels_probabilities_and_accuracy():
     assert clf.score(X, names) == pytest.approx(np.mean(clf.predict(X) == names)) and clf.score(X, names) > 0.95
 
 
+@pytest.mark.slow
 def test_classifier_in_cross_val_score_with_roc_auc():
     X, y = load_breast_cancer(return_X_y=True)
     scores = cross_val_score(make_pipeline(StandardScaler(), Classifier(device="cpu", epochs=100)), X, y, cv=3,
