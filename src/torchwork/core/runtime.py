@@ -112,6 +112,24 @@ def check_memory(source: str, need: int, kind: str) -> None:
         )
 
 
+TRAINING_COPIES = 4  # a parameter in training: its value, its gradient and an optimizer's two moments (Adam)
+
+
+def check_model_memory(where: str, parameters: int, bytes_per_value: int = 4) -> None:
+    """Refuse, before a model is built, one whose training would need more memory than is available.
+
+    ``parameters`` is its count of values (float32: 4 bytes each); training holds about
+    :data:`TRAINING_COPIES` of each.
+    """
+    need = parameters * bytes_per_value * TRAINING_COPIES
+    available = available_memory()
+    if available is not None and need > available:
+        raise InputError(
+            f"{where}: {parameters:,} parameters; training them needs about {human_size(need)} and this machine "
+            f"has {human_size(available)} available; use smaller layers"
+        )
+
+
 # ----------------------------------------------------------- seeds and random-number generators
 def epoch_seed(seed: int, epoch: int) -> int:
     """A 63-bit seed for ``epoch``'s permutation, well mixed from ``(seed, epoch)``."""

@@ -10,6 +10,7 @@ linear skip path started from that fit. ``ACTIVATIONS`` names the activations.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -18,6 +19,9 @@ from torch import nn
 
 from torchwork.core.checks import Registry
 from torchwork.core.errors import InputError
+from torchwork.core.runtime import check_model_memory
+
+MAX_WIDTH = 1 << 20  # units in one hidden layer: a million is already far more than a table's MLP needs
 
 
 # ----------------------------------------------------------------------------- the linear model
@@ -72,6 +76,18 @@ def embedding_size(codes: int) -> int:
     return max(1, min(32, round(1.6 * codes**0.56)))
 
 
+def check_hidden(hidden: Sequence[int], where: str) -> list[int]:
+    """The MLP's hidden sizes: at least one, each from 1 to :data:`MAX_WIDTH` (the one rule: the
+    configuration checks ``--hidden`` with it before any data is read, and the MLP when built)."""
+    sizes = [int(h) for h in hidden]
+    if not sizes:
+        raise InputError(f"{where} need at least one layer")
+    for size in sizes:
+        if not 1 <= size <= MAX_WIDTH:
+            raise InputError(f"{where} must be >= 1 and at most {MAX_WIDTH:,} units per layer, got {size}")
+    return sizes
+
+
 class MLP(nn.Module):
     """A multilayer perceptron: ``in -> hidden[0] -> ... -> out`` with an activation and dropout.
 
@@ -96,10 +112,15 @@ class MLP(nn.Module):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise InputError(f"mlp dropout must be in [0, 1), got {dropout}")
-        if any(int(h) < 1 for h in hidden):
-            raise InputError(f"mlp hidden sizes must be >= 1, got {list(hidden)}")
+        check_hidden(hidden, "mlp hidden sizes")
         make_activation = ACTIVATIONS.get(activation)
         self.n_numeric = int(in_features)
+        widths = [self.n_numeric + sum(embedding_size(int(c)) for c in categories), *map(int, hidden), out_features]
+        parameters = sum(a * b + b for a, b in itertools.pairwise(widths))
+        parameters += sum(int(c) * embedding_size(int(c)) for c in categories)
+        if skip:
+            parameters += (self.n_numeric + 1 + sum(int(c) for c in categories)) * out_features
+        check_model_memory(f"hidden sizes {','.join(map(str, hidden))}", parameters)  # before allocating
         if categories:
             self.embeddings = nn.ModuleList(
                 nn.Embedding(int(c), embedding_size(int(c)), padding_idx=0) for c in categories

@@ -159,7 +159,7 @@ class TrainConfig:
         from torchwork.data.csv import csv_options
         from torchwork.data.tables import TASKS
         from torchwork.models.registry import MODELS
-        from torchwork.models.tabular import ACTIVATIONS
+        from torchwork.models.tabular import ACTIVATIONS, check_hidden
         from torchwork.training.components import LOSSES, OPTIMIZERS, SCHEDULERS
         from torchwork.training.trainer import PRECISIONS
 
@@ -186,8 +186,7 @@ class TrainConfig:
         self.precision = choice(self.precision, PRECISIONS, self.where("precision"))  # the Trainer's rule
         if self.val + self.test >= 1.0:
             raise InputError(f"{self.where('val')} + {self.where('test')} must leave rows for training")
-        if not self.hidden:
-            raise InputError(f"{self.where('hidden')}: needs at least one layer size")
+        self.hidden = check_hidden(self.hidden, f"{self.where('hidden')}: layer sizes")  # the MLP's rule
         if not 0 <= self.seed < 2**64:  # what torch.manual_seed and NumPy's SeedSequence take
             raise InputError(f"{self.where('seed')}: expected an integer from 0 to 2**64 - 1, got {self.seed}")
         for key in ("lr", "weight_decay", "clip_grad"):  # torch computes with them in float32
