@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numbers
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
 from torchwork.core.errors import InputError, UnknownNameError
@@ -175,14 +175,6 @@ class Registry(Generic[T]):
         for alias in aliases:
             self._aliases[normalize(alias)] = normalize(name)
         return entry
-
-    def register(self, name: str, *aliases: str) -> Callable[[T], T]:
-        """Decorator form of :meth:`add`."""
-
-        def decorate(entry: T) -> T:
-            return self.add(name, entry, aliases)
-
-        return decorate
 
     def canonical(self, name: str, where: str | None = None) -> str:
         """The registered name that ``name`` (or its alias) stands for; ``where`` prefixes the error."""
