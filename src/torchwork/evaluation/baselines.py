@@ -304,7 +304,7 @@ class GradientBoostedTrees:
 
         kind = HistGradientBoostingRegressor if self.task == "regression" else HistGradientBoostingClassifier
         mask = self.categorical if any(self.categorical) else None
-        return kind(categorical_features=mask, random_state=self.seed)
+        return kind(categorical_features=mask, random_state=self.seed % 2**32)  # its range: 32 bits
 
     def _threads(self) -> Any:
         """One OpenMP thread while a small table's trees are fitted or used; OpenMP's default otherwise."""
