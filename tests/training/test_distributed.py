@@ -319,3 +319,39 @@ def test_streamed_parquet_in_two_processes_reads_shares_and_counts_every_row_onc
     assert rows == again["rows"]["val"]
     last = pd.read_csv(out / "history.csv")["val_loss"].iloc[-1]
     assert last == pytest.approx(total / rows, rel=1e-5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # a zombie has exited (init reaps it when it gets to it)
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
+def test_workers_die_with_a_launcher_killed_by_sigkill_and_free_the_run(table, tmp_path):
+    """SIGKILL of the --nproc launcher left its workers training under init, holding the run's lock
+    (resume said "in use by process ..."). Now they get SIGTERM when it dies: they stop, keep the
+    checkpoint, and release the lock."""
+    out = tmp_path / "orphans"
+    job = _start(["train", str(table), "--out", str(out), "--target", "y", "--epochs", "100000", "-q",
+                  "--device", "cpu", "--early-stopping", "0", "--batch-size", "8", "--checkpoint-every", "1",
+                  "--nproc", "2"])  # fmt: skip
+    checkpoint = Path(f"{out}.partial") / "checkpoints" / "last.safetensors"
+    workers: dict[int, int] = {}
+    try:
+        _wait_for(lambda: checkpoint.exists() or job.poll() is not None, 120, "the first checkpoint")
+        workers = _workers(job.pid)
+        assert sorted(workers) == [0, 1], (workers, job.poll())
+        os.kill(job.pid, signal.SIGKILL)
+        job.wait(timeout=30)
+        _wait_for(lambda: not any(_alive(pid) for pid in workers.values()), 60, "the workers to stop")
+    finally:
+        job.kill()
+        for pid in workers.values():  # orphans, if the test failed
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert checkpoint.exists()
+    again = run_cli("resume", str(out))  # not "in use by process ...": the lock is free, the checkpoint kept
+    assert_one_line_error(again, "trained in 2 processes", "--nproc 2")

@@ -174,6 +174,7 @@ def joined(device: str = "auto") -> Iterator[Group | None]:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not dist.is_available():
         yield current()
         return
+    die_with_launcher()
     started = not dist.is_initialized()
     if started:
         cuda = device not in ("cpu", "mps") and torch.cuda.is_available()
@@ -365,6 +366,44 @@ def without_nproc(argv: list[str]) -> list[str]:
     return out
 
 
+LAUNCHER = "TORCHWORK_LAUNCHER_PID"  # set by launch() for its workers: the process they die with
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_launcher(poll: float = 1.0) -> bool:
+    """In a worker that ``--nproc`` started: get SIGTERM when the launcher dies, even by SIGKILL.
+
+    Without this, a launcher killed by SIGKILL (which it cannot pass on) left its workers
+    training at full CPU under init, holding the run's lock. SIGTERM lets them stop as on an
+    interrupt (a checkpoint kept for ``resume``). Linux: ``PR_SET_PDEATHSIG``; elsewhere a
+    thread that watches the parent. Whether this process follows a launcher.
+    """
+    value = os.environ.get(LAUNCHER, "")
+    if not value.isdigit():
+        return False
+    launcher = int(value)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            armed = ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+        if armed:
+            if os.getppid() != launcher:  # it died before the signal was armed
+                os.kill(os.getpid(), signal.SIGTERM)
+            return True
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == launcher:
+            threading.Event().wait(poll)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="torchwork-launcher-watch", daemon=True).start()
+    return True
+
+
 def launch(n: int, argv: list[str]) -> int:
     """Run ``torchwork ARGV`` in ``n`` processes (gloo on CPU, NCCL on CUDA); the job's exit code."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -377,6 +416,7 @@ def launch(n: int, argv: list[str]) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
     for name in ("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher"):
         logging.getLogger(name).setLevel(logging.CRITICAL)  # the workers say what went wrong
+    os.environ[LAUNCHER] = str(os.getpid())  # the workers die with this process (die_with_launcher)
     args = parse_args(["--standalone", f"--nproc-per-node={n}", "--max-restarts=0", "-m", "torchwork", *argv])
     try:  # SIGINT/SIGTERM here: the agent passes it on to every worker; they checkpoint and stop
         run(args)  # torchrun's main, less the decorator that prints a failed worker's report
