@@ -215,7 +215,8 @@ def test_the_page_is_self_contained():
         assert "<link" not in page and "@import" not in page and "url(" not in page
         sources = re.findall(r'<img [^>]*src="([^"]*)"', page)
         assert len(sources) == 2 and all(s.startswith("data:image/png;base64,") for s in sources)
-        assert "width=840 height=585" in page  # the plot's size, so the page lays out before it decodes
+        size = f"width={round(plots.FIGSIZE[0] * plots.DPI)} height={round(plots.FIGSIZE[1] * plots.DPI)}"
+        assert size in page  # the plot's size, so the page lays out before it decodes
 
 
 def test_classification_report_shows_its_numbers():

@@ -167,3 +167,21 @@ def test_a_run_whose_start_was_best_says_so_not_epoch_0(tmp_path):
     page = (out / "report.html").read_text()
     assert "<b>the start (no epoch improved on it)</b><span>best epoch</span>" in page, page[:3000]
     assert "<b>0</b><span>best epoch</span>" not in page
+
+
+def test_the_classification_loss_plot_is_on_a_log_axis_as_regressions_is(classifier, tmp_path, monkeypatch):
+    """Item 28: a log loss flat near 0 after a few epochs reads on a log axis; the plot's y axis is log."""
+    from torchwork.report import plots
+
+    scales = []
+    draw = plots.plot_loss_curves
+
+    def spy(*args, **kwargs):
+        scales.append(kwargs.get("log_scale"))
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_loss_curves", spy)
+    data, _ = classifier
+    result = cli("train", str(data), "--target", "y", "--epochs", "3", "-q", "--out", str(tmp_path / "again"))
+    assert result.returncode == 0, result.stderr
+    assert scales == [True]

@@ -56,6 +56,22 @@ def json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+# Tokens a line must not split: numbers in scientific notation (6.923e-07), negative numbers, dates
+# and times (2026-11-28T04:33:04+00:00). A browser breaks after a hyphen, and in a squeezed
+# table cell or a card (overflow-wrap) anywhere.
+_WHOLE = re.compile(
+    r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:[+-]\d{2}:\d{2}|Z)?)?"
+    r"|(?<![\w.])[-−]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)%?"
+    r"|(?<![\w.])[-−]\d[\d,]*(?:\.\d+)?%?"
+)
+
+
+def whole(escaped: str) -> str:
+    """Escaped text (or HTML without digits in its tags) with each number or date that a line
+    could split kept on one line (``<span class=nw>``)."""
+    return _WHOLE.sub(lambda m: f"<span class=nw>{m.group(0)}</span>", escaped)
+
+
 def breakable(text: str) -> str:
     """Escaped text that may wrap after each / \\ : . _ not followed by a digit (long paths and dotted names)."""
     return re.sub(r"([/\\:._])(?=[^\s\d])", r"\1<wbr>", html.escape(text))
@@ -390,6 +406,7 @@ table{border-collapse:collapse;background:#fff;font-variant-numeric:tabular-nums
 th,td{border:1px solid #dde1e7;padding:5px 10px;text-align:right;vertical-align:top}
 thead th{background:#eef1f6}
 th.l,td.l{text-align:left}
+td:not(.l):not(.v):not(.wrap){white-space:nowrap}.nw{white-space:nowrap}
 tr.group th{background:#f6f7f9;font-weight:600;padding-top:7px}
 tr.group span{color:#5b6475;font-weight:400;font-size:13px;margin-left:6px}
 tbody th[scope=row]{font-weight:600;background:#fafbfc}
@@ -465,7 +482,8 @@ def render_report(
     if info.get("seconds") is not None:
         cards.append((f"time on {info.get('device', '?')}", f"{info['seconds']:.1f} s"))
     cards_html = "".join(
-        f"<div class='card{' wide' if k == 'model' else ''}'><b>{breakable(v)}</b><span>{format_value(k)}</span></div>"
+        f"<div class='card{' wide' if k == 'model' else ''}'><b>{whole(breakable(v))}</b>"
+        f"<span>{format_value(k)}</span></div>"
         for k, v in cards
     )
 
@@ -473,7 +491,7 @@ def render_report(
     source = f" of <code>{breakable(str(data['source']))}</code>" if data.get("source") else ""
     dropped = dropped_rows(data.get("dropped"))
     dropped_note = f" ({_count(dropped, 'row')} with missing values dropped)" if dropped else ""
-    finished = f" Finished {format_value(info['finished'])}." if info.get("finished") else ""
+    finished = f" Finished {whole(format_value(info['finished']))}." if info.get("finished") else ""
     if classification:
         shown = f" ({format_value(', '.join(classes))})" if 0 < len(classes) <= 8 else ""
         what = f"Classifying <code>{format_value(target)}</code> into {len(classes)} classes{shown}"
@@ -483,7 +501,9 @@ def render_report(
 
     all_notes = list(dict.fromkeys([*as_list(info.get("notes")), *as_list(notes)]))
     notes_html = (
-        "<ul class=notes>" + "".join(f"<li>{breakable(n)}</li>" for n in all_notes) + "</ul>" if all_notes else ""
+        "<ul class=notes>" + "".join(f"<li>{whole(breakable(n))}</li>" for n in all_notes) + "</ul>"
+        if all_notes
+        else ""
     )
 
     if classification:
@@ -528,7 +548,7 @@ def render_report(
 <title>{format_value(title)}</title><style>{_CSS}</style></head><body><main>
 <h1>{format_value(title)}</h1>
 <p class=sub>{lead}</p>
-<div class="verdict {css}">{format_value(text)}</div>
+<div class="verdict {css}">{whole(format_value(text))}</div>
 {notes_html}
 <div class=cards>{cards_html}</div>
 <h2>Metrics</h2>
