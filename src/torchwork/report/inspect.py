@@ -147,7 +147,8 @@ def format_run_summary(summary: dict[str, Any]) -> str:
         f"sha256 {info['data']['sha256'][:16]}...)",
         "split:      " + ", ".join(f"{k} {v}" for k, v in info["split"].items()),
         f"trained:    {info['epochs_run']} epochs on {info['device']}"
-        + (f", best epoch: {best_epoch_text(info['best_epoch'])}" if info.get("best_epoch") is not None else "")
+        + (f", best epoch {info['best_epoch']}" if info.get("best_epoch") else "")
+        + (f", best: {best_epoch_text(0)}" if info.get("best_epoch") == 0 else "")
         + (" (stopped early)" if info.get("stopped_early") else ""),
         "versions:   " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
     ]
