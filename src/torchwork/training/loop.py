@@ -21,7 +21,6 @@ from torch import nn
 
 from torchwork.core.errors import InputError, TorchworkError, TrainingDiverged, TrainingInterrupted, one_line
 from torchwork.core.runtime import rng_state, set_rng_state
-from torchwork.training.callbacks import Signals, step_interval
 
 # ---------------------------------------------------------------------------------- the history
 COLUMNS = ("epoch", "train_loss", "val_loss", "lr", "seconds")
@@ -212,7 +211,8 @@ class Fit:
     def __init__(
         self, *, model: nn.Module, optimizer: torch.optim.Optimizer, schedule: Any, device: torch.device,
         dtype: torch.dtype, epochs: int, log_every: int, batches: Any, val: Any, callbacks: list[Any],
-        seed: int, engine: str, note: Callable[[str], None], group: Any = None,
+        seed: int, engine: str, note: Callable[[str], None], signals: Any, step_callbacks: list[Any],
+        step_interval: int | None, group: Any = None,
     ) -> None:  # fmt: skip
         self.model, self.optimizer, self.schedule = model, optimizer, schedule
         self.device, self.dtype, self.epochs, self.log_every = device, dtype, epochs, log_every
@@ -228,7 +228,7 @@ class Fit:
         # The process group (:class:`~torchwork.training.distributed.Group`) of a fit in several
         # processes, else None: checkpoints then hold every rank's generator state.
         self.group = group
-        self.signals = Signals()
+        self.signals = signals  # training.callbacks.Signals: the signal that arrived, if any
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         # What the Trainer wires in (dropped by :meth:`release` when the fit ends): the training
         # step, the testing loop, and the testing loop on a one-batch validation set as a
@@ -236,7 +236,9 @@ class Fit:
         self.step: Callable[[Any], torch.Tensor] = _unset
         self.testing_loop: Callable[[Any], torch.Tensor] = _unset
         self.testing_step: Callable[[], torch.Tensor] | None = None
-        self.step_callbacks, self.step_interval = step_interval(callbacks)
+        # The callbacks that override on_step_end, and how many steps may run between two calls
+        # (training.callbacks.step_interval: the callbacks know, this module does not import them).
+        self.step_callbacks, self.step_interval = step_callbacks, step_interval
         # Losses of completed epochs not yet checked for NaN/inf: (epoch, batch losses, val loss).
         self.pending: list[tuple[int, torch.Tensor, torch.Tensor | None]] = []
 

@@ -49,7 +49,7 @@ from torchwork.training.batching import (
     to_device,
     train_batches,
 )
-from torchwork.training.callbacks import Callback, catch_signals
+from torchwork.training.callbacks import Callback, Signals, catch_signals, step_interval
 from torchwork.training.components import (
     LOSSES,
     OPTIMIZERS,
@@ -262,10 +262,12 @@ class Trainer:
             schedule = build_scheduler(self.scheduler, optimizer, self.epochs, batches.n_batches,
                                        **self.scheduler_options)  # fmt: skip
         callbacks = sorted(self.callbacks, key=lambda cb: cb.order)
+        step_callbacks, interval = step_interval(callbacks)
         fit = Fit(
             model=model, optimizer=optimizer, schedule=schedule, device=device, dtype=dtype, epochs=self.epochs,
             log_every=self.log_every, batches=batches, val=val_data, callbacks=callbacks, seed=seed,
-            engine=engine.name, note=lambda text: log.warning("torchwork: note: %s", text), group=group,
+            engine=engine.name, note=lambda text: log.warning("torchwork: note: %s", text), signals=Signals(),
+            step_callbacks=step_callbacks, step_interval=interval, group=group,
         )  # fmt: skip
         if note:
             fit.note(note)
