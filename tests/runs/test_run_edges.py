@@ -185,3 +185,22 @@ def test_the_classification_loss_plot_is_on_a_log_axis_as_regressions_is(classif
     result = cli("train", str(data), "--target", "y", "--epochs", "3", "-q", "--out", str(tmp_path / "again"))
     assert result.returncode == 0, result.stderr
     assert scales == [True]
+
+
+def test_a_forged_run_json_without_a_proper_data_record_gives_no_training_note(tmp_path):
+    """``Run.trained_on`` reads run.json's ``data`` and ``split``: values of the wrong type (a
+    forged file, found by the fuzzer) mean nothing to say, never a traceback."""
+    import pandas as pd
+
+    import torchwork
+
+    frame = pd.DataFrame({"a": range(40), "y": [2.0 * i for i in range(40)]})
+    run = torchwork.train(frame, target="y", epochs=2, verbose=False)
+    for forged in ({"data": [1, 2]}, {"data": {"sha256": 5}}, {"data": {"sha256": run.info["data"]["sha256"]},
+                   "split": [":", 3]}):  # fmt: skip
+        run.info = forged
+        note = run.trained_on(frame)
+        if "split" in forged:  # the hash matches: the note is written, with no row counts to name
+            assert note is not None and "trained" in note
+        else:
+            assert note is None

@@ -352,6 +352,7 @@ def test_workers_die_with_a_launcher_killed_by_sigkill_and_free_the_run(table, t
         for pid in workers.values():  # orphans, if the test failed
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+        job.communicate(timeout=60)  # the pipes closed (the workers held them open until now)
     assert checkpoint.exists()
     again = run_cli("resume", str(out))  # not "in use by process ...": the lock is free, the checkpoint kept
     assert_one_line_error(again, "trained in 2 processes", "--nproc 2")

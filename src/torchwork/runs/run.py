@@ -42,6 +42,11 @@ from torchwork.training.loop import History
 
 
 # ----------------------------------------------------------------------- a trained model to use
+def _row_count(value: Any) -> int:
+    """A split's row count as run.json holds it; anything else (a forged file) counts as none."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
@@ -277,9 +282,10 @@ class Run:
     def trained_on(self, data: Any) -> str | None:
         """A sentence when ``data`` is the data this run was trained on (the SHA-256 ``run.json`` keeps):
         its metrics then score rows the model was fitted to, and only the test split was held out."""
-        known = (self.info.get("data") or {}).get("sha256")
-        if not known:
-            return None
+        data_info = self.info.get("data") if isinstance(self.info, dict) else None
+        known = data_info.get("sha256") if isinstance(data_info, dict) else None
+        if not isinstance(known, str) or not known:
+            return None  # a run.json without the hash (or a forged one): nothing to say
         if isinstance(data, str | os.PathLike):
             if not Path(data).is_file() or sha256_file(data) != known:
                 return None
@@ -291,8 +297,9 @@ class Run:
             name = "these rows"
         else:
             return None
-        split = self.info.get("split") or {}
-        train, val, test = (int(split.get(p, 0) or 0) for p in ("train", "val", "test"))
+        split = self.info.get("split")
+        split = split if isinstance(split, dict) else {}
+        train, val, test = (_row_count(split.get(p)) for p in ("train", "val", "test"))
         text = f"{name} is the data this run was trained on (same SHA-256): {_count(train, 'row')} of it"
         text += " trained the model"
         if val:
