@@ -280,7 +280,7 @@ class GradientBoostedTrees:
     """scikit-learn's ``HistGradientBoostingRegressor``/``Classifier`` at its defaults, the baseline a
     practitioner reaches for on a table: categorical columns split natively (``categorical_features``),
     early stopping as scikit-learn decides (``"auto"``: on above 10,000 rows, on 10 % of the training
-    rows), seeded. One regressor per target column. Its threads are OpenMP's: left as they are.
+    rows), seeded. One regressor per target column.
 
     Threads: scikit-learn's OpenMP runtime is not torch's, and on a busy machine the two pools'
     spinning threads fight: a 300-row fit measured 0.16 s on one thread and 11 to 34 s on the
