@@ -19,7 +19,6 @@ other column stays text, so it is written back as it was. :func:`csv_batches` do
 from __future__ import annotations
 
 import ast
-import contextlib
 import csv as pycsv
 import io
 import math
@@ -491,9 +490,9 @@ def write_parquet(
     data: str | os.PathLike[str], writer: Any, *, encoding: str | None = None, delimiter: str | None = None,
     decimal: str | None = None,
 ) -> int:  # fmt: skip
-    """Append a CSV file's rows to ``writer`` (a :class:`~torchwork.files.atomic.TableWriter`) block by
-    block (``torchwork convert``); the rows written. If a block fails, the Parquet writer is closed
-    before the error goes on (left to the garbage collector, it would write to the closed file)."""
+    """Append a CSV file's rows to ``writer`` (anything with ``write(table)``, such as
+    :class:`~torchwork.files.atomic.TableWriter`, which closes its file if this fails) block by
+    block (``torchwork convert``); the rows written."""
     import pyarrow as pa
 
     rows = 0
@@ -502,12 +501,6 @@ def write_parquet(
         for batch in batches:
             writer.write(pa.Table.from_batches([batch]))
             rows += batch.num_rows
-    except BaseException:
-        parquet = getattr(writer, "writer", None)
-        if parquet is not None:
-            with contextlib.suppress(Exception):
-                parquet.close()
-        raise
     finally:
         batches.close()
     return rows

@@ -23,6 +23,7 @@ a time), never over a user's file by accident (:func:`check_output`).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import ctypes
 import ctypes.util
@@ -340,7 +341,14 @@ class TableWriter:
 
         def write(f: IO[bytes]) -> None:
             writer = cls(f, suffix)
-            fill(writer)
+            try:
+                fill(writer)
+            except BaseException:
+                # The Parquet writer is closed before the error goes on (left to the garbage
+                # collector, it would write its footer to a closed file); the temporary file goes.
+                with contextlib.suppress(Exception):
+                    writer.close()
+                raise
             writer.close()
 
         return atomic_write(out, write, keep_mode=True)
