@@ -24,7 +24,7 @@ from typing import Any
 import click
 
 from torchwork.core import __version__
-from torchwork.core.errors import one_line
+from torchwork.core.errors import counted, one_line
 from torchwork.runs.config import default_of, help_of, option_fields
 
 # ---------------------------------------------------------------------------- the command group
@@ -364,7 +364,7 @@ def evaluate(
             m = result[name]
             click.echo(f"{name:<15} {m['mae']:>12.6g} {m['mse']:>12.6g} {m['rmse']:>12.6g} {m['r2']:>12.6g}")
     for column, n in result.get("unknown", {}).items():
-        click.echo(f"note: {n} row{'' if n == 1 else 's'} with a value of {column!r} never seen in training", err=True)
+        click.echo(f"note: {counted(n, 'row')} with a value of {column!r} never seen in training", err=True)
     for note in result.get("notes", []):  # e.g. the rows are the ones the run was trained on
         click.echo(f"note: {note}", err=True)
 

@@ -122,3 +122,8 @@ def one_line(message: object, limit: int | None = 200, *, first_line: bool = Tru
     if limit is not None and len(text) > limit:
         text = text[: limit - 3] + "..."
     return text
+
+
+def counted(n: int, noun: str) -> str:
+    """``"1 row"``, ``"3 rows"``: a count and its noun, as a message says it."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")

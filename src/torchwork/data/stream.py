@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from torchwork.core.errors import InputError
+from torchwork.core.errors import InputError, one_line
 from torchwork.core.runtime import epoch_seed
 from torchwork.data.readers import npy_memory
 
@@ -100,7 +100,7 @@ class Source:
             with pq.ParquetFile(path) as f:
                 meta, names = f.metadata, f.schema_arrow.names
         except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{path}: not a readable Parquet file ({' '.join(str(exc).split())[:200]})") from None
+            raise InputError(f"{path}: not a readable Parquet file ({one_line(exc, 200, first_line=False)})") from None
         dups = sorted({n for n in names if names.count(n) > 1})
         if dups:
             raise InputError(f"{path}: duplicated column {', '.join(map(repr, dups))}")
@@ -127,7 +127,7 @@ class Source:
         try:
             return np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as exc:
-            raise InputError(f"{path}: not a readable NumPy array ({' '.join(str(exc).split())[:200]})") from None
+            raise InputError(f"{path}: not a readable NumPy array ({one_line(exc, 200, first_line=False)})") from None
 
     def read(self, unit: Unit, columns: list[str] | None = None) -> pd.DataFrame:
         """The unit's rows (only ``columns``, if given) as a DataFrame."""

@@ -8,6 +8,8 @@ import numpy as np
 
 from torchwork.core.errors import InputError
 
+TREES = "gradient_boosted_trees"  # the gradient-boosted trees baseline's key in metrics.json and run.json
+
 
 def as_2d(a: Any) -> np.ndarray:
     if hasattr(a, "detach"):

@@ -29,7 +29,7 @@ import torch
 from safetensors.numpy import save as safetensors_numpy_save
 from safetensors.torch import save as safetensors_save
 
-from torchwork.core.errors import IntegrityError, TrainingDiverged
+from torchwork.core.errors import IntegrityError, TrainingDiverged, one_line
 from torchwork.files.atomic import atomic_write, ensure_dir
 from torchwork.files.weights import load_weights
 from torchwork.training.callbacks import Callback
@@ -194,7 +194,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[
             state["history"] = _history_rows(state["history"])
         _check_tree(state, extra)
     except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
-        raise IntegrityError(f"{path}: not a torchwork checkpoint ({' '.join(str(exc).split())[:200]})") from None
+        raise IntegrityError(f"{path}: not a torchwork checkpoint ({one_line(exc, 200, first_line=False)})") from None
     return state, extra
 
 

@@ -224,7 +224,7 @@ def load_weights_bytes(raw: bytes, source: str, *, safetensors_only: bool = Fals
 
 def _torch_reason(exc: BaseException) -> str:
     """The part of torch's message that says what was wrong (its advice about weights_only, dropped)."""
-    text = " ".join(str(exc).split())
+    text = one_line(exc, None, first_line=False)
     operand = re.search(r"Unsupported operand (\d+)", text)
     if operand is not None:  # an opcode byte, in decimal: name it
         op = next((o for o in pickletools.opcodes if o.code == chr(int(operand[1]))), None)

@@ -18,6 +18,9 @@ import struct
 from collections.abc import Sequence
 from typing import Any
 
+from torchwork.core.errors import counted
+from torchwork.evaluation.metrics import TREES
+
 
 # --------------------------------------------------------------------- numbers, text and tables
 def format_value(value: Any) -> str:
@@ -104,10 +107,6 @@ def html_table(body: str, css: str = "") -> str:
     return f"<div class=scroll><table{cls}>{body}</table></div>"
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
 def dropped_rows(dropped: Any) -> int:
     """The rows left out, from ``run.json``'s ``dropped``: a count, or counts by reason (summed)."""
     if isinstance(dropped, dict):
@@ -181,7 +180,7 @@ def _classification_verdict(metrics: dict[str, Any]) -> tuple[str, str]:
     return text, css
 
 
-TREES, TREES_NAME = "gradient_boosted_trees", "gradient-boosted trees"
+TREES_NAME = "gradient-boosted trees"
 
 
 def _trees_sentence(metrics: dict[str, Any], part: str) -> str:
@@ -490,7 +489,7 @@ def render_report(
     target = ", ".join(targets)
     source = f" of <code>{breakable(str(data['source']))}</code>" if data.get("source") else ""
     dropped = dropped_rows(data.get("dropped"))
-    dropped_note = f" ({_count(dropped, 'row')} with missing values dropped)" if dropped else ""
+    dropped_note = f" ({counted(dropped, 'row')} with missing values dropped)" if dropped else ""
     finished = f" Finished {whole(format_value(info['finished']))}." if info.get("finished") else ""
     if classification:
         shown = f" ({format_value(', '.join(classes))})" if 0 < len(classes) <= 8 else ""

@@ -39,8 +39,9 @@ import numpy as np
 import torch
 
 from torchwork.core import __version__
-from torchwork.core.errors import BusyError, InputError, IntegrityError, OutputError
+from torchwork.core.errors import BusyError, InputError, IntegrityError, OutputError, one_line
 from torchwork.data.preprocess import Preprocessor
+from torchwork.evaluation.metrics import TREES
 from torchwork.files.atomic import (
     OWNER,
     Lock,
@@ -104,7 +105,7 @@ def _plots(run: Run, prepared: Prepared, notes: list[str] | None = None) -> dict
         try:
             out[caption] = make()
         except Exception as exc:  # matplotlib on text or numbers it cannot lay out: say so, keep the run
-            why = " ".join(str(exc).split())[:160] or type(exc).__name__
+            why = one_line(exc, 160, first_line=False)
             if notes is not None:
                 notes.append(f"the plot {caption!r} was left out: matplotlib failed ({type(exc).__name__}: {why})")
 
@@ -307,7 +308,7 @@ def load_run(
         _check_classes(pre)
         baselines = Baselines.from_json(pre, meta["baselines"])
     except (ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError) as exc:
-        raise InputError(f"{path}: not a torchwork run folder ({' '.join(str(exc).split())})") from None
+        raise InputError(f"{path}: not a torchwork run folder ({one_line(exc, None, first_line=False)})") from None
     weights = load_weights_bytes(docs["model.safetensors"], str(path / "model.safetensors"), safetensors_only=True)
     built = _build(spec, weights.tensors, str(path / "model.safetensors"), trust_model_code, model)
     return Run(built, pre, baselines, config, history, metrics, info, meta, path)
@@ -458,7 +459,7 @@ def as_run(
         trees = fit_trees(config, prepared) if group is None or group.main else None
         metrics = evaluate(fitted.model, fitted.baselines, prepared, trees)
     if trees is not None:
-        info["gradient_boosted_trees"] = trees.record()
+        info[TREES] = trees.record()
         if trees.skipped:
             info["notes"] = [*info["notes"], trees.skipped]
     meta = {

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from torchwork.core.errors import InputError
+from torchwork.core.errors import InputError, one_line
 from torchwork.data.preprocess import Preprocessor
 from torchwork.evaluation.baselines import (
     MAX_TREE_CATEGORIES,
@@ -39,7 +39,7 @@ from torchwork.evaluation.baselines import (
     MajorityClass,
     sklearn_missing,
 )
-from torchwork.evaluation.metrics import classification_metrics, regression_metrics
+from torchwork.evaluation.metrics import TREES, classification_metrics, regression_metrics
 from torchwork.files.weights import check_compatible
 from torchwork.models.registry import build_model, importable, model_from, model_spec
 from torchwork.runs.config import TrainConfig
@@ -139,7 +139,6 @@ def fit_baselines(prepared: Prepared) -> Baselines:
 
 
 # ----------------------------------------------------------------------- gradient-boosted trees
-TREES = "gradient_boosted_trees"
 
 
 def tree_inputs(pre: Preprocessor, X: np.ndarray) -> tuple[np.ndarray, list[bool]]:
@@ -262,7 +261,8 @@ def _try_inputs(model: nn.Module, prepared: Prepared) -> None:
     except Exception as exc:
         pre = prepared.pre
         raise InputError(
-            f"your model could not take the inputs ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); it gets "
+            f"your model could not take the inputs ({type(exc).__name__}: {one_line(exc, 200, first_line=False)}); "
+            "it gets "
             f"float32 rows of {X.shape[1]} values: {pre.n_numeric} numeric (standardized, with missing indicators)"
             + (f", then {X.shape[1] - pre.n_numeric} one-hot category columns" if pre.encoding == "onehot" else "")
             + f"; outputs must be (n, {pre.n_outputs})"

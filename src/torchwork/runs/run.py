@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from torchwork.core.errors import InputError, TorchworkError
+from torchwork.core.errors import InputError, TorchworkError, counted
 from torchwork.data.preprocess import NumericEncoder, Preprocessor
 from torchwork.data.readers import read_table
 from torchwork.data.tables import Rows, Table, check_schema, rows_to_use
@@ -45,10 +45,6 @@ from torchwork.training.loop import History
 def _row_count(value: Any) -> int:
     """A split's row count as run.json holds it; anything else (a forged file) counts as none."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 @dataclass
@@ -89,8 +85,8 @@ class Counts:
 
 
 def _notes(filled: dict[str, int], unknown: dict[str, int]) -> list[str]:
-    lines = [f"{_count(n, 'missing value')} of {c!r} filled in as in training" for c, n in filled.items()]
-    lines += [f"{_count(n, 'row')} with a value of {c!r} never seen in training (treated as unknown)"
+    lines = [f"{counted(n, 'missing value')} of {c!r} filled in as in training" for c, n in filled.items()]
+    lines += [f"{counted(n, 'row')} with a value of {c!r} never seen in training (treated as unknown)"
               for c, n in unknown.items()]  # fmt: skip
     return lines
 
@@ -300,12 +296,12 @@ class Run:
         split = self.info.get("split")
         split = split if isinstance(split, dict) else {}
         train, val, test = (_row_count(split.get(p)) for p in ("train", "val", "test"))
-        text = f"{name} is the data this run was trained on (same SHA-256): {_count(train, 'row')} of it"
+        text = f"{name} is the data this run was trained on (same SHA-256): {counted(train, 'row')} of it"
         text += " trained the model"
         if val:
             text += f" and {val} chose its epoch"
         if test:
-            return text + (f"; these metrics are not a test score: only its {_count(test, 'test row')} were held out "
+            return text + (f"; these metrics are not a test score: only its {counted(test, 'test row')} were held out "
                            "(their metrics are the run's test split in metrics.json)")  # fmt: skip
         return text + "; these metrics are not a test score: the run held no rows out (--test 0)"
 

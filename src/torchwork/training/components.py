@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from torchwork.core.checks import Registry
-from torchwork.core.errors import InputError
+from torchwork.core.errors import InputError, one_line
 
 
 # --------------------------------------------------------------------------------------- losses
@@ -141,7 +141,7 @@ def build_optimizer(
     try:
         return cls(params, lr=lr, **options)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"optimizer {OPTIMIZERS.canonical(spec)!r}: {' '.join(str(exc).split())}") from None
+        raise InputError(f"optimizer {OPTIMIZERS.canonical(spec)!r}: {one_line(exc, None, first_line=False)}") from None
 
 
 def device_options(spec: Any, options: dict[str, Any], device: torch.device, graphs: bool) -> dict[str, Any]:
@@ -258,5 +258,5 @@ def build_scheduler(
     try:
         scheduler = entry.build(optimizer, epochs, steps_per_epoch, **options)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"scheduler {SCHEDULERS.canonical(spec)!r}: {' '.join(str(exc).split())}") from None
+        raise InputError(f"scheduler {SCHEDULERS.canonical(spec)!r}: {one_line(exc, None, first_line=False)}") from None
     return Schedule(scheduler, entry.interval, entry.monitors_loss)
