@@ -373,6 +373,43 @@ def test_a_fit_leaves_the_callers_random_generators_as_they_were():
     assert torch.equal(torch.random.get_rng_state(), before[2])
 
 
+class ThreadsSeen(Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_end(self, fit, logs):
+        self.seen.append((torch.get_num_threads(), fit.threads))
+
+
+@pytest.mark.parametrize(
+    ("rows", "width", "threads", "expected"),
+    [(64, 16, None, 1), (4096, 2048, None, 2), (64, 16, 2, 2)],
+    ids=["small work: one thread", "large work: the caller's threads", "threads given"],
+)
+def test_training_threads_are_sized_to_the_work_and_the_callers_count_is_restored(rows, width, threads, expected):
+    X, y = regression_data(rows)
+    model = MLP(3, hidden=(width, width))  # 4096 rows x ~4.2M parameters: over two threads' worth
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        seen = ThreadsSeen()
+        Trainer(loss="mse", optimizer="adam", epochs=1, batch_size=rows, seed=0, device="cpu", threads=threads,
+                callbacks=[seen]).fit(model, (X, y))  # fmt: skip
+        assert seen.seen == [(expected, expected)]
+        assert torch.get_num_threads() == 2  # as the caller had it
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_threads_for_gives_one_thread_per_share_of_work_within_the_limit():
+    from torchwork.core.runtime import WORK_PER_THREAD, threads_for
+
+    assert threads_for(64 * 5000, 16) == 1
+    assert threads_for(3 * WORK_PER_THREAD, 16) == 3
+    assert threads_for(100 * WORK_PER_THREAD, 4) == 4
+    assert threads_for(0, 4) == 1
+
+
 class Counter(Callback):
     stateful = True
 

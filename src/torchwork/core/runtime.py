@@ -130,6 +130,20 @@ def check_model_memory(where: str, parameters: int, bytes_per_value: int = 4) ->
         )
 
 
+# ---------------------------------------------------------------------------------- CPU threads
+# Multiply-adds of one training step (rows in a batch x the model's parameters) per intra-op
+# thread. Below it, splitting a step over threads costs more in start-up and barriers than it
+# saves, and on a machine where anything else runs, threads that wait for each other make a
+# small step 10 to 25 times slower (benchmarks/speed's load case measures it).
+WORK_PER_THREAD = 1 << 27
+
+
+def threads_for(work: int, limit: int) -> int:
+    """The intra-op threads for a training step of ``work`` multiply-adds: one for small steps,
+    one more per :data:`WORK_PER_THREAD`, at most ``limit`` (the threads torch would use)."""
+    return max(1, min(limit, work // WORK_PER_THREAD))
+
+
 # ----------------------------------------------------------- seeds and random-number generators
 def epoch_seed(seed: int, epoch: int) -> int:
     """A 63-bit seed for ``epoch``'s permutation, well mixed from ``(seed, epoch)``."""

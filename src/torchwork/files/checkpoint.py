@@ -243,6 +243,8 @@ def _check_tree(state: Any, extra: Any) -> None:
             raise ValueError(f"its {key} is {extra[key]!r:.40}, not what a run writes there")
     if isinstance(extra.get("data"), dict) and not isinstance(extra["data"].get("sha256"), str):
         raise ValueError("its data has no SHA-256")
+    if extra.get("threads") is not None and (type(extra["threads"]) is not int or extra["threads"] < 1):
+        raise ValueError(f"its threads is {extra['threads']!r:.40}, not a count")
     if "processes" in extra and (type(extra["processes"]) is not int or extra["processes"] < 1):
         raise ValueError(f"its processes is {extra['processes']!r:.40}, not a count")
 
@@ -315,7 +317,7 @@ class Checkpointer(Callback):
         if self.final:  # after early stopping restored the best weights (it runs first)
             self.wait()
             fit.check_finite(running=True)
-            finished = {"finished": True, "device": str(fit.device), "notes": list(fit.notes)}
+            finished = {"finished": True, "device": str(fit.device), "threads": fit.threads, "notes": list(fit.notes)}
             state = fit.state_dict()
             if _writes(fit):
                 ensure_dir(self.path.parent)

@@ -98,6 +98,9 @@ class TrainConfig:
     )
     seed: int = _opt(0, "int", "Seed for the split, the initial weights, shuffling and dropout.")
     device: str = _opt("auto", "str", "auto (cuda, then mps, then cpu), cpu, cuda or cuda:N.")
+    threads: int | None = _opt(
+        None, "count?", "CPU threads for training.", default_help="sized to the work: 1 for small batches and models"
+    )
     precision: str = _opt("32", "str", "32 or bf16-mixed.")
     compile: bool = _opt(False, "bool", "Compile the model with torch.compile.")
     # outputs

@@ -443,6 +443,7 @@ def as_run(
         "data": data_info,
         "split": {p: prepared.rows_in(p) for p in PARTS},
         "device": fitted.device,
+        "threads": fitted.threads,
         "processes": processes,
         "epochs_run": fitted.epochs_run,
         "stopped_early": fitted.stopped_early,

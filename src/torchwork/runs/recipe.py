@@ -342,7 +342,7 @@ def trainer_for(
         optimizer_options=options, epochs=config.epochs, batch_size=batch_size, shuffle=config.shuffle,
         seed=config.seed, device=config.device, scheduler=config.scheduler, scheduler_options=config.scheduler_args,
         clip_grad=config.clip_grad, callbacks=[*stopping, *callbacks], precision=config.precision,
-        compile=config.compile, handle_signals=handle_signals,
+        compile=config.compile, handle_signals=handle_signals, threads=config.threads,
     )  # fmt: skip
 
 
@@ -360,6 +360,7 @@ class Fitted:
     device: str
     seconds: float
     notes: list[str] = field(default_factory=list)
+    threads: int | None = None  # torch's CPU threads during training (None: an accelerator)
 
 
 def fit(
@@ -404,7 +405,7 @@ def fit(
         model=model.cpu().eval(), spec=spec, baselines=baselines, history=history, epochs_run=last.state.epoch,
         best_epoch=history.best_epoch,
         stopped_early=bool(last.state.stop and last.state.epoch < config.epochs),
-        device=str(last.device), seconds=seconds, notes=list(prepared.notes) + list(last.notes),
+        device=str(last.device), seconds=seconds, notes=list(prepared.notes) + list(last.notes), threads=last.threads,
     )  # fmt: skip
 
 
@@ -428,6 +429,7 @@ def restore(
         best_epoch=history.best_epoch,
         stopped_early=bool(fit_state["stop"] and fit_state["epoch"] < config.epochs), device=extra.get("device", "cpu"),
         seconds=sum(history["seconds"]), notes=list(prepared.notes) + list(extra.get("notes", [])),
+        threads=extra.get("threads"),
     )  # fmt: skip
 
 

@@ -229,6 +229,7 @@ class Fit:
         # processes, else None: checkpoints then hold every rank's generator state.
         self.group = group
         self.signals = signals  # training.callbacks.Signals: the signal that arrived, if any
+        self.threads: int | None = None  # torch's intra-op CPU threads during the fit (None: an accelerator)
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         # What the Trainer wires in (dropped by :meth:`release` when the fit ends): the training
         # step, the testing loop, and the testing loop on a one-batch validation set as a
