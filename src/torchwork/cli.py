@@ -213,7 +213,12 @@ def print_summary(run: Any) -> None:
     part = next(p for p in ("test", "val", "train") if p in m)
     t = m[part]
     click.echo(f"run:     {run.path}")
-    click.echo(f"epochs:  {run.info['epochs_run']}" + (" (stopped early)" if run.info["stopped_early"] else ""))
+    stopped = " (stopped early)" if run.info["stopped_early"] else ""
+    if run.info.get("best_epoch") == 0:  # the start was best: say so, not "stopped early" alone
+        from torchwork.runs.recipe import kept_the_start
+
+        stopped = f" ({kept_the_start(run.task, bool(run.config.get('warm_start')))})"
+    click.echo(f"epochs:  {run.info['epochs_run']}{stopped}")
     if run.metrics.get("task") == "classification":
         auc = f" | ROC-AUC {t['roc_auc']:.4g}" if t.get("roc_auc") is not None else ""
         click.echo(f"metrics: accuracy {t['accuracy']:.4g} | balanced accuracy {t['balanced_accuracy']:.4g} | "

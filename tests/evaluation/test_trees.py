@@ -52,7 +52,7 @@ def test_the_trees_are_scikit_learns_on_the_training_rows(tmp_path):
     frame.to_csv(tmp_path / "s.csv", index=False)
     out = tmp_path / "run"
     result = cli("train", str(tmp_path / "s.csv"), "--target", "y", "--epochs", "1", "--hidden", "4", "-q",
-                 "--out", str(out))  # fmt: skip
+                 "--test", "0.15", "--out", str(out))  # fmt: skip
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     config = TrainConfig().updated(json.loads((out / "config.json").read_text()), source="config.json")

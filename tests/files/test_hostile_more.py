@@ -217,6 +217,9 @@ def _edit(change: Callable[[dict[str, Any]], object], finished: bool = True) -> 
         if not finished:
             tree["extra"]["finished"] = False
             tree["state"]["fit"]["epoch"] = 2  # half way: resuming trains epochs 3 and 4
+            for state in (tree["state"]["fit"], tree["state"]["callbacks"].get("EarlyStopping", {})):
+                if (state.get("best_epoch") or 0) > 2:  # the best of epochs 1 and 2, as such a checkpoint holds
+                    state["best_epoch"] = 2
         change(tree)
         return json.dumps(tree)
 

@@ -353,7 +353,7 @@ def test_divergence_keeps_the_last_good_checkpoint(tmp_path):
     (tmp_path / "c.toml").write_text('model = "tests.custom_models:NaNAfter"\n[model_args]\nafter = 14\n')
     result = cli("train", str(tmp_path / "d.csv"), "--target", "y", "--config", str(tmp_path / "c.toml"),
                  "--batch-size", "20", "--epochs", "10", "--checkpoint-every", "1", "--early-stopping", "0",
-                 "--out", str(tmp_path / "run"), "-q", "--trust-model-code")  # fmt: skip
+                 "--test", "0.15", "--out", str(tmp_path / "run"), "-q", "--trust-model-code")  # fmt: skip
     # 70 training rows in batches of 20 = 4 steps an epoch; step 15 is epoch 4, batch 3.
     line = assert_one_line_error(result, "training diverged", "epoch 4, batch 3", code=1)
     assert "the last good checkpoint is" in line and "(after 3 epochs and 12 steps)" in line

@@ -123,7 +123,7 @@ def test_evaluate_on_the_training_file_says_these_are_not_test_rows(classifier, 
     assert len(notes) == 1, result.stderr
     assert f"{data} is the data this run was trained on" in notes[0]
     assert f"{split['train']} rows of it trained the model and {split['val']} chose its epoch" in notes[0]
-    assert f"only its {split['test']} test rows were held out" in notes[0]
+    assert split["test"] == 0 and "the run held no test rows out (--test 0, the default)" in notes[0]
     assert json.loads(cli("evaluate", str(run), str(data), "--json").stdout)["notes"] == [notes[0][len("note: ") :]]
     other = tmp_path / "other.csv"  # the same rows but one: not the file trained on, nothing said
     other.write_text("".join(data.read_text().splitlines(keepends=True)[:-1]))
@@ -204,3 +204,16 @@ def test_a_forged_run_json_without_a_proper_data_record_gives_no_training_note(t
             assert note is not None and "trained" in note
         else:
             assert note is None
+
+
+def test_evaluate_on_the_training_file_of_a_run_with_a_test_split_names_its_test_rows(classifier, tmp_path):
+    data, _ = classifier
+    out = tmp_path / "with-test"
+    assert (
+        cli("train", str(data), "--target", "y", "--epochs", "2", "--test", "0.2", "-q", "--out", str(out)).returncode
+        == 0
+    )
+    split = json.loads((out / "run.json").read_text())["split"]
+    result = cli("evaluate", str(out), str(data))
+    assert result.returncode == 0, result.stderr
+    assert split["test"] == 24 and "only its 24 test rows were held out" in result.stderr

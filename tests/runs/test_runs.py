@@ -55,7 +55,7 @@ def test_defaults_learn_a_smooth_nonlinear_function(trained):
 def test_linear_model_reaches_least_squares(tmp_path):
     """Against a closed-form fit computed here, on the rows a sequential split gives to each part."""
     df = linear_frame()
-    run = torchwork.train(df, target="y", model="linear", shuffle=False, verbose=False)
+    run = torchwork.train(df, target="y", model="linear", shuffle=False, test=0.15, verbose=False)
     assert run.info["split"] == {"train": 420, "val": 90, "test": 90}  # 70/15/15, in the file's order
     X, y = df[["f0", "f1", "f2", "f3"]].to_numpy(), df["y"].to_numpy()
     A = np.hstack([X, np.ones((len(X), 1))])
@@ -89,13 +89,13 @@ def test_run_folder_holds_everything(trained):
 
 
 def test_scalers_are_fitted_on_the_training_split_only():
-    """With a sequential split the training rows are the first 70%: the scalers are theirs alone."""
+    """With a sequential split the training rows are the first 85%: the scalers are theirs alone."""
     df = nonlinear_frame(n=400)
     run = torchwork.train(df, target="y", shuffle=False, epochs=1, verbose=False)
     pre = run.meta["preprocessing"]
     means = [c["mean"] for c in pre["columns"]]
     scales = [c["scale"] for c in pre["columns"]]
-    train = df.iloc[:280]
+    train = df.iloc[:340]
     np.testing.assert_allclose(means, train[["a", "b", "c"]].mean().to_numpy(), rtol=1e-12)
     np.testing.assert_allclose(scales, train[["a", "b", "c"]].std(ddof=0).to_numpy(), rtol=1e-12)
     np.testing.assert_allclose(pre["targets"]["scale"], [train["y"].std(ddof=0)], rtol=1e-12)
@@ -384,3 +384,20 @@ def test_resume_from_a_dataframe_needs_the_same_data(tmp_path):
     run = torchwork.resume(tmp_path / "run", data=df, verbose=False)
     reference = torchwork.train(df, target="y", epochs=5, verbose=False)
     assert run.metrics == reference.metrics
+
+
+def test_a_run_whose_start_was_best_says_so_in_its_summary_and_notes(tmp_path):
+    # Least squares is the exact optimum of the linear model's training loss: no L-BFGS epoch
+    # can improve on the start, and the run must say that it kept it (not only "stopped early").
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "y": X @ [1.0, -2.0, 0.5] + rng.normal(size=300)})
+    frame.to_csv(tmp_path / "lin.csv", index=False)
+    result = cli("train", str(tmp_path / "lin.csv"), "--target", "y", "--model", "linear", "--epochs", "5", "-q",
+                 "--out", str(tmp_path / "run"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    run = torchwork.load_run(tmp_path / "run")
+    assert run.info["best_epoch"] == 0
+    epochs_line = next(line for line in result.stdout.splitlines() if line.startswith("epochs:"))
+    assert "no epoch improved on the start" in epochs_line and "least-squares line" in epochs_line
+    assert any("no epoch improved on the start" in note for note in run.info["notes"])

@@ -18,7 +18,7 @@ from tests.support import ENV, ROOT, assert_one_line_error, run_cli
 from torchwork.data.stream import parts_of
 from torchwork.evaluation.metrics import classification_metrics, regression_metrics
 
-SPLIT = {"seed": 0, "val": 0.15, "test": 0.15}  # torchwork's defaults
+SPLIT = {"seed": 0, "val": 0.15, "test": 0.15}  # a test part asked for (the default has none): all three checked
 
 
 def table(n: int, seed: int = 0, classes: bool = False) -> pd.DataFrame:
@@ -48,7 +48,8 @@ def streamed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("streamed")
     frame = table(4000)
     path = write(tmp / "t.parquet", frame)
-    run = torchwork.train(str(path), target="y", out=tmp / "run", stream=True, epochs=3, verbose=False)
+    run = torchwork.train(str(path), target="y", out=tmp / "run", stream=True, epochs=3, test=SPLIT["test"],
+                          verbose=False)  # fmt: skip
     return frame, run, tmp
 
 
@@ -104,7 +105,7 @@ def test_metrics_count_every_row_of_each_part_exactly(streamed):
 def test_a_streamed_classifier_reports_exact_metrics_and_roc_auc_on_the_sample(tmp_path):
     frame = table(3000, seed=1, classes=True)
     path = write(tmp_path / "c.parquet", frame)
-    run = torchwork.train(str(path), target="y", stream=True, epochs=2, verbose=False)
+    run = torchwork.train(str(path), target="y", stream=True, epochs=2, test=SPLIT["test"], verbose=False)
     rows = frame.iloc[split_rows(len(frame))["test"]]
     truth = np.array([run.classes.index(v) for v in rows["y"]])
     expected = classification_metrics(truth, run.predict_proba(rows.drop(columns="y")))

@@ -213,8 +213,9 @@ class CategoryEncoder:
 @dataclass
 class TargetEncoder:
     """Regression: ``mean``/``scale`` per target column. Classification: ``classes`` (labels in
-    their own JSON type: str, int, float or bool) and ``outputs`` (1 logit for two classes with
-    ``bce``, one per class otherwise)."""
+    their own JSON type: str, int, float or bool), ``outputs`` (1 logit for two classes with
+    ``bce``, one per class otherwise) and ``temperature``, which divides the logits before the
+    softmax (fitted on validation rows after training: :mod:`~torchwork.evaluation.calibration`)."""
 
     task: str
     names: list[str]
@@ -222,6 +223,7 @@ class TargetEncoder:
     scale: list[float] = field(default_factory=list)
     classes: list[Any] = field(default_factory=list)
     outputs: int = 1
+    temperature: float = 1.0
 
     @classmethod
     def fit_regression(cls, names: list[str], y: np.ndarray, standardize: bool) -> TargetEncoder:
@@ -293,6 +295,9 @@ def _check_standardized(values: np.ndarray, name: str, source: str, where: Any) 
         raise InputError(
             f"{source}: column {name!r}, {where(i)}: too large once standardized (more than float32 holds)"
         )
+
+
+TEMPERATURE_RANGE = (0.05, 20.0)  # what a saved classifier's temperature may be (and calibration's search)
 
 
 def _finite(value: Any, what: str, positive: bool = False) -> float:
@@ -513,8 +518,10 @@ class Preprocessor:
         out = out.reshape(len(out), -1) if len(out) else out.reshape(0, t.outputs)  # no rows: (0, outputs)
         if t.task == "regression":
             return out * np.asarray(t.scale) + np.asarray(t.mean)
+        out = out / t.temperature
         if out.shape[1] == 1:  # one logit: the second class's
-            p = 1.0 / (1.0 + np.exp(-out[:, 0]))
+            with np.errstate(over="ignore"):  # exp(-(very negative)): inf, and p exactly 0
+                p = 1.0 / (1.0 + np.exp(-out[:, 0]))
             return np.column_stack([1.0 - p, p])
         out = out - out.max(axis=1, keepdims=True)
         e = np.exp(out)
@@ -542,7 +549,8 @@ class Preprocessor:
             cols.append(doc)
         t = self.target
         target: dict[str, Any] = {"task": t.task, "names": t.names, "outputs": t.outputs}
-        target.update({"mean": t.mean, "scale": t.scale} if t.task == "regression" else {"classes": t.classes})
+        target.update({"mean": t.mean, "scale": t.scale} if t.task == "regression"
+                      else {"classes": t.classes, "temperature": t.temperature})  # fmt: skip
         return {"features": self.features, "target": t.names, "task": t.task, "encoding": self.encoding,
                 "columns": cols, "targets": target}  # fmt: skip
 
@@ -581,7 +589,7 @@ class Preprocessor:
         target = TargetEncoder(
             str(t["task"]), [str(n) for n in t["names"]], [_finite(v, "target mean") for v in t.get("mean", [])],
             [_finite(v, "target scale", positive=True) for v in t.get("scale", [])], list(t.get("classes", [])),
-            int(t["outputs"]),
+            int(t["outputs"]), _finite(t.get("temperature", 1.0), "target temperature", positive=True),
         )  # fmt: skip
         if target.task == "regression":
             if not len(target.names) == len(target.mean) == len(target.scale) == target.outputs >= 1:
@@ -590,6 +598,9 @@ class Preprocessor:
             n = len(target.classes)
             if n < 2 or target.outputs not in ((1, 2) if n == 2 else (n,)) or len(target.names) != 1:
                 raise ValueError(f"{n} classes with {target.outputs} outputs is not a classifier torchwork writes")
+            low, high = TEMPERATURE_RANGE
+            if not low <= target.temperature <= high:
+                raise ValueError(f"the target's temperature {target.temperature:.6g} is outside [{low}, {high}]")
         else:
             raise ValueError(f"unknown task {target.task!r}")
         return cls(columns, numeric, categorical, target, str(doc.get("encoding", "codes")))

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from torchwork.core.errors import InputError
+from torchwork.evaluation.calibration import calibration_bins, expected_calibration_error
 
 TREES = "gradient_boosted_trees"  # the gradient-boosted trees baseline's key in metrics.json and run.json
 
@@ -162,6 +163,8 @@ def classification_metrics(y_true: Any, proba: Any) -> dict[str, Any]:
       over the classes present in ``y_true`` (``roc_auc_score(multi_class="ovr", average="macro")``
       when all C are present; scikit-learn returns NaN when one is absent, this averages the
       defined ones). None when ``y_true`` holds a single class.
+    - ``ece``: the expected calibration error of the top class's probability, 15 equal-width bins
+      (:mod:`~torchwork.evaluation.calibration`; scikit-learn has no such function).
     """
     p = _as_proba(proba)
     n, n_classes = p.shape
@@ -193,6 +196,7 @@ def classification_metrics(y_true: Any, proba: Any) -> dict[str, Any]:
         "balanced_accuracy": float(np.mean(recall[present])),
         "f1_macro": float(np.mean(f1)),
         "log_loss": float(np.mean(-np.log(p_true))),
+        "ece": expected_calibration_error(calibration_bins(y, p)),
         "roc_auc": roc_auc,
         "confusion_matrix": cm.tolist(),
         "per_class": [

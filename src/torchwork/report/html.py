@@ -264,6 +264,7 @@ CLASSIFICATION_METRICS = (
     ("balanced_accuracy", "balanced accuracy", "higher is better", "pct"),
     ("f1_macro", "F1 (macro)", "higher is better", "p3"),
     ("log_loss", "log loss", "lower is better", "num"),
+    ("ece", "calibration error (ECE)", "lower is better", "p3"),
     ("roc_auc", "ROC AUC", "higher is better", "p3"),
 )
 REGRESSION_MODELS = (("model", "model"), ("least_squares", "least squares"), (TREES, TREES_NAME))

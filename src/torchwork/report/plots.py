@@ -362,6 +362,32 @@ def plot_pr_curves(
     return png_bytes(fig, path)
 
 
+def plot_reliability(
+    bins: Mapping[str, tuple[Any, float]],
+    title: str = "Reliability",
+    path: str | os.PathLike[str] | None = None,
+) -> bytes:
+    """Accuracy against confidence per bin of the top class's probability, one line per label:
+    ``bins`` maps a label to ``(calibration_bins(...) (3, B), ece)``; on the diagonal a
+    probability means what it says. Empty bins are left out."""
+    fig = new_figure()
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--", label="Calibrated")
+    for k, (label, (table, ece)) in enumerate(bins.items()):
+        rows, confidence, right = np.asarray(table, dtype=np.float64)
+        seen = rows > 0
+        colour = CURVE_COLOURS[k % len(CURVE_COLOURS)]
+        ax.plot(confidence[seen] / rows[seen], right[seen] / rows[seen], color=colour, lw=1.8, marker="o", ms=4,
+                label=f"{label} (ECE {ece:.3f})")  # fmt: skip
+    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
+    ax.set_xlabel("Mean probability of the predicted class")
+    ax.set_ylabel("Share predicted right")
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    style_axes(ax)
+    return png_bytes(fig, path)
+
+
 def plot_class_balance(
     counts: Mapping[str, Sequence[int]],
     class_names: Sequence[Any] | None = None,

@@ -46,8 +46,12 @@ class TrainConfig:
     categorical: list[str] = _opt([], "names", "Columns to treat as categories (e.g. integer codes), comma-separated.")
     numeric: list[str] = _opt([], "names", "Columns to treat as numbers, comma-separated.")
     drop_missing: bool = _opt(False, "bool", "Drop rows with a missing value (and say how many) instead of filling.")
-    val: float = _opt(0.15, "fraction", "Fraction of rows for validation (early stopping watches it).")
-    test: float = _opt(0.15, "fraction", "Fraction of rows held out for the final test.")
+    val: float = _opt(
+        0.15, "fraction", "Fraction of rows for validation (early stopping, calibration and the verdict watch it)."
+    )
+    test: float = _opt(
+        0.0, "fraction", "Fraction of rows held out for a final test, never fitted (0: every row trains or validates)."
+    )
     shuffle: bool = _opt(True, "bool", "Shuffle rows before splitting (stratified by class), and batches every epoch.")
     standardize: bool = _opt(True, "bool", "Standardize features and target (fitted on the training split).")
     encoding: str | None = _opt(None, "str?", "Text encoding of a CSV file, e.g. latin-1.", default_help="utf-8")
@@ -103,6 +107,9 @@ class TrainConfig:
     )
     precision: str = _opt("32", "str", "32 or bf16-mixed.")
     compile: bool = _opt(False, "bool", "Compile the model with torch.compile.")
+    calibrate: bool = _opt(
+        True, "bool", "Classes: fit a temperature on the validation rows that calibrates the probabilities."
+    )
     # outputs
     tensorboard: bool = _opt(False, "bool", "Write TensorBoard event files to RUN_DIR/tensorboard.")
     checkpoint_every: int | None = _opt(None, "count?", "Write a checkpoint every N epochs.")

@@ -41,6 +41,7 @@ import torch
 from torchwork.core import __version__
 from torchwork.core.errors import BusyError, InputError, IntegrityError, OutputError, one_line
 from torchwork.data.preprocess import Preprocessor
+from torchwork.evaluation.calibration import calibration_bins, expected_calibration_error
 from torchwork.evaluation.metrics import TREES
 from torchwork.files.atomic import (
     OWNER,
@@ -79,6 +80,7 @@ PLOT_FILES = {
     "Confusion matrix": "confusion_matrix.png",
     "ROC curves": "roc.png",
     "Precision-recall curves": "precision_recall.png",
+    "Reliability": "reliability.png",
     "Classes in each split": "class_balance.png",
     "Decision regions": "decision_regions.png",
 }
@@ -151,6 +153,14 @@ def _plots(run: Run, prepared: Prepared, notes: list[str] | None = None) -> dict
         draw(f"Precision-recall curves ({part} split)", lambda: P.plot_pr_curves(
             pr, title=f"Precision-recall curves ({part})", chance=float(np.mean(truth == 1))
         ))  # fmt: skip
+    reliability = {}
+    for label, proba in (
+        ("model", predicted),
+        ("logistic regression", run.baselines.predictions(prepared.X[s])["logistic_regression"]),
+    ):
+        table = calibration_bins(truth, proba)
+        reliability[label] = (table, expected_calibration_error(table))
+    draw(f"Reliability ({part} split)", lambda: P.plot_reliability(reliability, title=f"Reliability ({part})"))
     counts = {p: np.bincount(prepared.truth[prepared.parts[p]], minlength=len(classes)).tolist()
               for p in ("train", "val", "test") if prepared.size(p)}  # fmt: skip
     draw("Classes in each split", lambda: P.plot_class_balance(counts, classes))
@@ -444,6 +454,7 @@ def as_run(
         "split": {p: prepared.rows_in(p) for p in PARTS},
         "device": fitted.device,
         "threads": fitted.threads,
+        "calibration": fitted.calibration,
         "processes": processes,
         "epochs_run": fitted.epochs_run,
         "stopped_early": fitted.stopped_early,

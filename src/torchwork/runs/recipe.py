@@ -9,7 +9,8 @@ is prepared by :mod:`~torchwork.runs.prepare`):
 2. :func:`fit`: build the model (seeded; the linear model and the MLP's linear path start from
    the baseline), build the :class:`~torchwork.training.trainer.Trainer` the configuration
    describes, and train; :func:`restore` rebuilds a finished fit from its checkpoint;
-3. :func:`evaluate`: metrics on every split for the model and the baselines (of streamed data,
+3. :func:`calibrate`: for classes, a temperature fitted on the validation rows' logits;
+4. :func:`evaluate`: metrics on every split for the model and the baselines (of streamed data,
    in one more pass).
 """
 
@@ -39,6 +40,7 @@ from torchwork.evaluation.baselines import (
     MajorityClass,
     sklearn_missing,
 )
+from torchwork.evaluation.calibration import fit_temperature
 from torchwork.evaluation.metrics import TREES, classification_metrics, regression_metrics
 from torchwork.files.weights import check_compatible
 from torchwork.models.registry import build_model, importable, model_from, model_spec
@@ -361,6 +363,7 @@ class Fitted:
     seconds: float
     notes: list[str] = field(default_factory=list)
     threads: int | None = None  # torch's CPU threads during training (None: an accelerator)
+    calibration: dict[str, Any] | None = None  # what calibrate() did (classes only)
 
 
 def fit(
@@ -401,12 +404,26 @@ def fit(
     seconds = time.perf_counter() - started
     last = trainer.last_fit
     assert last is not None
+    calibration = calibrate(config, prepared, model)
+    notes = list(prepared.notes) + list(last.notes)
+    if history.best_epoch == 0:
+        notes.append(kept_the_start(prepared.pre.task, warm=config.warm_start))
     return Fitted(
         model=model.cpu().eval(), spec=spec, baselines=baselines, history=history, epochs_run=last.state.epoch,
         best_epoch=history.best_epoch,
         stopped_early=bool(last.state.stop and last.state.epoch < config.epochs),
-        device=str(last.device), seconds=seconds, notes=list(prepared.notes) + list(last.notes), threads=last.threads,
+        device=str(last.device), seconds=seconds, notes=notes, threads=last.threads,
+        calibration=calibration,
     )  # fmt: skip
+
+
+def kept_the_start(task: str, warm: bool) -> str:
+    """The line a run gets when no epoch improved on the validation loss of the weights it started from."""
+    start = "its random initial weights"
+    if warm:
+        start = "the least-squares line" if task == "regression" else "the logistic regression"
+    return (f"no epoch improved on the start: the model kept is the one it started from ({start}); "
+            "try --lr, --hidden or --epochs")  # fmt: skip
 
 
 def restore(
@@ -422,6 +439,7 @@ def restore(
     model, spec = build(config, prepared.pre, given)
     check_compatible(model, state["model"], source)  # one line naming the keys, not torch's traceback
     model.load_state_dict(state["model"])
+    calibration = calibrate(config, prepared, model)
     fit_state = state["fit"]
     history = History(state.get("history", []), fit_state.get("best_epoch"))
     return Fitted(
@@ -429,8 +447,36 @@ def restore(
         best_epoch=history.best_epoch,
         stopped_early=bool(fit_state["stop"] and fit_state["epoch"] < config.epochs), device=extra.get("device", "cpu"),
         seconds=sum(history["seconds"]), notes=list(prepared.notes) + list(extra.get("notes", [])),
-        threads=extra.get("threads"),
+        threads=extra.get("threads"), calibration=calibration,
     )  # fmt: skip
+
+
+def calibrate(config: TrainConfig, prepared: Prepared, model: nn.Module) -> dict[str, Any] | None:
+    """Temperature scaling: for classes (unless ``calibrate`` is off), the temperature that
+    lowers the validation rows' log loss (:func:`~torchwork.evaluation.calibration.fit_temperature`),
+    set on the preprocessor, which applies it wherever logits become probabilities (predict,
+    evaluate, export). Of streamed data, the validation rows of the sample. What it did, for
+    ``run.json``; None for regression."""
+    pre = prepared.pre
+    if pre.task != "classification":
+        return None
+    pre.target.temperature = 1.0
+    if not config.calibrate:
+        return {"skipped": "--no-calibrate"}
+    if prepared.size("val") == 0:
+        return {"skipped": "no validation rows"}
+    s = prepared.parts["val"]
+    logits = predict(model.eval(), torch.from_numpy(np.ascontiguousarray(prepared.X[s]))).double().numpy()
+    logits = logits.reshape(len(logits), -1)
+    truth = prepared.truth[s]
+    before = classification_metrics(truth, pre.decode(logits))
+    pre.target.temperature = fit_temperature(logits, truth)
+    after = classification_metrics(truth, pre.decode(logits))
+    return {
+        "temperature": pre.target.temperature, "rows": len(truth),
+        "val_log_loss": {"before": before["log_loss"], "after": after["log_loss"]},
+        "val_ece": {"before": before["ece"], "after": after["ece"]},
+    }  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------- evaluation

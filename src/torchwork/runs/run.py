@@ -303,7 +303,7 @@ class Run:
         if test:
             return text + (f"; these metrics are not a test score: only its {counted(test, 'test row')} were held out "
                            "(their metrics are the run's test split in metrics.json)")  # fmt: skip
-        return text + "; these metrics are not a test score: the run held no rows out (--test 0)"
+        return text + "; these metrics are not a test score: the run held no test rows out (--test 0, the default)"
 
 
 def frame_digest(frame: Any) -> str:
@@ -434,6 +434,7 @@ class Deployable(nn.Module):
         self.task, self.outputs = t.task, t.outputs
         self.register_buffer("y_mean", _tensor(t.mean or [0.0]))
         self.register_buffer("y_scale", _tensor(t.scale or [1.0]))
+        self.register_buffer("temperature", _tensor([t.temperature]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values = x[:, : self.n_numeric]
@@ -450,6 +451,7 @@ class Deployable(nn.Module):
         out = self.model(torch.cat(blocks, dim=1))
         if self.task == "regression":
             return out * self.y_scale + self.y_mean
+        out = out / self.temperature
         if self.outputs == 1:
             p = torch.sigmoid(out)
             return torch.cat([1 - p, p], dim=1)

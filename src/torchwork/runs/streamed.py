@@ -51,6 +51,7 @@ from torchwork.data.stream import (
 )
 from torchwork.data.tables import Table, infer_columns, infer_task, missing_mask, pick_columns
 from torchwork.evaluation.baselines import LeastSquares, LogisticRegression, MajorityClass
+from torchwork.evaluation.calibration import calibration_bins, expected_calibration_error
 from torchwork.evaluation.metrics import classification_metrics
 from torchwork.runs.config import TrainConfig
 
@@ -86,6 +87,7 @@ class StreamMetrics:
             loss = -np.log(np.clip(out[np.arange(len(truth)), truth], eps, 1 - eps)).sum()
             self.sums["cm"] = self.sums.get("cm", 0) + cm
             self.sums["log_loss"] = self.sums.get("log_loss", 0.0) + loss
+            self.sums["bins"] = self.sums.get("bins", 0.0) + calibration_bins(truth, out)
         self.n += len(truth)
 
     def result(self) -> dict[str, Any]:
@@ -107,7 +109,8 @@ class StreamMetrics:
         denom = support + predicted
         f1 = np.divide(2 * tp, denom, out=np.zeros(len(tp)), where=denom > 0)
         return {"accuracy": float(tp.sum() / n), "balanced_accuracy": float(recall[support > 0].mean()),
-                "f1_macro": float(f1.mean()), "log_loss": float(self.sums["log_loss"] / n), "roc_auc": None,
+                "f1_macro": float(f1.mean()), "log_loss": float(self.sums["log_loss"] / n),
+                "ece": expected_calibration_error(self.sums["bins"]), "roc_auc": None,
                 "confusion_matrix": cm.tolist()}  # fmt: skip
 
 
