@@ -231,3 +231,36 @@ def test_a_folder_where_one_file_stores_a_float_column_as_strings_streams(tmp_pa
     run = torchwork.train(str(folder), target="y", epochs=2, verbose=False)
     s = next(c for c in run.pre.columns if c.name == "s")
     assert s.kind == "numeric" and "numbers stored as text" in s.reason
+
+
+def test_a_file_that_changes_or_is_truncated_while_it_streams_is_named_in_one_error(tmp_path):
+    """Issue 18 items 7 and 13: each chunk is read only from the file as it was when the source opened."""
+    import os
+
+    from torchwork.core.errors import DataChanged
+
+    path = tmp_path / "t.parquet"
+    write_parquet(path, numbered(1000), row_group=100)
+    source = Source(path)
+    assert len(source.read(source.units[0])) == 100
+    source.check_unchanged()
+    stamp = path.stat().st_mtime_ns
+    frame = numbered(1000)
+    frame["x"] *= 2  # the same schema and rows, other values
+    write_parquet(path, frame, row_group=100)
+    os.utime(path, ns=(stamp + 10**9, stamp + 10**9))  # a modification time that surely differs
+    for read in (lambda: source.read(source.units[3]), source.check_unchanged):
+        with pytest.raises(DataChanged, match=r"t\.parquet: changed while the run was reading it"):
+            read()
+    source = Source(path)
+    os.truncate(path, path.stat().st_size // 2)
+    with pytest.raises(DataChanged, match=r"t\.parquet: changed while the run was reading it \(is \d+ bytes, was"):
+        source.read(source.units[9])
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i in range(2):
+        write_parquet(folder / f"{i}.parquet", numbered(100), row_group=50)
+    source = Source(folder)
+    write_parquet(folder / "2.parquet", numbered(100), row_group=50)
+    with pytest.raises(DataChanged, match=r"parts: its Parquet files changed while the run read them \(added 2"):
+        source.check_unchanged()

@@ -17,7 +17,7 @@ from torchwork.data.preprocess import (
     TargetEncoder,
     as_text,
 )
-from torchwork.data.tables import Table, infer_columns, infer_task
+from torchwork.data.tables import Table, infer_columns, infer_task, listed, pick_columns
 
 
 def table(**columns) -> Table:
@@ -284,3 +284,38 @@ def test_zero_rows_decode_to_zero_predictions():
     assert pre.decode(np.empty((0, 3), np.float32)).shape == (0, 3)
     pre.target = TargetEncoder("classification", ["y"], classes=["a", "b"], outputs=1)
     assert pre.decode(np.empty(0, np.float32)).shape == (0, 2)
+
+
+def test_a_misspelt_column_gets_the_closest_names_and_a_long_list_is_shortened():
+    """Issue 18 item 26: --target powr said only "no column 'powr'", and listed every column."""
+    t = table(hour=[1, 2], cloud_cover=[0.1, 0.2], wind_speed=[3, 4], power=[5, 6])
+    for flag, kwargs, wrong, right in [
+        ("--target", {"target": ["powr"]}, "powr", "power"),
+        ("--features", {"target": ["power"], "features": ["hour", "clod"]}, "clod", "cloud_cover"),
+        ("--exclude", {"target": ["power"], "exclude": ["Hour"]}, "Hour", "hour"),
+    ]:
+        with pytest.raises(InputError) as err:
+            pick_columns(t, **kwargs)
+        assert f"no column {wrong!r} ({flag}); did you mean {right!r}?" in str(err.value)
+    with pytest.raises(InputError, match=r"--numeric names 'wnd', which is not a feature column; did you mean 'wind_"):
+        infer_columns(t, ["hour", "wind_speed"], numeric=["wnd"])
+    wide = Table(pd.DataFrame(np.zeros((1, 500)), columns=[f"c{i}" for i in range(500)]), "wide.csv")
+    with pytest.raises(InputError) as err:
+        pick_columns(wide, ["y"])
+    assert str(err.value).endswith(f"columns are {listed([f'c{i}' for i in range(12)])}, ... and 488 more")
+    assert len(str(err.value)) < 300
+
+
+def test_exclude_leaves_columns_out_of_the_features():
+    """Issue 18 item 26: dropping one column took retyping every other one with --features."""
+    t = table(id=[1, 2], a=[1.0, 2.0], b=[3.0, 4.0], y=[0.0, 1.0])
+    assert pick_columns(t, ["y"], exclude=["id"]) == (["y"], ["a", "b"])
+    assert pick_columns(t, ["y"], exclude=["id", "b"]) == (["y"], ["a"])
+    for kwargs, message in [
+        ({"exclude": ["y"]}, "--exclude names 'y', the target"),
+        ({"features": ["a", "id"], "exclude": ["id"]}, "--features and --exclude both name 'id'"),
+        ({"exclude": ["id", "a", "b"]}, "no feature columns (every column is a target or excluded)"),
+    ]:
+        with pytest.raises(InputError) as err:
+            pick_columns(t, ["y"], **kwargs)
+        assert message in str(err.value)

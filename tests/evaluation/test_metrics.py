@@ -1,4 +1,5 @@
-"""Classification metrics and curves against scikit-learn's own functions and closed forms."""
+"""Classification metrics and curves against scikit-learn's own functions and closed forms; regression
+metrics near float64's limits."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from torchwork.core.errors import InputError
-from torchwork.evaluation.metrics import classification_metrics, precision_recall_curve, roc_curve
+from torchwork.evaluation.metrics import classification_metrics, precision_recall_curve, regression_metrics, roc_curve
 
 skm = pytest.importorskip("sklearn.metrics")
 
@@ -255,3 +256,18 @@ def test_the_library_does_not_import_sklearn():
         "import sys, torchwork.evaluation.metrics, torchwork.evaluation.baselines; sys.exit('sklearn' in sys.modules)"
     )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e300])
+def test_r2_of_a_constant_prediction_is_never_1_near_float64s_limits(scale):
+    """Issue 18 item 14: targets of ~1e-300 have squares that become 0 in float64, and a constant
+    prediction got RMSE 0 | R² 1 (at 1e300 the squares overflowed: R² NaN). R² does not change with
+    the scale: it is the R² of the same numbers at scale 1."""
+    a = np.random.default_rng(0).normal(size=200)
+    y = scale * (2 + a)
+    for constant in (0.0, 2.0, float(np.mean(2 + a))):
+        got = regression_metrics(y, np.full(200, scale * constant))
+        assert got["r2"] == pytest.approx(regression_metrics(2 + a, np.full(200, constant))["r2"], abs=1e-9)
+        assert got["r2"] < 1e-9 and got["rmse"] > 0
+        assert got["rmse"] == pytest.approx(scale * regression_metrics(2 + a, np.full(200, constant))["rmse"])
+    assert regression_metrics(y, y)["r2"] == 1.0  # a perfect fit is still 1

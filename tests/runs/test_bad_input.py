@@ -193,8 +193,49 @@ def test_config_file_errors_name_the_key(good_csv, tmp_path):
     train_fails(tmp_path, str(good_csv), "--config", str(bad), fragments=("list.yaml: expected a table",))
 
 
-def test_no_target(good_csv, tmp_path):
-    train_fails(tmp_path, str(good_csv), fragments=("no target", "--target"))
+def test_no_target_lists_the_columns(good_csv, tmp_path):
+    train_fails(tmp_path, str(good_csv), fragments=("no target", "--target", "columns are 'a', 'b', 'c', 'y'"))
+    parquet = tmp_path / "good.parquet"
+    pd.read_csv(good_csv).to_parquet(parquet)  # streamed: the columns from the file's first rows
+    train_fails(tmp_path, str(parquet), "--stream", fragments=("no target", "columns are 'a', 'b', 'c', 'y'"))
+
+
+def test_a_misspelt_target_gets_a_did_you_mean(good_csv, tmp_path):
+    fragments = ("no column 'Y' (--target); did you mean 'y'?", "columns are 'a', 'b', 'c', 'y'")
+    train_fails(tmp_path, str(good_csv), "--target", "Y", fragments=fragments)
+
+
+def test_exclude_drops_a_column_from_flags_the_config_file_and_python(good_csv, tmp_path):
+    """Issue 18 item 26: --exclude (a flag, a config key, a keyword of torchwork.train); the ID hint names it;
+    predict and evaluate accept the excluded column in new rows."""
+    import torchwork
+
+    df = pd.read_csv(good_csv)
+    df["id"] = [f"row{i}" for i in range(len(df))]
+    path = tmp_path / "ids.csv"
+    df.to_csv(path, index=False)
+    line = train_fails(tmp_path, str(path), "--target", "y", fragments=("column 'id' looks like an identifier",))
+    assert "--exclude id" in line and "--features" not in line
+    assert cli("train", str(path), "--target", "y", "--exclude", "id", "--epochs", "2", "-q",
+               "--out", str(tmp_path / "flag")).returncode == 0  # fmt: skip
+    write(tmp_path, "run.toml", 'data = "ids.csv"\ntarget = "y"\nexclude = ["id", "c"]\nepochs = 2\n')
+    assert cli("train", "--config", str(tmp_path / "run.toml"), "-q", "--out", str(tmp_path / "file")).returncode == 0
+    run = torchwork.train(df, target="y", exclude=["id"], epochs=2, verbose=False)
+    assert run.features == ["a", "b", "c"] and len(run.predict(df)) == len(df)
+    assert torchwork.load_run(tmp_path / "flag").features == ["a", "b", "c"]
+    assert torchwork.load_run(tmp_path / "file").features == ["a", "b"]
+    out = tmp_path / "p.csv"
+    assert cli("predict", str(tmp_path / "flag"), str(path), "--out", str(out)).returncode == 0
+    assert list(pd.read_csv(out)["id"]) == list(df["id"])  # passed through
+    result = cli("predict", str(tmp_path / "file"), str(path), "--out", str(tmp_path / "q.csv"), "--chunk-rows", "7")
+    assert result.returncode == 0, result.stderr
+    df["extra"] = 1.0  # a column the run never saw is still refused
+    assert_one_line_error(cli("predict", str(tmp_path / "flag"), *_csv(tmp_path, df)), "unexpected columns 'extra'")
+
+
+def _csv(tmp_path, df):
+    df.to_csv(tmp_path / "new.csv", index=False)
+    return [str(tmp_path / "new.csv"), "--out", str(tmp_path / "new-p.csv")]
 
 
 def test_unknown_file_type(tmp_path):
@@ -262,7 +303,7 @@ def test_an_identifier_column_is_refused_with_a_hint(tmp_path):
     df.to_csv(tmp_path / "ids.csv", index=False)
     train_fails(tmp_path, str(tmp_path / "ids.csv"), "--target", "y",
                 fragments=("column 'id' looks like an identifier", "200 distinct values in 200 rows",
-                           "--features", "--categorical id"))  # fmt: skip
+                           "--exclude id", "--categorical id"))  # fmt: skip
 
 
 def test_decimal_commas_get_a_hint(tmp_path):

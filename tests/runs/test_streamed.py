@@ -187,6 +187,36 @@ def test_peak_memory_does_not_grow_with_the_data(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["truncate", "rewrite"])
+def test_data_changed_while_streaming_is_one_line_and_the_run_resumes_once_restored(tmp_path, mode):
+    """Issue 18 items 7 and 13: a Parquet file truncated in place while it streamed gave a traceback
+    (``OSError: File too short``) and lost the partial run; one rewritten with the same schema was not
+    noticed, and run.json named the data from before the change. Now: one line naming the file, the
+    partial run and its checkpoint kept; with the file restored, the run resumes bit for bit."""
+    path = write(tmp_path / "t.parquet", table(3000, seed=3), row_group=400)
+    original = path.read_bytes()
+    args = ["train", str(path), "--target", "y", "--stream", "--epochs", "4", "--batch-size", "128",
+            "--checkpoint-every", "1", "--early-stopping", "0", "-q"]  # fmt: skip
+    full = run_cli(*args, "--out", str(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr
+    changed = subprocess.run([sys.executable, "-m", "tests.data_change_driver", mode, "2", str(path), *args,
+                              "--out", str(tmp_path / "k")], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                             timeout=600)  # fmt: skip
+    assert path.read_bytes() != original  # the driver did change it
+    line = assert_one_line_error(changed, str(path), "changed while the run was reading it",
+                                 "the run is kept in", "restore the data", "torchwork resume")  # fmt: skip
+    assert "bytes, was" in line or "was modified (same size)" in line
+    assert (tmp_path / "k.partial" / "checkpoints" / "last.safetensors").is_file()
+    assert not (tmp_path / "k").exists()
+    path.write_bytes(original)
+    resumed = run_cli("resume", str(tmp_path / "k"), "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert (tmp_path / "full" / "model.safetensors").read_bytes() == (tmp_path / "k" / "model.safetensors").read_bytes()
+    run_json = json.loads((tmp_path / "k" / "run.json").read_text())
+    assert run_json["data"]["sha256"] == json.loads((tmp_path / "full" / "run.json").read_text())["data"]["sha256"]
+
+
+@pytest.mark.slow
 def test_a_killed_streamed_run_resumes_bit_identically(tmp_path):
     path = write(tmp_path / "t.parquet", table(3000, seed=3), row_group=400)
     args = ["train", str(path), "--target", "y", "--stream", "--epochs", "4", "--batch-size", "128",

@@ -23,6 +23,21 @@ class InputError(TorchworkError, ValueError):
     exit_code = 2
 
 
+class DataChanged(InputError):
+    """A data file changed, or was truncated, while a run was reading it. Exit code 2.
+
+    The run keeps its folder (and checkpoint) for a resume once the file is restored;
+    ``kept`` says so, and how to continue, once someone knows.
+    """
+
+    def __init__(self, message: str, kept: str | None = None) -> None:
+        super().__init__(message, kept)
+        self.message, self.kept = message, kept
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.kept}" if self.kept else self.message
+
+
 class UnknownNameError(InputError, KeyError):
     """A name (loss, optimizer, model, ...) that no registry knows."""
 

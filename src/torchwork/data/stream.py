@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from torchwork.core.errors import InputError, one_line
+from torchwork.core.errors import DataChanged, InputError, one_line
 from torchwork.core.runtime import epoch_seed
 from torchwork.data.readers import npy_memory
 
@@ -50,8 +50,24 @@ class Unit:
     first: int  # the global number of its first row
 
 
+def _stamp(path: Path) -> tuple[int, int]:
+    """What says that a file changed, without reading it: its size and modification time (ns)."""
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.suffix.lower() in (".parquet", ".pq") and p.is_file())
+
+
 class Source:
-    """The chunks of a Parquet file, a folder of Parquet files (in name order) or a ``.npy`` file."""
+    """The chunks of a Parquet file, a folder of Parquet files (in name order) or a ``.npy`` file.
+
+    The data must not change while a run reads it (its SHA-256, in ``run.json``, is taken once):
+    each file's size and modification time are taken when the source is opened and checked before
+    every chunk is read (:meth:`check_unchanged` checks them all, and a folder's files); a file that
+    changed, or that can no longer be read (truncated in place), raises :class:`DataChanged`.
+    """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -83,6 +99,8 @@ class Source:
         self.rows = first
         if self.rows == 0:
             raise InputError(f"{self.name}: no rows")
+        self.files = [str(f) for f in files]
+        self._stamps = {str(f): _stamp(f) for f in files}
         self._readers: dict[str, Any] = {}  # each file opened once (its footer or header parsed once), on first use
         self._lock = threading.Lock()
 
@@ -136,12 +154,49 @@ class Source:
     def fetch(self, unit: Unit, columns: list[str] | None = None) -> Any:
         """The unit's raw rows (an Arrow table, or a NumPy block): the I/O, which may run in another thread."""
         with self._lock:  # one reader of a file at a time (the training and evaluation threads share them)
-            reader = self._readers.get(unit.path)
-            if reader is None:
-                reader = self._readers[unit.path] = self._open(Path(unit.path))
-            if self.kind == "npy":
-                return np.array(reader[unit.index : unit.index + unit.rows])  # a copy of the block
-            return reader.read_row_group(unit.index, columns=columns)
+            self._check_file(unit.path)  # before a memory map of a shortened .npy is read (SIGBUS)
+            try:
+                reader = self._readers.get(unit.path)
+                if reader is None:
+                    reader = self._readers[unit.path] = self._open(Path(unit.path))
+                if self.kind == "npy":
+                    return np.array(reader[unit.index : unit.index + unit.rows])  # a copy of the block
+                return reader.read_row_group(unit.index, columns=columns)
+            except (OSError, ValueError) as exc:  # pyarrow's errors are OSError (IO) or ValueError (invalid)
+                self._check_file(unit.path)  # changed while it was read: say that
+                chunk = f"row group {unit.index}" if self.kind == "parquet" else f"rows from {unit.index + 1}"
+                raise DataChanged(
+                    f"{unit.path}: {chunk} cannot be read any more ({one_line(exc, 120)}); the file was readable "
+                    "when the run started: was it truncated or rewritten?"
+                ) from None
+
+    def check_unchanged(self) -> None:
+        """Every file as it was when the source was opened (and a folder's files the same ones)."""
+        for path in self.files:
+            self._check_file(path)
+        if self.path.is_dir():
+            now = _listing(self.path)
+            before = sorted(Path(f).name for f in self.files)
+            if now != before:
+                added, gone = sorted(set(now) - set(before)), sorted(set(before) - set(now))
+                what = "; ".join(
+                    f"{label} {', '.join(names)}" for label, names in (("added", added), ("removed", gone)) if names
+                )
+                raise DataChanged(f"{self.name}: its Parquet files changed while the run read them ({what})")
+
+    def _check_file(self, path: str) -> None:
+        try:
+            now: tuple[int, int] | None = _stamp(Path(path))
+        except OSError:
+            now = None
+        before = self._stamps[path]
+        if now != before:
+            how = "is gone" if now is None else (
+                f"is {now[0]} bytes, was {before[0]}" if now[0] != before[0] else "was modified (same size)"
+            )  # fmt: skip
+            raise DataChanged(
+                f"{path}: changed while the run was reading it ({how}); a run reads the same data from start to end"
+            )
 
     def _open(self, path: Path) -> Any:
         if self.kind == "npy":

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -72,27 +73,57 @@ class Rows:
         return len(self.rows)
 
 
-def resolve(table: Table, column: str) -> str:
+MAX_LISTED = 12  # columns named in a message before "... and N more"
+
+
+def listed(names: Sequence[Any], limit: int = MAX_LISTED) -> str:
+    """``"'a', 'b', 'c'"``; of more than ``limit`` names the first ones and ``"and 488 more"``."""
+    shown = ", ".join(repr(str(n)) for n in names[:limit])
+    return shown if len(names) <= limit else f"{shown}, ... and {len(names) - limit} more"
+
+
+def did_you_mean(name: str, names: Sequence[Any]) -> str:
+    """``" did you mean 'power'?"`` (the closest of ``names``, by difflib's ratio), or ``""``.
+
+    A name that differs only in case comes first; a misspelt start of a longer name (``clod`` for
+    ``cloud_cover``) is matched against that many characters of each name.
+    """
+    texts = [str(n) for n in names]
+    close = [t for t in texts if t.lower() == name.lower()] or difflib.get_close_matches(name, texts, n=3)
+    if not close and len(name) >= 3:
+        starts = {t[: len(name) + 1]: t for t in reversed(texts) if len(t) > len(name) + 1}
+        close = [starts[s] for s in difflib.get_close_matches(name, list(starts), n=3, cutoff=0.75)]
+    return f" did you mean {' or '.join(map(repr, close))}?" if close else ""
+
+
+def resolve(table: Table, column: str, flag: str = "--features") -> str:
+    """The column ``column`` names (``flag`` gave it): a name, or for an array's numbered columns an index."""
     columns = list(table.frame.columns)
     if column in columns:
         return column
     try:  # arrays have numbered columns: --target -1 is the last one
         index = int(column)
-        if all(c.isdigit() for c in columns) and -len(columns) <= index < len(columns):
+        if all(str(c).isdigit() for c in columns) and -len(columns) <= index < len(columns):
             return columns[index]
     except ValueError:
         pass
-    raise InputError(f"{table.source}: no column {column!r}; columns are {', '.join(map(repr, columns))}")
+    raise InputError(
+        f"{table.source}: no column {column!r} ({flag});{did_you_mean(str(column), columns)} "
+        f"columns are {listed(columns)}"
+    )
 
 
-def check_schema(table: Table, features: list[str], target: list[str], *, allow_extra: bool = False) -> None:
+def check_schema(
+    table: Table, features: list[str], target: list[str], *, allow_extra: bool = False, excluded: Sequence[str] = ()
+) -> None:
     """The columns a saved model needs: every feature present; nothing unknown unless ``allow_extra``.
 
-    The target may be present (labelled data) or not; the order of columns does not matter.
+    The target may be present (labelled data) or not, and the columns left out in training
+    (``excluded``, ``--exclude``); the order of columns does not matter.
     """
     columns = list(table.frame.columns)
     missing = [f for f in features if f not in columns]
-    extra = [c for c in columns if c not in features and c not in target]
+    extra = [c for c in columns if c not in features and c not in target and c not in excluded]
     problems = []
     if missing:
         problems.append(f"missing columns {', '.join(map(repr, missing))}")
@@ -105,28 +136,45 @@ def check_schema(table: Table, features: list[str], target: list[str], *, allow_
         )
 
 
+def no_target(table: Table) -> InputError:
+    """The error for a run given no target: it lists the columns to choose from."""
+    return InputError(
+        f"{table.source}: no target: pass --target COLUMN (or 'target' in the config file); "
+        f"columns are {listed(list(table.frame.columns))}"
+    )
+
+
 def pick_columns(
-    table: Table, target: list[str] | None, features: list[str] | None = None
+    table: Table, target: list[str] | None, features: list[str] | None = None, exclude: Sequence[str] = ()
 ) -> tuple[list[str], list[str]]:
     """The target and feature columns: checked to exist, to be distinct, and to leave a feature.
 
-    ``features=None`` means every column but the targets. ``target=None`` picks features only.
+    ``features=None`` means every column but the targets and those in ``exclude`` (``--exclude``).
+    ``target=None`` picks features only. A name that is no column gets the closest ones.
     """
     if len(table.frame) == 0:
         raise InputError(f"{table.source}: no rows")
-    targets = [resolve(table, t) for t in (target or [])]
+    targets = [resolve(table, t, "--target") for t in (target or [])]
+    excluded = [resolve(table, e, "--exclude") for e in exclude]
+    aimed = [e for e in excluded if e in targets]
+    if aimed:
+        raise InputError(f"--exclude names {aimed[0]!r}, the target; --exclude leaves out feature columns")
     if features is None:
-        feats = [c for c in table.frame.columns if c not in targets]
+        feats = [c for c in table.frame.columns if c not in targets and c not in excluded]
     else:
-        feats = [resolve(table, f) for f in features]
+        feats = [resolve(table, f, "--features") for f in features]
         dups = sorted({f for f in feats if feats.count(f) > 1})
         if dups:
             raise InputError(f"--features names {', '.join(map(repr, dups))} more than once")
+        both = [f for f in feats if f in excluded]
+        if both:
+            raise InputError(f"--features and --exclude both name {', '.join(map(repr, both))}; give one of them")
     both = [t for t in targets if t in feats]
     if both:
         raise InputError(f"{table.source}: column {both[0]!r} is the target and also a feature")
     if not feats:
-        raise InputError(f"{table.source}: no feature columns (every column is a target)")
+        rest = " or excluded" if excluded else ""
+        raise InputError(f"{table.source}: no feature columns (every column is a target{rest})")
     return targets, feats
 
 
@@ -243,7 +291,7 @@ def stored_as(table: Table, name: str, s: pd.Series) -> str | None:
                     raise InputError(
                         f"{table.source}: column {name!r}, {table.where(int(values.index[i]))}: holds bytes that are "
                         f"not UTF-8 text ({bytes(v)!r:.40}); torchwork reads numbers, text, true/false values and "
-                        "dates: decode them, or leave the column out with --features"
+                        f"dates: decode them, or leave the column out with --exclude {name}"
                     ) from None
         return "bytes"
     if types and all(issubclass(t, bool | np.bool_) for t in types):
@@ -281,7 +329,7 @@ def _text_kind(table: Table, name: str, s: pd.Series) -> Column:
     if distinct > ID_MIN and distinct >= ID_SHARE * len(values):
         raise InputError(
             f"{table.source}: column {name!r} looks like an identifier or free text ({distinct} distinct values in "
-            f"{len(values)} rows): leave it out with --features, or pass --categorical {name} to encode it anyway"
+            f"{len(values)} rows): leave it out with --exclude {name}, or pass --categorical {name} to encode it anyway"
         )
     return Column(name, "categorical", "text")
 
@@ -305,7 +353,11 @@ def infer_columns(
     for flag, names in (("--categorical", categorical), ("--numeric", numeric)):
         unknown = [n for n in names if n not in features]
         if unknown:
-            raise InputError(f"{flag} names {', '.join(map(repr, unknown))}, which is not a feature column")
+            name = unknown[0]
+            raise InputError(
+                f"{flag} names {name!r}, which is not a feature column;{did_you_mean(name, features)} "
+                f"the features are {listed(features)}"
+            )
     columns = []
     for name in features:
         s = table.frame[name]

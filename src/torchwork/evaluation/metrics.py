@@ -23,22 +23,34 @@ def regression_metrics(y_true: Any, y_pred: Any) -> dict[str, float]:
     """MAE, MSE, RMSE and R² (averaged over target columns, as scikit-learn's defaults do).
 
     R² is ``1 - SS_res / SS_tot``; a constant target gives R² of 1.0 for a perfect fit and
-    0.0 otherwise, as in scikit-learn.
+    0.0 otherwise, as in scikit-learn. The sums of squares are taken of values divided by the
+    column's largest deviation or error (R² does not change), so that targets near float64's
+    limits (1e-300: squares that become 0; 1e300: squares that overflow) give the R² of their
+    numbers, never 1 for a constant prediction; the RMSE is computed the same way. The MSE is
+    what float64 holds (0 or infinite there).
     """
     t, p = as_2d(y_true), as_2d(y_pred)
     if t.shape != p.shape:
         raise ValueError(f"targets have shape {t.shape} but predictions {p.shape}")
-    err = p - t
-    mse = float(np.mean(err**2))
-    ss_res = np.sum(err**2, axis=0)
-    ss_tot = np.sum((t - t.mean(axis=0)) ** 2, axis=0)
+    with np.errstate(over="ignore", under="ignore"):
+        err = p - t
+        mse = float(np.mean(err**2))
+        center = t - t.mean(axis=0)
+        scale = np.maximum(np.abs(center).max(axis=0, initial=0.0), np.abs(err).max(axis=0, initial=0.0))
+        scale = np.where((scale > 0) & np.isfinite(scale), scale, 1.0)
+        ss_res = np.sum((err / scale) ** 2, axis=0)
+        ss_tot = np.sum((center / scale) ** 2, axis=0)
+        rmse = float(np.sqrt(mse))
+        if len(err) and not (0 < mse < np.inf) and np.any(err != 0):  # squares under- or overflowed
+            largest = float(np.abs(err).max())
+            rmse = largest * float(np.sqrt(np.mean((err / largest) ** 2)))
     with np.errstate(divide="ignore", invalid="ignore"):
         r2_cols = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), 0.0)
     r2_cols = np.where((ss_tot == 0) & (ss_res == 0), 1.0, r2_cols)
     return {
         "mae": float(np.mean(np.abs(err))),
         "mse": mse,
-        "rmse": float(np.sqrt(mse)),
+        "rmse": rmse,
         "r2": float(np.mean(r2_cols)),
     }
 

@@ -40,6 +40,7 @@ class TrainConfig:
     features: list[str] | None = _opt(
         None, "names", "Feature columns, comma-separated.", default_help="every other column"
     )
+    exclude: list[str] = _opt([], "names", "Columns to leave out of the features (an ID, a leak), comma-separated.")
     task: str = _opt(
         "auto", "str", "auto, regression or classification (auto: labels are classes, numbers regression)."
     )

@@ -2,7 +2,8 @@
 
 A run is trained into ``RUN_DIR.partial`` (its configuration first, then checkpoints) and
 renamed to ``RUN_DIR`` only when every file is written, so ``RUN_DIR`` is never half-written.
-A killed or interrupted run stays in ``RUN_DIR.partial`` for ``torchwork resume RUN_DIR``; a
+A killed or interrupted run, or one whose streamed data changed under it (:class:`DataChanged`:
+restore the file and resume), stays in ``RUN_DIR.partial`` for ``torchwork resume RUN_DIR``; a
 failed run that cannot be resumed is removed. Before a resume: the lock, the number of
 processes, consent to import a model class, and the same data (by SHA-256).
 
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from torchwork.core.errors import InputError, IntegrityError, TrainingInterrupted, UnsafeFileError
+from torchwork.core.errors import DataChanged, InputError, IntegrityError, TrainingInterrupted, UnsafeFileError
 from torchwork.files.atomic import atomic_write, lock
 from torchwork.files.checkpoint import Checkpointer, load_checkpoint
 from torchwork.files.integrity import MANIFEST
@@ -57,7 +58,12 @@ def after_failure(exc: BaseException, partial: Path, out: Path, keep: bool = Fal
             f"a checkpoint is in {partial / CHECKPOINT}" if has_checkpoint else "no checkpoint"
         )
         exc.resume = how
-    if not (keep or has_checkpoint or isinstance(exc, TrainingInterrupted)):
+    if isinstance(exc, DataChanged) and partial.is_dir():  # resumable once the data is back as it was
+        what = f"its checkpoint is in {partial / CHECKPOINT}" if has_checkpoint else (
+            "it has no checkpoint yet, so resume starts it again (--checkpoint-every N writes them)"
+        )  # fmt: skip
+        exc.kept = f"the run is kept in {partial} ({what}): restore the data, then continue with: {how}"
+    if not (keep or has_checkpoint or isinstance(exc, TrainingInterrupted | DataChanged)):
         shutil.rmtree(partial, ignore_errors=True)
 
 
@@ -307,6 +313,8 @@ def _finish(
     if not lead:
         run.path = out
         return run
+    if prepared.stream is not None:  # the data read from start to end is the data run.json's SHA-256 names
+        prepared.stream.source.check_unchanged()
     try:
         write_run(run, prepared, partial, title=f"torchwork run {out.name}")
         move_into_place(partial, out, overwrite)

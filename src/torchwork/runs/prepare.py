@@ -14,7 +14,7 @@ from torchwork.core.errors import InputError
 from torchwork.data.preprocess import Preprocessor, TargetEncoder, as_float
 from torchwork.data.readers import read_table
 from torchwork.data.split import split_indices
-from torchwork.data.tables import Rows, Table, infer_columns, infer_task, pick_columns, rows_to_use
+from torchwork.data.tables import Rows, Table, infer_columns, infer_task, no_target, pick_columns, rows_to_use
 from torchwork.models.registry import accepts
 from torchwork.runs.config import TrainConfig
 from torchwork.runs.streamed import prepare_stream, wants_stream
@@ -74,8 +74,8 @@ def prepare(
             raise InputError("no data: give a data file (DATA or 'data' in the config file)")
         table = read_table(source, encoding=config.encoding, delimiter=config.delimiter, decimal=config.decimal)
     if not config.target:
-        raise InputError("no target: pass --target COLUMN (or 'target' in the config file)")
-    targets, features = pick_columns(table, config.target, config.features)
+        raise no_target(table)
+    targets, features = pick_columns(table, config.target, config.features, config.exclude)
     task, hint = infer_task(table, targets, config.task, max_classes=config.max_classes)
     notes = [hint] if hint else []
     rows, dropped = rows_to_use(table, targets, features, drop_missing=config.drop_missing)

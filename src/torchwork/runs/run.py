@@ -117,6 +117,11 @@ class Run:
         return self.pre.features
 
     @property
+    def excluded(self) -> list[str]:
+        """The columns ``--exclude`` left out of training: expected in new rows, passed through."""
+        return [str(c) for c in self.config.get("exclude") or []]
+
+    @property
     def target(self) -> list[str]:
         return self.pre.target_names
 
@@ -139,7 +144,7 @@ class Run:
     ) -> tuple[Table, Prediction]:
         """The table of ``data`` and the model's predictions for its rows."""
         table = self._table(data)
-        check_schema(table, self.features, self.target, allow_extra=allow_extra)
+        check_schema(table, self.features, self.target, allow_extra=allow_extra, excluded=self.excluded)
         if labelled:
             missing = [t for t in self.target if t not in table.frame.columns]
             if missing:
@@ -248,7 +253,7 @@ class Run:
         for batch, offset in chunks:
             names = batch.schema.names
             check_schema(Table(pd.DataFrame(columns=names), source), self.features, self.target,
-                         allow_extra=allow_extra)  # fmt: skip
+                         allow_extra=allow_extra, excluded=self.excluded)  # fmt: skip
             needed = Table(batch.select(self.features).to_pandas(), source, offset=offset)
             _, p = self.predicted(needed, drop_missing=drop_missing)
             arrow = pa.Table.from_batches([batch])  # the rows as read: written back unchanged

@@ -49,7 +49,7 @@ from torchwork.data.stream import (
     parts_of,
     sample_keys,
 )
-from torchwork.data.tables import Table, infer_columns, infer_task, missing_mask, pick_columns
+from torchwork.data.tables import Table, infer_columns, infer_task, missing_mask, no_target, pick_columns
 from torchwork.evaluation.baselines import LeastSquares, LogisticRegression, MajorityClass
 from torchwork.evaluation.calibration import calibration_bins, expected_calibration_error
 from torchwork.evaluation.metrics import classification_metrics
@@ -316,7 +316,7 @@ def _count(found: Scan, train: pd.DataFrame, features: list[str], targets: list[
                 counts[value] = counts.get(value, 0) + int(n)
             if len(counts) > MAX_CATEGORIES:
                 raise InputError(f"{source}: column {c!r} has more than {MAX_CATEGORIES} distinct values; "
-                                 "it looks like an ID or free text: leave it out with --features")  # fmt: skip
+                                 f"it looks like an ID or free text: leave it out with --exclude {c}")  # fmt: skip
 
 
 def _is_number(s: pd.Series) -> bool:
@@ -329,10 +329,10 @@ def prepare_stream(config: TrainConfig, data: Any, encoding: str) -> tuple[Table
     """Scan ``data`` once and fit the preprocessing: the sample as a table (train | val | test),
     the :class:`Streamed` table, and the sample of each part."""
     source = Source(data if data is not None else str(config.data))
-    if not config.target:
-        raise InputError("no target: pass --target COLUMN (or 'target' in the config file)")
     head = Table(source.head(), source.name)
-    targets, features = pick_columns(head, config.target, config.features)
+    if not config.target:
+        raise no_target(head)
+    targets, features = pick_columns(head, config.target, config.features, config.exclude)
     task, _ = infer_task(head, targets, config.task)
     found = scan(source, config, targets, features, task)
     if not found.sizes["train"]:
