@@ -352,7 +352,7 @@ def train(
     lives in memory.
 
     >>> run = torchwork.train("houses.csv", target="price", out="runs/houses")   # doctest: +SKIP
-    >>> run.metrics["model"]["test"]["r2"], run.predict(new_rows)                 # doctest: +SKIP
+    >>> run.metrics["model"]["val"]["r2"], run.predict(new_rows)                 # doctest: +SKIP
     """
     from torchwork.models.registry import object_path
 
