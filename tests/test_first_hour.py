@@ -95,7 +95,7 @@ def test_a_comma_list_of_targets_trains_one_model_for_all_of_them(tmp_path):
     assert meta["architecture"]["args"]["out_features"] == 2
     assert json.loads((tmp_path / "run" / "config.json").read_text())["target"] == ["y", "z"]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["model"]["test"]["r2"] > 0.95  # both lines are learnt, not one of them
+    assert metrics["model"]["val"]["r2"] > 0.95  # both lines are learnt, not one of them
     run = torchwork.load_run(tmp_path / "run")
     predictions = run.predict(frame[["a", "b", "c"]])
     assert predictions.shape == (len(frame), 2)
@@ -242,7 +242,7 @@ def test_a_latin1_file_is_one_line_and_reads_with_its_encoding(tmp_path):
     assert ok.returncode == 0, ok.stderr
     columns = json.loads((tmp_path / "run" / "model.json").read_text())["preprocessing"]["columns"]
     assert sorted(columns[0]["categories"]) == sorted(cities)
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["model"]["test"]["r2"] > 0.99
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["model"]["val"]["r2"] > 0.99
 
 
 def test_semicolons_and_decimal_commas_train_with_their_options(tmp_path):
@@ -264,7 +264,7 @@ def test_semicolons_and_decimal_commas_train_with_their_options(tmp_path):
     assert 0.5 < pre["columns"][0]["scale"] < 2 and abs(pre["columns"][0]["mean"]) < 0.5
     assert pre["targets"]["mean"][0] == pytest.approx(1000, abs=1)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["model"]["test"]["r2"] > 0.999
+    assert metrics["model"]["val"]["r2"] > 0.999
 
 
 # -------------------------------------------------------------------- epochs

@@ -38,7 +38,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("trained")
     df = nonlinear_frame()
     df.to_csv(tmp / "data.csv", index=False)
-    result = cli("train", str(tmp / "data.csv"), "--target", "y", "--out", str(tmp / "run"))
+    result = cli("train", str(tmp / "data.csv"), "--target", "y", "--test", "0.15", "--out", str(tmp / "run"))
     assert result.returncode == 0, result.stderr
     return tmp, df, result
 
@@ -401,3 +401,15 @@ def test_a_run_whose_start_was_best_says_so_in_its_summary_and_notes(tmp_path):
     epochs_line = next(line for line in result.stdout.splitlines() if line.startswith("epochs:"))
     assert "no epoch improved on the start" in epochs_line and "least-squares line" in epochs_line
     assert any("no epoch improved on the start" in note for note in run.info["notes"])
+
+
+def test_a_classifier_on_a_separated_validation_slice_stops_instead_of_sharpening_for_ever():
+    # Two blobs far apart: the validation log loss falls for ever, ever more slowly, as the logits
+    # grow. Only a fall of at least 0.001 nats counts, so early stopping ends the fit and keeps an
+    # early epoch's weights instead of the 1000th epoch's most over-confident ones.
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(-4, 1, size=(100, 2)), rng.normal(4, 1, size=(100, 2))])
+    frame = pd.DataFrame({"a": X[:, 0], "b": X[:, 1], "label": ["left"] * 100 + ["right"] * 100})
+    run = torchwork.train(frame, target="label", epochs=1000, verbose=False)
+    assert run.info["stopped_early"] and run.info["epochs_run"] < 1000
+    assert run.metrics["model"]["val"]["accuracy"] == 1.0

@@ -99,7 +99,7 @@ class TrainConfig:
         30,
         "count0",
         "Stop when the validation loss has not improved for this many epochs and at least 1000 steps "
-        "(0: off); the best weights are restored.",
+        "(0: off; classes: by at least 0.001); the best weights are restored.",
     )
     seed: int = _opt(0, "int", "Seed for the split, the initial weights, shuffling and dropout.")
     device: str = _opt("auto", "str", "auto (cuda, then mps, then cpu), cpu, cuda or cuda:N.")

@@ -211,6 +211,7 @@ def fit_trees(config: TrainConfig, prepared: Prepared) -> Trees:
 
 # ------------------------------------------------------------------- the model and its training
 MIN_PATIENCE_STEPS = 1000  # early stopping waits at least this many optimizer steps
+CLASS_MIN_DELTA = 1e-3  # what a classifier's validation log loss must fall by to count as better
 
 
 def spec_for(config: TrainConfig, pre: Preprocessor) -> dict[str, Any]:
@@ -338,7 +339,11 @@ def trainer_for(
         patience = max(config.early_stopping, math.ceil(MIN_PATIENCE_STEPS / steps_per_epoch))
         if config.resolved_optimizer() == "lbfgs":  # each step is a full quasi-Newton solve
             patience = config.early_stopping
-        stopping.append(EarlyStopping(patience, min_delta_rel=1e-3))
+        # Classes: the validation log loss must also fall by CLASS_MIN_DELTA (nats) to count. On a
+        # slice the model already separates it falls for ever, ever more slowly, as the logits grow:
+        # a relative step alone never stops that, and the weights kept would be the most over-confident.
+        absolute = CLASS_MIN_DELTA if prepared.pre.task == "classification" else 0.0
+        stopping.append(EarlyStopping(patience, min_delta=absolute, min_delta_rel=1e-3))
     return Trainer(
         loss=loss, loss_options=loss_options, optimizer=config.resolved_optimizer(), lr=config.resolved_lr(),
         optimizer_options=options, epochs=config.epochs, batch_size=batch_size, shuffle=config.shuffle,
