@@ -212,8 +212,9 @@ class CategoryEncoder:
 
 @dataclass
 class TargetEncoder:
-    """Regression: ``mean``/``scale`` per target column. Classification: ``classes`` (labels in
-    their own JSON type: str, int, float or bool), ``outputs`` (1 logit for two classes with
+    """Regression: ``mean``/``scale`` per target column, of ``log(1 + y)`` when ``log`` (a
+    non-negative, skewed target: :func:`~torchwork.runs.prepare.prepare` decides). Classification:
+    ``classes`` (labels in their own JSON type: str, int, float or bool), ``outputs`` (1 logit for two classes with
     ``bce``, one per class otherwise) and ``temperature``, which divides the logits before the
     softmax (fitted on validation rows after training: :mod:`~torchwork.evaluation.calibration`)."""
 
@@ -224,14 +225,26 @@ class TargetEncoder:
     classes: list[Any] = field(default_factory=list)
     outputs: int = 1
     temperature: float = 1.0
+    log: bool = False
 
     @classmethod
-    def fit_regression(cls, names: list[str], y: np.ndarray, standardize: bool) -> TargetEncoder:
+    def fit_regression(cls, names: list[str], y: np.ndarray, standardize: bool, log: bool = False) -> TargetEncoder:
+        if log:
+            y = np.log1p(y)
         if not standardize:
-            return cls("regression", names, [0.0] * y.shape[1], [1.0] * y.shape[1], outputs=y.shape[1])
+            return cls("regression", names, [0.0] * y.shape[1], [1.0] * y.shape[1], outputs=y.shape[1], log=log)
         std = y.std(axis=0)
         return cls("regression", names, y.mean(axis=0).tolist(), np.where(std > 0, std, 1.0).tolist(),
-                   outputs=y.shape[1])  # fmt: skip
+                   outputs=y.shape[1], log=log)  # fmt: skip
+
+    def encode_values(self, y: np.ndarray) -> np.ndarray:
+        """Regression targets in their units (n, k) to what the model learns: standardized (of log(1 + y))."""
+        return ((np.log1p(y) if self.log else y) - np.asarray(self.mean)) / np.asarray(self.scale)
+
+    def decode_values(self, out: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`encode_values`, in float64 (a log-space prediction past e^700 is capped there)."""
+        y = out * np.asarray(self.scale) + np.asarray(self.mean)
+        return np.expm1(np.minimum(y, MAX_LOG_TARGET)) if self.log else y
 
     @classmethod
     def fit_classification(cls, name: str, values: pd.Series, binary_logit: bool) -> TargetEncoder:
@@ -297,6 +310,7 @@ def _check_standardized(values: np.ndarray, name: str, source: str, where: Any) 
         )
 
 
+MAX_LOG_TARGET = 700.0  # exp(700) ~ 1e304: below float64's largest
 TEMPERATURE_RANGE = (0.05, 20.0)  # what a saved classifier's temperature may be (and calibration's search)
 
 
@@ -502,7 +516,10 @@ class Preprocessor:
             codes = t.codes(frame[t.names[0]], source, where)
             return codes.astype(np.float32).reshape(-1, 1) if t.outputs == 1 else codes
         y = np.column_stack([as_float(frame[n], n, source, where) for n in t.names])
-        return ((y - np.asarray(t.mean)) / np.asarray(t.scale)).astype(np.float32)
+        if t.log and (y < 0).any():
+            i = int(np.flatnonzero((y < 0).any(axis=1))[0])
+            raise InputError(f"{source}: {where(i)}: a negative target, and the model learns log(1 + target)")
+        return t.encode_values(y).astype(np.float32)
 
     def target_values(self, frame: pd.DataFrame | Rows, source: str = "data", where: Any = _no_where) -> np.ndarray:
         """The targets in their own units (float64 (n, k)) or as class codes (int64 (n,))."""
@@ -517,7 +534,7 @@ class Preprocessor:
         out = np.asarray(outputs, dtype=np.float64)
         out = out.reshape(len(out), -1) if len(out) else out.reshape(0, t.outputs)  # no rows: (0, outputs)
         if t.task == "regression":
-            return out * np.asarray(t.scale) + np.asarray(t.mean)
+            return t.decode_values(out)
         out = out / t.temperature
         if out.shape[1] == 1:  # one logit: the second class's
             with np.errstate(over="ignore"):  # exp(-(very negative)): inf, and p exactly 0
@@ -549,7 +566,7 @@ class Preprocessor:
             cols.append(doc)
         t = self.target
         target: dict[str, Any] = {"task": t.task, "names": t.names, "outputs": t.outputs}
-        target.update({"mean": t.mean, "scale": t.scale} if t.task == "regression"
+        target.update({"mean": t.mean, "scale": t.scale, "log": t.log} if t.task == "regression"
                       else {"classes": t.classes, "temperature": t.temperature})  # fmt: skip
         return {"features": self.features, "target": t.names, "task": t.task, "encoding": self.encoding,
                 "columns": cols, "targets": target}  # fmt: skip
@@ -590,6 +607,7 @@ class Preprocessor:
             str(t["task"]), [str(n) for n in t["names"]], [_finite(v, "target mean") for v in t.get("mean", [])],
             [_finite(v, "target scale", positive=True) for v in t.get("scale", [])], list(t.get("classes", [])),
             int(t["outputs"]), _finite(t.get("temperature", 1.0), "target temperature", positive=True),
+            _flag(t.get("log", False), "target log"),
         )  # fmt: skip
         if target.task == "regression":
             if not len(target.names) == len(target.mean) == len(target.scale) == target.outputs >= 1:

@@ -55,6 +55,9 @@ class TrainConfig:
     )
     shuffle: bool = _opt(True, "bool", "Shuffle rows before splitting (stratified by class), and batches every epoch.")
     standardize: bool = _opt(True, "bool", "Standardize features and target (fitted on the training split).")
+    target_transform: str = _opt(
+        "auto", "str", "auto, none or log: learn log(1 + target) (auto: when least squares does better there)."
+    )
     encoding: str | None = _opt(None, "str?", "Text encoding of a CSV file, e.g. latin-1.", default_help="utf-8")
     delimiter: str | None = _opt(None, "str?", "CSV delimiter.", default_help="detected: comma, semicolon, tab or pipe")
     decimal: str | None = _opt(None, "str?", "Decimal mark of numbers in a CSV file (, for 1,5).", default_help=".")
@@ -178,6 +181,7 @@ class TrainConfig:
             if getattr(self, key) != "auto" or key == "activation":
                 registry.canonical(getattr(self, key), self.where(key))
         self.task = choice(self.task, TASKS, self.where("task"))
+        self.target_transform = choice(self.target_transform, ("auto", "none", "log"), self.where("target_transform"))
         if isinstance(self.class_weight, dict):
             self.class_weight = {
                 str(k): check(v, "nonnegative", f"{self.where('class_weight')}.{k}")

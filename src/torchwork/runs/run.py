@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from torchwork.core.errors import InputError, TorchworkError, counted
-from torchwork.data.preprocess import NumericEncoder, Preprocessor
+from torchwork.data.preprocess import MAX_LOG_TARGET, NumericEncoder, Preprocessor
 from torchwork.data.readers import read_table
 from torchwork.data.tables import Rows, Table, check_schema, rows_to_use
 from torchwork.files.atomic import atomic_write, sha256_file
@@ -440,6 +440,7 @@ class Deployable(nn.Module):
         self.register_buffer("y_mean", _tensor(t.mean or [0.0]))
         self.register_buffer("y_scale", _tensor(t.scale or [1.0]))
         self.register_buffer("temperature", _tensor([t.temperature]))
+        self.log_target = t.log
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         values = x[:, : self.n_numeric]
@@ -455,7 +456,8 @@ class Deployable(nn.Module):
             blocks.append(codes)
         out = self.model(torch.cat(blocks, dim=1))
         if self.task == "regression":
-            return out * self.y_scale + self.y_mean
+            y = out * self.y_scale + self.y_mean
+            return torch.expm1(torch.clamp(y, max=MAX_LOG_TARGET)) if self.log_target else y
         out = out / self.temperature
         if self.outputs == 1:
             p = torch.sigmoid(out)
