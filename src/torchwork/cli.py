@@ -172,6 +172,7 @@ def train(
     config = load_config(config_file, overrides)
     run = train_run(config, out=out, overwrite=bool(overwrite), verbose=not quiet,
                     trust_model_code=bool(trust_model_code), unique_out=out is None)  # fmt: skip
+    click.get_current_context().obj["complete"] = run.path
     print_summary(run)
 
 
@@ -190,7 +191,9 @@ def resume(run_dir: str, quiet: bool | None, trust_model_code: bool | None, npro
     _launch(nproc)
     from torchwork.runs import lifecycle
 
-    print_summary(lifecycle.resume(run_dir, trust_model_code=bool(trust_model_code), verbose=not quiet))
+    run = lifecycle.resume(run_dir, trust_model_code=bool(trust_model_code), verbose=not quiet)
+    click.get_current_context().obj["complete"] = run.path
+    print_summary(run)
 
 
 def _launch(nproc: int | None) -> None:
@@ -498,8 +501,19 @@ def convert(data: str, out: str, overwrite: bool | None, encoding: str | None, d
 
 
 # ------------------------------------------------------------------------------ the entry point
+# Commands that write nothing, or only through atomic writes: interrupted, they leave nothing.
+WRITE_NOTHING_PARTIAL = ("predict", "evaluate", "inspect", "export", "sign", "convert", "train", "resume")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI, turning expected errors into one line and an exit code."""
+    """Entry point: run the CLI, turning expected errors into one line and an exit code.
+
+    SIGINT and SIGTERM raise where the command is (:mod:`torchwork.core.interrupts`): what it
+    was writing is cleaned up, it says what was kept, and exits with 128 + the signal.
+    """
+    from torchwork.core import interrupts
+    from torchwork.core.errors import Interrupted
+
     args = sys.argv[1:] if argv is None else list(argv)
     if not args:  # a bare `torchwork`: its usage, as `torchwork --help` prints it
         with click.Context(
@@ -507,12 +521,40 @@ def main(argv: list[str] | None = None) -> int:
         ) as ctx:
             click.echo(cli.get_help(ctx))
         return 0
+    obj: dict[str, Any] = {"argv": args}
     try:
-        code = cli.main(args=args, prog_name="torchwork", standalone_mode=False, obj={"argv": args})
+        with interrupts.as_exceptions():
+            return _main(args, obj)
+    except Interrupted as exc:  # held until the command ended, or while an earlier error was reported
+        return _interrupted(exc, args, obj)
+
+
+def _interrupted(exc: Any, args: list[str], obj: dict[str, Any]) -> int:
+    """Say what an interrupt outside a run's own handling left; 128 + the signal."""
+    if os.environ.get("RANK", "0") == "0":
+        command = next((a for a in args if a in cli.commands), None)
+        if obj.get("complete"):  # the run was written before the signal came
+            text = f"{exc}; the run is complete in {obj['complete']}"
+        elif command in WRITE_NOTHING_PARTIAL:
+            text = f"{exc}; nothing was written"
+        else:
+            text = str(exc)
+        click.echo(f"torchwork: {text}", err=True)
+    return 128 + int(exc.signum)
+
+
+def _main(args: list[str], obj: dict[str, Any]) -> int:
+    from torchwork.core import interrupts
+    from torchwork.core.errors import Interrupted
+
+    try:
+        code = cli.main(args=args, prog_name="torchwork", standalone_mode=False, obj=obj)
         if isinstance(code, int):  # click returns an Exit's code when it does not exit itself
             return code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
+    except Interrupted as exc:
+        return _interrupted(exc, args, obj)
     except click.Abort:
         click.echo("torchwork: aborted", err=True)
         return 130
@@ -537,6 +579,8 @@ def main(argv: list[str] | None = None) -> int:
         from torchwork.core.errors import TorchworkError
 
         if isinstance(exc, TorchworkError):
+            if exc.exit_code > 128:  # a signal stopped the fit: the process ends, further ones are ignored
+                interrupts.stopping()
             if _reports(exc):
                 click.echo(f"torchwork: error: {one_line(exc, None, first_line=False)}", err=True)
             return exc.exit_code
