@@ -145,3 +145,34 @@ def test_two_sigints_20_ms_apart_print_no_traceback(data, tmp_path, when):
     assert proc.returncode == 130, stderr
     line = one_clean_line(stderr)
     assert "interrupted by SIGINT" in line, line
+
+
+@pytest.mark.slow
+def test_sigterm_during_convert_removes_its_temporary_file(tmp_path):
+    """SIGTERM killed convert outright: a hidden .OUT.parquet.<random>.tmp stayed (SIGINT cleaned up)."""
+    block = "".join(f"{i * 0.001:.6f},{i % 7},{-i * 0.5:.3f},{i % 13}\n" for i in range(10_000))
+    (tmp_path / "big.csv").write_text("a,b,c,y\n" + block * 120)  # ~30 MB: seconds to convert
+    proc = start("convert", "big.csv", "out.parquet", cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.parquet.*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("convert finished before the signal arrived")
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert one_clean_line(stderr) == "torchwork: interrupted by SIGTERM; nothing was written"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.4, 2.0])
+def test_sigterm_before_training_stops_as_sigint_does(data, tmp_path, delay):
+    out = tmp_path / "run"
+    proc = start("train", str(data), *LONG, "--out", str(out), cwd=tmp_path)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    line = one_clean_line(stderr)
+    assert line.endswith("interrupted by SIGTERM; nothing was written") or "torchwork resume" in line, line

@@ -31,7 +31,7 @@ from typing import Any
 
 from torchwork.core.errors import Interrupted
 
-SIGNALS = (signal.SIGINT,)
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 RECHECK = 0.02  # seconds between looks at whether a held signal may be raised yet
 
 
