@@ -50,6 +50,12 @@ def test_readme_torchwork_commands_run(workdir):
         result = cli(*shlex.split(command)[1:])
         assert result.returncode == 0, (command, result.stderr)
     assert Path("runs/sensors/report.html").exists() and Path("predictions.csv").exists()
+    for index, code in enumerate(AFTER_COMMANDS):  # the Python that uses what the commands wrote
+        exec(compile(code, f"README.md python block {index} (after the commands)", "exec"), {"__name__": "__readme__"})
+
+
+def test_the_readme_runs_the_onnx_export_with_onnxruntime():
+    assert any("onnxruntime" in code and "runs/sensors.onnx" in code for code in AFTER_COMMANDS)
 
 
 @pytest.mark.slow
@@ -60,12 +66,17 @@ def test_readme_inspect_output_is_what_inspect_prints(workdir):
     assert result.stdout.strip().splitlines() == expected
 
 
-@pytest.mark.parametrize("index", range(len(blocks("python"))))
+# Python blocks that read the files the README's commands wrote (runs/sensors.onnx) run after them.
+AFTER_COMMANDS = [code for code in blocks("python") if "runs/sensors." in code]
+ON_THEIR_OWN = [code for code in blocks("python") if code not in AFTER_COMMANDS]
+
+
+@pytest.mark.parametrize("index", range(len(ON_THEIR_OWN)))
 @pytest.mark.slow
 def test_readme_python_examples_run(workdir, index):
     # The estimator snippets need the sklearn extra, which docs/library.md names before them.
     pytest.importorskip("sklearn")
-    code = blocks("python")[index]
+    code = ON_THEIR_OWN[index]
     exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "__readme__"})
 
 

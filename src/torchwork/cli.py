@@ -403,7 +403,8 @@ def inspect(path: str, as_json: bool | None, verify_key: str | None) -> None:
 @click.argument("run_dir", metavar="RUN_DIR")
 @option(
     "--format", "fmt", type=click.Choice(["onnx", "exported", "torchscript"]), default="onnx", show_default=True,
-    help="onnx (runs with onnxruntime), exported (torch.export .pt2) or torchscript (deprecated by PyTorch).",
+    help="onnx (runs with onnxruntime; needs pip install 'torchwork[onnx]'), exported (a torch.export .pt2; "
+    "a plain install writes it) or torchscript (deprecated by PyTorch).",
 )  # fmt: skip
 @option("--out", metavar="FILE", help="Where to write it [default: RUN_DIR.onnx, .pt2 or .pt].")
 @flag("--overwrite", help="Replace --out if it exists.")
@@ -416,16 +417,19 @@ def export(
 ) -> None:  # fmt: skip
     """Write RUN_DIR's model as a file that runs without torchwork, its preprocessing included.
 
-    It takes the encoded rows (numeric columns, then each category's code, in the order of
-    RUN_DIR.vocabulary.json, written beside it) and returns predictions in the target's units,
-    or a classifier's class probabilities. Before reporting success, the file is loaded back
-    (ONNX through onnxruntime) and its outputs are compared with torchwork's.
+    It takes raw rows, not encoded ones: each value as it is in the table (NaN where missing),
+    a date as its parts and a category as its code, in the order that FILE.vocabulary.json
+    (written beside it, with each category's codes) lists; it fills and scales inside, and
+    returns predictions in the target's units, or a classifier's class probabilities. Before
+    reporting success, the file is loaded back (ONNX through onnxruntime) and its outputs are
+    compared with torchwork's.
     """
     from pathlib import Path
 
     from torchwork.files.atomic import check_output
-    from torchwork.runs.run import FORMAT_NAMES, FORMATS, check_rows, export_run
+    from torchwork.runs.run import FORMAT_NAMES, FORMATS, check_format, check_rows, export_run
 
+    check_format(fmt)  # the onnx extra, before the run is read
     run = _load(run_dir, trust_model_code, verify_key)
     target = Path(out) if out else Path(run_dir.rstrip("/") + FORMATS[fmt])
     check_output(target, overwrite=bool(overwrite), inputs=[])
