@@ -235,7 +235,15 @@ VERIFY = "Refuse the run unless it is signed with the private key of this public
 def _load(run_dir: str, trust_model_code: bool | None, verify_key: str | None, data: str | None = None) -> Any:
     from torchwork.runs.folder import load_run
 
-    return load_run(run_dir, trust_model_code=bool(trust_model_code), verify_key=verify_key, data_hint=data)
+    run = load_run(run_dir, trust_model_code=bool(trust_model_code), verify_key=verify_key, data_hint=data)
+    _verified(verify_key)
+    return run
+
+
+def _verified(verify_key: str | None) -> None:
+    """Say that the signature checked (on stderr: stdout may be the command's data)."""
+    if verify_key is not None:
+        click.echo(f"signature verified (key {verify_key})", err=True)
 
 
 @cli.command()
@@ -391,10 +399,13 @@ def inspect(path: str, as_json: bool | None, verify_key: str | None) -> None:
         from torchwork.report.inspect import format_run_summary
 
         summary = read_run_summary(path, verify_key=verify_key)
+        _verified(verify_key)
         click.echo(json.dumps(summary, indent=2) if as_json else format_run_summary(summary))
         return
     from torchwork.report.inspect import describe_weights, format_description
 
+    if verify_key is not None:
+        raise click.UsageError(f"{path}: --verify-key checks a signed run folder, not a weights file")
     desc = describe_weights(path)
     click.echo(json.dumps(desc, indent=2) if as_json else format_description(desc))
 
