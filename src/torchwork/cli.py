@@ -25,7 +25,7 @@ import click
 
 from torchwork.core import __version__
 from torchwork.core.errors import counted, one_line
-from torchwork.runs.config import default_of, help_of, option_fields
+from torchwork.runs.config import GROUPS, default_of, group_of, help_of, option_fields
 
 # ---------------------------------------------------------------------------- the command group
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -132,6 +132,34 @@ def options_table() -> str:
     return "\n".join(lines)
 
 
+class Grouped(click.Command):
+    """A command whose --help shows its options in groups (``GROUPS``, in that order): each option's
+    group is the configuration's (``group_of``), or ``CLI_GROUPS``'s for the flags only the command has."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: dict[str, tuple[list[Any], list[Any], list[Any]]] = {key: ([], [], []) for key in (*GROUPS, "")}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None or param.name is None or isinstance(param, click.Argument):
+                continue
+            if param.name in CLI_GROUPS:
+                first, key = CLI_GROUPS[param.name]
+                rows[key][0 if first else 2].append(record)
+            else:
+                rows[group_of(param.name) if param.name in FIELD_NAMES else ""][1].append(record)
+        for key, title in (*GROUPS.items(), ("", "Other options")):
+            head, body, tail = rows[key]
+            if head or body or tail:
+                with formatter.section(title):
+                    formatter.write_dl([*head, *body, *tail])
+
+
+FIELD_NAMES = frozenset(field.name for field in option_fields())
+# The flags only `torchwork train` has: (shown first in the group, the group).
+CLI_GROUPS = {"config_file": (False, "data"), "trust_model_code": (False, "model"), "out": (True, "output"),
+              "overwrite": (True, "output"), "quiet": (True, "output"), "nproc": (False, "processes")}  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- train and resume
 NPROC_HELP = (
     "Train in N processes on this machine (torchrun's launcher; gloo on CPU, NCCL on CUDA). "
@@ -140,7 +168,7 @@ NPROC_HELP = (
 RESUME_NPROC_HELP = "Resume in N processes on this machine (as many as the run was trained in)."
 
 
-@cli.command()
+@cli.command(cls=Grouped)
 @click.argument("data", required=False, metavar="DATA")
 @option("--config", "config_file", metavar="FILE", help="TOML or YAML file of options (flags override it).")
 @option("--out", metavar="RUN_DIR", help="Run folder to create [default: runs/<data>-<time>, never an existing one].")
