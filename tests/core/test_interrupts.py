@@ -85,8 +85,10 @@ def test_sigint_while_torch_is_imported_stops_at_once_and_writes_nothing(data, t
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("delay", [0.05, 0.4, 1.0, 2.0])
+@pytest.mark.parametrize("delay", [0.3, 0.6, 1.0, 2.0])
 def test_sigint_at_any_moment_of_the_start_up_exits_130_in_one_line(data, tmp_path, delay):
+    # Not earlier than 0.3 s: before Python runs torchwork's first line (its own start-up, site's
+    # imports), nothing of torchwork's can catch a signal; the import hook above covers the exact moments.
     out = tmp_path / "run"
     proc = start("train", str(data), *LONG, "--out", str(out), cwd=tmp_path)
     time.sleep(delay)
