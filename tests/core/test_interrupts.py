@@ -162,9 +162,14 @@ def test_sigterm_during_convert_removes_its_temporary_file(tmp_path):
     _, stderr = proc.communicate(timeout=120)
     if proc.returncode == 0:
         pytest.skip("convert finished before the signal arrived")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]
+    if proc.returncode == -signal.SIGABRT and "terminate called without an active exception" in stderr:
+        # Now and then pyarrow's streaming CSV reader aborts the process at exit after any error raised
+        # while it is open (issue 18, item 4, another change): the clean-up and the line came first.
+        assert stderr.startswith("torchwork: interrupted by SIGTERM; nothing was written\n"), stderr
+        pytest.xfail("issue 18 item 4: the pyarrow CSV reader's abort at exit")
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert one_clean_line(stderr) == "torchwork: interrupted by SIGTERM; nothing was written"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]
 
 
 @pytest.mark.slow
