@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -96,3 +97,44 @@ def test_unknown_option_is_one_line():
 
 def test_missing_argument_is_one_line():
     assert_one_line_error(run_cli("inspect"), "Missing argument 'FILE_OR_RUN_DIR'")
+
+
+@pytest.mark.slow
+def test_train_help_does_not_import_torch():
+    code = (
+        "import sys; from torchwork.cli import main; rc = main(['train', '--help']); "
+        "heavy = [m for m in ('torch', 'pandas', 'matplotlib', 'numpy') if m in sys.modules]; "
+        "print('HEAVY', heavy); sys.exit(rc)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out and "Devices and processes:" in out
+
+
+def test_train_help_groups_its_options_with_target_first_and_defaults_in_words():
+    """Issue 18, item 25: 45 flat options, --target sixth, `[default: required]`, `[default: ]`, `[default: False]`."""
+    from tests.support import cli
+
+    result = cli("train", "--help")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    titles = [line[:-1] for line in out.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert titles == ["Data", "Model", "Training", "Output", "Devices and processes", "Other options"], titles
+    sections = {
+        title: [line.split()[0].rstrip(",") for line in body.splitlines() if line.startswith("  -")]
+        for title, body in zip(titles, re.split(r"^(?:Data|Model|Training|Output|Devices and processes|Other "
+                                                r"options):$", out, flags=re.M)[1:], strict=True)
+    }  # fmt: skip
+    assert sections["Data"][0] == "--target"
+    assert sections["Output"][:3] == ["--out", "--overwrite", "-q"]
+    assert "--nproc" in sections["Devices and processes"] and "--device" in sections["Devices and processes"]
+    assert "--trust-model-code" in sections["Model"] and "--config" in sections["Data"]
+    for shown in ("[default: required]", "[default: ]", "[default: False]", "[default: True]"):
+        assert shown not in out, shown
+    flat = " ".join(out.split())
+    assert "Required (here or in --config)" in flat and "[default: on]" in flat and "[default: off]" in flat
+
+
+def test_every_option_of_the_configuration_is_in_one_of_the_groups():
+    from torchwork.runs.config import GROUPS, group_of, option_fields
+
+    assert all(group_of(field.name) in GROUPS for field in option_fields())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -42,14 +43,30 @@ def test_readme_torchwork_commands_run(workdir):
         for line in block.splitlines():
             line = line.split("  #")[0].strip()
             placeholder = re.search(r"\b(RUN_DIR|DATA|FILE|DIR|COL)\b", line)
-            if line.startswith("torchwork ") and "[" not in line and "..." not in line and not placeholder:
+            if (
+                line.startswith(("torchwork ", "openssl "))
+                and "[" not in line
+                and "..." not in line
+                and not placeholder
+            ):
                 commands.append(line)
     assert any(c.startswith("torchwork train examples/sensors.csv") for c in commands)
     assert any(c.startswith("torchwork train --config examples/run.toml") for c in commands)
     for command in commands:
-        result = cli(*shlex.split(command)[1:])
+        if command.startswith("openssl "):  # the README's key pair for signing
+            result = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=60)
+        else:
+            result = cli(*shlex.split(command)[1:])
         assert result.returncode == 0, (command, result.stderr)
+        if "--verify-key" in command:
+            assert "signature verified (key pub.pem)" in result.stderr, result.stderr
     assert Path("runs/sensors/report.html").exists() and Path("predictions.csv").exists()
+    for index, code in enumerate(AFTER_COMMANDS):  # the Python that uses what the commands wrote
+        exec(compile(code, f"README.md python block {index} (after the commands)", "exec"), {"__name__": "__readme__"})
+
+
+def test_the_readme_runs_the_onnx_export_with_onnxruntime():
+    assert any("onnxruntime" in code and "runs/sensors.onnx" in code for code in AFTER_COMMANDS)
 
 
 @pytest.mark.slow
@@ -60,12 +77,17 @@ def test_readme_inspect_output_is_what_inspect_prints(workdir):
     assert result.stdout.strip().splitlines() == expected
 
 
-@pytest.mark.parametrize("index", range(len(blocks("python"))))
+# Python blocks that read the files the README's commands wrote (runs/sensors.onnx) run after them.
+AFTER_COMMANDS = [code for code in blocks("python") if "runs/sensors." in code]
+ON_THEIR_OWN = [code for code in blocks("python") if code not in AFTER_COMMANDS]
+
+
+@pytest.mark.parametrize("index", range(len(ON_THEIR_OWN)))
 @pytest.mark.slow
 def test_readme_python_examples_run(workdir, index):
     # The estimator snippets need the sklearn extra, which docs/library.md names before them.
     pytest.importorskip("sklearn")
-    code = blocks("python")[index]
+    code = ON_THEIR_OWN[index]
     exec(compile(code, f"README.md python block {index}", "exec"), {"__name__": "__readme__"})
 
 

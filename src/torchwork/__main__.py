@@ -13,6 +13,10 @@ import sys
 _here = os.path.realpath(os.getcwd())
 sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) != _here]  # before any import
 
-from torchwork.cli import main  # noqa: E402 - after sys.path is cleaned
+try:
+    from torchwork.cli import main  # after sys.path is cleaned
+except KeyboardInterrupt:  # Ctrl-C before the command's own handling is in place
+    print("torchwork: interrupted by SIGINT; nothing was written", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

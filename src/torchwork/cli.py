@@ -25,7 +25,7 @@ import click
 
 from torchwork.core import __version__
 from torchwork.core.errors import counted, one_line
-from torchwork.runs.config import default_of, help_of, option_fields
+from torchwork.runs.config import GROUPS, default_of, group_of, help_of, option_fields
 
 # ---------------------------------------------------------------------------- the command group
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -132,6 +132,34 @@ def options_table() -> str:
     return "\n".join(lines)
 
 
+class Grouped(click.Command):
+    """A command whose --help shows its options in groups (``GROUPS``, in that order): each option's
+    group is the configuration's (``group_of``), or ``CLI_GROUPS``'s for the flags only the command has."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows: dict[str, tuple[list[Any], list[Any], list[Any]]] = {key: ([], [], []) for key in (*GROUPS, "")}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None or param.name is None or isinstance(param, click.Argument):
+                continue
+            if param.name in CLI_GROUPS:
+                first, key = CLI_GROUPS[param.name]
+                rows[key][0 if first else 2].append(record)
+            else:
+                rows[group_of(param.name) if param.name in FIELD_NAMES else ""][1].append(record)
+        for key, title in (*GROUPS.items(), ("", "Other options")):
+            head, body, tail = rows[key]
+            if head or body or tail:
+                with formatter.section(title):
+                    formatter.write_dl([*head, *body, *tail])
+
+
+FIELD_NAMES = frozenset(field.name for field in option_fields())
+# The flags only `torchwork train` has: (shown first in the group, the group).
+CLI_GROUPS = {"config_file": (False, "data"), "trust_model_code": (False, "model"), "out": (True, "output"),
+              "overwrite": (True, "output"), "quiet": (True, "output"), "nproc": (False, "processes")}  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- train and resume
 NPROC_HELP = (
     "Train in N processes on this machine (torchrun's launcher; gloo on CPU, NCCL on CUDA). "
@@ -140,7 +168,7 @@ NPROC_HELP = (
 RESUME_NPROC_HELP = "Resume in N processes on this machine (as many as the run was trained in)."
 
 
-@cli.command()
+@cli.command(cls=Grouped)
 @click.argument("data", required=False, metavar="DATA")
 @option("--config", "config_file", metavar="FILE", help="TOML or YAML file of options (flags override it).")
 @option("--out", metavar="RUN_DIR", help="Run folder to create [default: runs/<data>-<time>, never an existing one].")
@@ -172,6 +200,7 @@ def train(
     config = load_config(config_file, overrides)
     run = train_run(config, out=out, overwrite=bool(overwrite), verbose=not quiet,
                     trust_model_code=bool(trust_model_code), unique_out=out is None)  # fmt: skip
+    click.get_current_context().obj["complete"] = run.path
     print_summary(run)
 
 
@@ -190,7 +219,9 @@ def resume(run_dir: str, quiet: bool | None, trust_model_code: bool | None, npro
     _launch(nproc)
     from torchwork.runs import lifecycle
 
-    print_summary(lifecycle.resume(run_dir, trust_model_code=bool(trust_model_code), verbose=not quiet))
+    run = lifecycle.resume(run_dir, trust_model_code=bool(trust_model_code), verbose=not quiet)
+    click.get_current_context().obj["complete"] = run.path
+    print_summary(run)
 
 
 def _launch(nproc: int | None) -> None:
@@ -237,7 +268,15 @@ VERIFY = "Refuse the run unless it is signed with the private key of this public
 def _load(run_dir: str, trust_model_code: bool | None, verify_key: str | None, data: str | None = None) -> Any:
     from torchwork.runs.folder import load_run
 
-    return load_run(run_dir, trust_model_code=bool(trust_model_code), verify_key=verify_key, data_hint=data)
+    run = load_run(run_dir, trust_model_code=bool(trust_model_code), verify_key=verify_key, data_hint=data)
+    _verified(verify_key)
+    return run
+
+
+def _verified(verify_key: str | None) -> None:
+    """Say that the signature checked (on stderr: stdout may be the command's data)."""
+    if verify_key is not None:
+        click.echo(f"signature verified (key {verify_key})", err=True)
 
 
 @cli.command()
@@ -393,10 +432,13 @@ def inspect(path: str, as_json: bool | None, verify_key: str | None) -> None:
         from torchwork.report.inspect import format_run_summary
 
         summary = read_run_summary(path, verify_key=verify_key)
+        _verified(verify_key)
         click.echo(json.dumps(summary, indent=2) if as_json else format_run_summary(summary))
         return
     from torchwork.report.inspect import describe_weights, format_description
 
+    if verify_key is not None:
+        raise click.UsageError(f"{path}: --verify-key checks a signed run folder, not a weights file")
     desc = describe_weights(path)
     click.echo(json.dumps(desc, indent=2) if as_json else format_description(desc))
 
@@ -405,7 +447,8 @@ def inspect(path: str, as_json: bool | None, verify_key: str | None) -> None:
 @click.argument("run_dir", metavar="RUN_DIR")
 @option(
     "--format", "fmt", type=click.Choice(["onnx", "exported", "torchscript"]), default="onnx", show_default=True,
-    help="onnx (runs with onnxruntime), exported (torch.export .pt2) or torchscript (deprecated by PyTorch).",
+    help="onnx (runs with onnxruntime; needs pip install 'torchwork[onnx]'), exported (a torch.export .pt2; "
+    "a plain install writes it) or torchscript (deprecated by PyTorch).",
 )  # fmt: skip
 @option("--out", metavar="FILE", help="Where to write it [default: RUN_DIR.onnx, .pt2 or .pt].")
 @flag("--overwrite", help="Replace --out if it exists.")
@@ -418,16 +461,19 @@ def export(
 ) -> None:  # fmt: skip
     """Write RUN_DIR's model as a file that runs without torchwork, its preprocessing included.
 
-    It takes the encoded rows (numeric columns, then each category's code, in the order of
-    RUN_DIR.vocabulary.json, written beside it) and returns predictions in the target's units,
-    or a classifier's class probabilities. Before reporting success, the file is loaded back
-    (ONNX through onnxruntime) and its outputs are compared with torchwork's.
+    It takes raw rows, not encoded ones: each value as it is in the table (NaN where missing),
+    a date as its parts and a category as its code, in the order that FILE.vocabulary.json
+    (written beside it, with each category's codes) lists; it fills and scales inside, and
+    returns predictions in the target's units, or a classifier's class probabilities. Before
+    reporting success, the file is loaded back (ONNX through onnxruntime) and its outputs are
+    compared with torchwork's.
     """
     from pathlib import Path
 
     from torchwork.files.atomic import check_output
-    from torchwork.runs.run import FORMAT_NAMES, FORMATS, check_rows, export_run
+    from torchwork.runs.run import FORMAT_NAMES, FORMATS, check_format, check_rows, export_run
 
+    check_format(fmt)  # the onnx extra, before the run is read
     run = _load(run_dir, trust_model_code, verify_key)
     target = Path(out) if out else Path(run_dir.rstrip("/") + FORMATS[fmt])
     check_output(target, overwrite=bool(overwrite), inputs=[])
@@ -503,8 +549,19 @@ def convert(data: str, out: str, overwrite: bool | None, encoding: str | None, d
 
 
 # ------------------------------------------------------------------------------ the entry point
+# Commands that write nothing, or only through atomic writes: interrupted, they leave nothing.
+WRITE_NOTHING_PARTIAL = ("predict", "evaluate", "inspect", "export", "sign", "convert", "train", "resume")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI, turning expected errors into one line and an exit code."""
+    """Entry point: run the CLI, turning expected errors into one line and an exit code.
+
+    SIGINT and SIGTERM raise where the command is (:mod:`torchwork.core.interrupts`): what it
+    was writing is cleaned up, it says what was kept, and exits with 128 + the signal.
+    """
+    from torchwork.core import interrupts
+    from torchwork.core.errors import Interrupted
+
     args = sys.argv[1:] if argv is None else list(argv)
     if not args:  # a bare `torchwork`: its usage, as `torchwork --help` prints it
         with click.Context(
@@ -512,12 +569,40 @@ def main(argv: list[str] | None = None) -> int:
         ) as ctx:
             click.echo(cli.get_help(ctx))
         return 0
+    obj: dict[str, Any] = {"argv": args}
     try:
-        code = cli.main(args=args, prog_name="torchwork", standalone_mode=False, obj={"argv": args})
+        with interrupts.as_exceptions():
+            return _main(args, obj)
+    except Interrupted as exc:  # held until the command ended, or while an earlier error was reported
+        return _interrupted(exc, args, obj)
+
+
+def _interrupted(exc: Any, args: list[str], obj: dict[str, Any]) -> int:
+    """Say what an interrupt outside a run's own handling left; 128 + the signal."""
+    if os.environ.get("RANK", "0") == "0":
+        command = next((a for a in args if a in cli.commands), None)
+        if obj.get("complete"):  # the run was written before the signal came
+            text = f"{exc}; the run is complete in {obj['complete']}"
+        elif command in WRITE_NOTHING_PARTIAL:
+            text = f"{exc}; nothing was written"
+        else:
+            text = str(exc)
+        click.echo(f"torchwork: {text}", err=True)
+    return 128 + int(exc.signum)
+
+
+def _main(args: list[str], obj: dict[str, Any]) -> int:
+    from torchwork.core import interrupts
+    from torchwork.core.errors import Interrupted
+
+    try:
+        code = cli.main(args=args, prog_name="torchwork", standalone_mode=False, obj=obj)
         if isinstance(code, int):  # click returns an Exit's code when it does not exit itself
             return code
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
+    except Interrupted as exc:
+        return _interrupted(exc, args, obj)
     except click.Abort:
         click.echo("torchwork: aborted", err=True)
         return 130
@@ -542,6 +627,8 @@ def main(argv: list[str] | None = None) -> int:
         from torchwork.core.errors import TorchworkError
 
         if isinstance(exc, TorchworkError):
+            if exc.exit_code > 128:  # a signal stopped the fit: the process ends, further ones are ignored
+                interrupts.stopping()
             if _reports(exc):
                 click.echo(f"torchwork: error: {one_line(exc, None, first_line=False)}", err=True)
             return exc.exit_code

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import torchwork.runs.run as export_module
-from tests.support import assert_one_line_error, cli
+from tests.support import ROOT, assert_one_line_error, cli
 from torchwork.runs.folder import load_run
 
 pytestmark = pytest.mark.slow  # exporters and a fresh Python per format
@@ -93,3 +93,29 @@ def test_the_export_line_names_the_format_in_words(run_dir, tmp_path, fmt, name)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"exported {run_dir} as {name} to {out} "), result.stdout
     assert "as exported" not in result.stdout
+
+
+def test_the_default_format_without_the_onnx_extra_says_how_to_install_it(run_dir, tmp_path, monkeypatch):
+    """Issue 18, item 21: 'cannot export this model as onnx: No module named 'onnxscript'', exit 1, no hint."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # and importing it fails, as on a plain install
+    line = assert_one_line_error(cli("export", str(run_dir), "--out", str(tmp_path / "m.onnx")),
+                                 "--format onnx needs onnxscript", "pip install 'torchwork[onnx]'",
+                                 "--format exported")  # fmt: skip
+    assert line.startswith("torchwork: error: --format onnx"), line
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_help_says_what_the_file_takes_as_the_readme_does():
+    from click.testing import CliRunner
+
+    from torchwork.cli import cli as command
+
+    shown = " ".join(CliRunner().invoke(command, ["export", "--help"]).output.split())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for words in ("takes raw rows, not encoded ones", "NaN where missing", "a category as its code"):
+        assert words in shown and words in readme, words
+    assert "pip install 'torchwork[onnx]'" in shown

@@ -74,7 +74,8 @@ def test_sign_then_predict_with_verify_key_in_real_processes(base, keys, tmp_pat
     assert signed.returncode == 0 and signed.stdout.startswith(f"signed {copy}"), signed.stderr
     assert (copy / SIGNATURE).is_file()
     verified = run_cli("predict", str(copy), str(data), "--verify-key", str(keys["alice"][1]))
-    assert verified.returncode == 0 and verified.stderr == "", verified.stderr
+    assert verified.returncode == 0, verified.stderr
+    assert verified.stderr == f"signature verified (key {keys['alice'][1]})\n"  # stdout is the CSV alone
     pd.testing.assert_series_equal(predictions(verified), predictions(cli("predict", str(run), str(data))))
 
 
@@ -84,6 +85,16 @@ def test_every_command_that_loads_a_run_verifies_it(base, signed, keys, tmp_path
     assert cli("evaluate", str(signed), str(data), "--verify-key", public).returncode == 0
     shown = cli("inspect", str(signed), "--verify-key", public)
     assert shown.returncode == 0 and "parameters:" in shown.stdout, shown.stderr
+    assert shown.stderr == f"signature verified (key {public})\n"  # issue 18, item 24: it said nothing
+
+
+def test_verify_key_never_passes_in_silence_where_there_is_nothing_to_verify(signed, keys, tmp_path):
+    public = str(keys["alice"][1])
+    partial = tmp_path / "other.partial"
+    shutil.copytree(signed, partial)
+    assert_one_line_error(cli("inspect", str(partial), "--verify-key", public), "an unfinished run is not signed")
+    weights = signed / "model.safetensors"
+    assert_one_line_error(cli("inspect", str(weights), "--verify-key", public), "not a weights file")
 
 
 # ------------------------------------------------------------ refusals

@@ -94,7 +94,8 @@ class TrainingDiverged(TorchworkError):
 class TrainingInterrupted(TorchworkError):
     """SIGINT/SIGTERM arrived and the fit stopped cleanly. Exit code 128 + the signal (130, 143).
 
-    ``epoch`` is the running epoch (from 1) and ``batch`` the batches it had completed;
+    ``epoch`` is the running epoch (from 1; 0 when the fit had not begun, or a second signal cut
+    it short) and ``batch`` the batches it had completed;
     ``checkpoint`` says what was saved and ``resume`` how to continue, once someone knows.
     """
 
@@ -110,7 +111,9 @@ class TrainingInterrupted(TorchworkError):
 
     def __str__(self) -> str:
         name = _signal.Signals(self.signum).name
-        if self.batch:
+        if not self.epoch:  # before the fit began (or a second signal cut it short)
+            text = f"interrupted by {name}"
+        elif self.batch:
             text = f"interrupted by {name} in epoch {self.epoch}, after batch {self.batch}"
         else:
             text = f"interrupted by {name} after epoch {self.epoch - 1}"
@@ -119,6 +122,28 @@ class TrainingInterrupted(TorchworkError):
         if self.resume:
             text += f"; continue with: {self.resume}"
         return text
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised where the ``torchwork`` command was (:mod:`torchwork.core.interrupts`).
+
+    A ``BaseException``, as ``KeyboardInterrupt`` is: ``except Exception`` never swallows it, and
+    what cleans up on the way out (temporary files, locks) runs as it does for Ctrl-C.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"interrupted by {_signal.Signals(self.signum).name}"
+
+
+def interrupt_signal(exc: BaseException) -> int | None:
+    """The signal that ``exc`` stands for (SIGINT for a ``KeyboardInterrupt``), or None."""
+    if isinstance(exc, Interrupted):
+        return exc.signum
+    return int(_signal.SIGINT) if isinstance(exc, KeyboardInterrupt) else None
 
 
 def one_line(message: object, limit: int | None = 200, *, first_line: bool = True) -> str:

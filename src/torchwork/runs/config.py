@@ -33,91 +33,151 @@ PYTHON = "train()"  # the source of values given as Python arguments (torchwork.
 @dataclass
 class TrainConfig:
     # data
-    data: str | None = _opt(None, "path", "Data file: CSV, Parquet, .npy or .npz.")
+    data: str | None = _opt(None, "path", "Data file: CSV, Parquet, .npy or .npz.", group="data")
     target: list[str] | None = _opt(
-        None, "columns", "Target column (several: comma-separated).", default_help="required"
+        None, "columns", "Target column (several: comma-separated).", default_help="required", group="data"
     )
     features: list[str] | None = _opt(
-        None, "names", "Feature columns, comma-separated.", default_help="every other column"
+        None, "names", "Feature columns, comma-separated.", default_help="every other column", group="data"
     )
-    exclude: list[str] = _opt([], "names", "Columns to leave out of the features (an ID, a leak), comma-separated.")
+    exclude: list[str] = _opt(
+        [], "names", "Columns to leave out of the features (an ID, a leak), comma-separated.", group="data"
+    )
     task: str = _opt(
-        "auto", "str", "auto, regression or classification (auto: labels are classes, numbers regression)."
+        "auto",
+        "str",
+        "auto, regression or classification (auto: labels are classes, numbers regression).",
+        group="data",
     )
-    categorical: list[str] = _opt([], "names", "Columns to treat as categories (e.g. integer codes), comma-separated.")
-    numeric: list[str] = _opt([], "names", "Columns to treat as numbers, comma-separated.")
-    drop_missing: bool = _opt(False, "bool", "Drop rows with a missing value (and say how many) instead of filling.")
+    categorical: list[str] = _opt(
+        [], "names", "Columns to treat as categories (e.g. integer codes), comma-separated.", group="data"
+    )
+    numeric: list[str] = _opt([], "names", "Columns to treat as numbers, comma-separated.", group="data")
+    drop_missing: bool = _opt(
+        False, "bool", "Drop rows with a missing value (and say how many) instead of filling.", group="data"
+    )
     val: float = _opt(
-        0.15, "fraction", "Fraction of rows for validation (early stopping, calibration and the verdict watch it)."
+        0.15,
+        "fraction",
+        "Fraction of rows for validation (early stopping, calibration and the verdict watch it).",
+        group="data",
     )
     test: float = _opt(
-        0.0, "fraction", "Fraction of rows held out for a final test, never fitted (0: every row trains or validates)."
+        0.0,
+        "fraction",
+        "Fraction of rows held out for a final test, never fitted (0: every row trains or validates).",
+        group="data",
     )
-    shuffle: bool = _opt(True, "bool", "Shuffle rows before splitting (stratified by class), and batches every epoch.")
-    standardize: bool = _opt(True, "bool", "Standardize features and target (fitted on the training split).")
+    shuffle: bool = _opt(
+        True, "bool", "Shuffle rows before splitting (stratified by class), and batches every epoch.", group="data"
+    )
+    standardize: bool = _opt(
+        True, "bool", "Standardize features and target (fitted on the training split).", group="data"
+    )
     target_transform: str = _opt(
-        "auto", "str", "auto, none or log: learn log(1 + target) (auto: when least squares does better there)."
+        "auto",
+        "str",
+        "auto, none or log: learn log(1 + target) (auto: when least squares does better there).",
+        group="data",
     )
-    encoding: str | None = _opt(None, "str?", "Text encoding of a CSV file, e.g. latin-1.", default_help="utf-8")
-    delimiter: str | None = _opt(None, "str?", "CSV delimiter.", default_help="detected: comma, semicolon, tab or pipe")
-    decimal: str | None = _opt(None, "str?", "Decimal mark of numbers in a CSV file (, for 1,5).", default_help=".")
+    encoding: str | None = _opt(
+        None, "str?", "Text encoding of a CSV file, e.g. latin-1.", default_help="utf-8", group="data"
+    )
+    delimiter: str | None = _opt(
+        None, "str?", "CSV delimiter.", default_help="detected: comma, semicolon, tab or pipe", group="data"
+    )
+    decimal: str | None = _opt(
+        None, "str?", "Decimal mark of numbers in a CSV file (, for 1,5).", default_help=".", group="data"
+    )
     stream: bool = _opt(
-        False, "bool", "Stream the data in chunks (Parquet file or folder, .npy) instead of reading it into memory."
+        False,
+        "bool",
+        "Stream the data in chunks (Parquet file or folder, .npy) instead of reading it into memory.",
+        group="data",
     )
     memory_budget: int | None = _opt(
         None,
         "bytes?",
         "Stream Parquet/.npy data whose in-memory table would need more than this, e.g. 4GB.",
         default_help="half the available memory",
+        group="data",
     )
     # model
-    model: str = _opt("mlp", "str", "linear, mlp, or package.module:Class (your nn.Module).")
-    hidden: list[int] = _opt([64, 64], "ints", "MLP hidden layer sizes, comma-separated.")
-    activation: str = _opt("relu", "str", "MLP activation: relu, gelu, silu, tanh, sigmoid, leaky_relu, elu.")
-    dropout: float = _opt(0.0, "fraction", "MLP dropout probability.")
+    model: str = _opt("mlp", "str", "linear, mlp, or package.module:Class (your nn.Module).", group="model")
+    hidden: list[int] = _opt([64, 64], "ints", "MLP hidden layer sizes, comma-separated.", group="model")
+    activation: str = _opt(
+        "relu", "str", "MLP activation: relu, gelu, silu, tanh, sigmoid, leaky_relu, elu.", group="model"
+    )
+    dropout: float = _opt(0.0, "fraction", "MLP dropout probability.", group="model")
     warm_start: bool = _opt(
-        True, "bool", "Start the linear model, and the MLP's linear path, from the baseline fitted in closed form."
+        True,
+        "bool",
+        "Start the linear model, and the MLP's linear path, from the baseline fitted in closed form.",
+        group="model",
     )
-    model_args: dict[str, Any] = _opt({}, "dict", "Constructor arguments for your own model class (config file).")
-    # optimisation
+    model_args: dict[str, Any] = _opt(
+        {}, "dict", "Constructor arguments for your own model class (config file).", group="model"
+    )
+    # training
     loss: str = _opt("auto", "str", "auto, l1 (mae), mse (l2), huber, smooth_l1, cross_entropy (ce) or bce.",
-                     default_help="mse; bce for two classes, cross_entropy for more")  # fmt: skip
+                     default_help="mse; bce for two classes, cross_entropy for more", group="training")  # fmt: skip
     class_weight: str | dict[str, float] | None = _opt(
-        None, "any?", "balanced: weigh classes by the inverse of their frequency (a config file may give a table)."
+        None,
+        "any?",
+        "balanced: weigh classes by the inverse of their frequency (a config file may give a table).",
+        group="training",
     )
-    max_classes: int = _opt(100, "count", "Most classes a classification target may have.")
+    max_classes: int = _opt(100, "count", "Most classes a classification target may have.", group="training")
     optimizer: str = _opt("auto", "str", "auto, sgd, adam, adamw, rmsprop or lbfgs.",
-                          default_help="lbfgs for the linear model, adam otherwise")  # fmt: skip
+                          default_help="lbfgs for the linear model, adam otherwise", group="training")  # fmt: skip
     lr: float | None = _opt(
-        None, "positive?", "Learning rate.", default_help="1 for lbfgs, 0.01 for sgd, 0.001 otherwise"
+        None, "positive?", "Learning rate.", default_help="1 for lbfgs, 0.01 for sgd, 0.001 otherwise", group="training"
     )
-    weight_decay: float = _opt(0.0, "nonnegative", "Weight decay (L2 penalty; decoupled for adamw).")
-    optimizer_args: dict[str, Any] = _opt({}, "dict", "More optimizer options, e.g. momentum (config file).")
-    scheduler: str | None = _opt(None, "str?", "step, multistep, exponential, cosine, plateau or onecycle.")
-    scheduler_args: dict[str, Any] = _opt({}, "dict", "Scheduler options, e.g. step_size, gamma (config file).")
-    clip_grad: float | None = _opt(None, "positive?", "Clip the gradient norm to this value.")
-    epochs: int = _opt(1000, "count", "Most epochs to train (early stopping usually ends sooner).")
-    batch_size: int | None = _opt(None, "count?", "Rows per batch.", default_help="64; every row at once for lbfgs")
+    weight_decay: float = _opt(0.0, "nonnegative", "Weight decay (L2 penalty; decoupled for adamw).", group="training")
+    optimizer_args: dict[str, Any] = _opt(
+        {}, "dict", "More optimizer options, e.g. momentum (config file).", group="training"
+    )
+    scheduler: str | None = _opt(
+        None, "str?", "step, multistep, exponential, cosine, plateau or onecycle.", group="training"
+    )
+    scheduler_args: dict[str, Any] = _opt(
+        {}, "dict", "Scheduler options, e.g. step_size, gamma (config file).", group="training"
+    )
+    clip_grad: float | None = _opt(None, "positive?", "Clip the gradient norm to this value.", group="training")
+    epochs: int = _opt(1000, "count", "Most epochs to train (early stopping usually ends sooner).", group="training")
+    batch_size: int | None = _opt(
+        None, "count?", "Rows per batch.", default_help="64; every row at once for lbfgs", group="training"
+    )
     early_stopping: int = _opt(
         30,
         "count0",
         "Stop when the validation loss has not improved for this many epochs and at least 1000 steps "
         "(0: off; classes: by at least 0.001); the best weights are restored.",
+        group="training",
     )
-    seed: int = _opt(0, "int", "Seed for the split, the initial weights, shuffling and dropout.")
-    device: str = _opt("auto", "str", "auto (cuda, then mps, then cpu), cpu, cuda or cuda:N.")
-    threads: int | None = _opt(
-        None, "count?", "CPU threads for training.", default_help="sized to the work: 1 for small batches and models"
-    )
-    precision: str = _opt("32", "str", "32 or bf16-mixed.")
-    compile: bool = _opt(False, "bool", "Compile the model with torch.compile.")
+    seed: int = _opt(0, "int", "Seed for the split, the initial weights, shuffling and dropout.", group="training")
     calibrate: bool = _opt(
-        True, "bool", "Classes: fit a temperature on the validation rows that calibrates the probabilities."
+        True,
+        "bool",
+        "Classes: fit a temperature on the validation rows that calibrates the probabilities.",
+        group="training",
     )
-    # outputs
-    tensorboard: bool = _opt(False, "bool", "Write TensorBoard event files to RUN_DIR/tensorboard.")
-    checkpoint_every: int | None = _opt(None, "count?", "Write a checkpoint every N epochs.")
-    checkpoint_every_steps: int | None = _opt(None, "count?", "Write a checkpoint every N optimizer steps.")
+    device: str = _opt("auto", "str", "auto (cuda, then mps, then cpu), cpu, cuda or cuda:N.", group="processes")
+    threads: int | None = _opt(
+        None,
+        "count?",
+        "CPU threads for training.",
+        default_help="sized to the work: 1 for small batches and models",
+        group="processes",
+    )
+    precision: str = _opt("32", "str", "32 or bf16-mixed.", group="processes")
+    compile: bool = _opt(False, "bool", "Compile the model with torch.compile.", group="processes")
+    # output
+    tensorboard: bool = _opt(False, "bool", "Write TensorBoard event files to RUN_DIR/tensorboard.", group="output")
+    checkpoint_every: int | None = _opt(None, "count?", "Write a checkpoint every N epochs.", group="output")
+    checkpoint_every_steps: int | None = _opt(
+        None, "count?", "Write a checkpoint every N optimizer steps.", group="output"
+    )
 
     # Where each value came from, for error messages: "--epochs" or "run.toml: key 'epochs'".
     sources: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -237,13 +297,33 @@ def default_of(name: str) -> Any:
     return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
+# The groups of options, in the order ``torchwork train --help`` shows them (each field's ``group``).
+GROUPS = {"data": "Data", "model": "Model", "training": "Training", "output": "Output",
+          "processes": "Devices and processes"}  # fmt: skip
+
+
+def group_of(name: str) -> str:
+    return str(_field(name).metadata["group"])
+
+
 def help_of(name: str) -> str:
-    """The help text of an option, with its default: the CLI's help comes from here."""
+    """The help text of an option, with its default as a person reads it: the CLI's help comes from here.
+
+    A required option says so; an empty list, or a switch's default, says nothing more than the
+    flag does (``--shuffle / --no-shuffle [default: on]``).
+    """
     f = _field(name)
     default = f.metadata.get("default_help")
+    if default == "required":
+        return f"{f.metadata['help']} Required (here or in --config)."
     if default is None:
         value = default_of(name)
-        default = ",".join(map(str, value)) if isinstance(value, list) else "none" if value is None else value
+        if value == []:
+            return str(f.metadata["help"])
+        if isinstance(value, bool):
+            default = "on" if value else "off"
+        else:
+            default = ",".join(map(str, value)) if isinstance(value, list) else "none" if value is None else value
     return f"{f.metadata['help']} [default: {default}]"
 
 

@@ -337,6 +337,8 @@ def read_run_summary(
     path = Path(path)
     run = complete_run_path(path)
     if path.name.endswith(".partial") or (not path.is_dir() and partial_path(run).is_dir()):
+        if verify_key is not None:  # never a silent pass: an unfinished run has no signature to check
+            raise InputError(f"{path}: an unfinished run is not signed; --verify-key checks a finished run")
         return _partial_summary(partial_path(run))
     if verify_key is not None:
         from torchwork.files.integrity import verify_folder

@@ -16,13 +16,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from torchwork.core.errors import DataChanged, InputError, IntegrityError, TrainingInterrupted, UnsafeFileError
+from torchwork.core.errors import (
+    DataChanged,
+    InputError,
+    IntegrityError,
+    TrainingInterrupted,
+    UnsafeFileError,
+    interrupt_signal,
+)
 from torchwork.files.atomic import atomic_write, lock
 from torchwork.files.checkpoint import Checkpointer, load_checkpoint
 from torchwork.files.integrity import MANIFEST
@@ -49,10 +55,24 @@ from torchwork.training.distributed import Group, joined, on_main
 
 
 # ---------------------------------------------------------------------- what a failed run keeps
-def after_failure(exc: BaseException, partial: Path, out: Path, keep: bool = False, from_file: bool = True) -> None:
-    """Say what was kept and how to go on; keep a partial run that can be resumed, remove one that cannot."""
+def after_failure(
+    exc: BaseException, partial: Path, out: Path, keep: bool = False, from_file: bool = True
+) -> BaseException:
+    """Say what was kept and how to go on; keep a partial run that can be resumed, remove one that cannot.
+
+    The error to raise: ``exc``, or for a signal outside the fit's own handling (Ctrl-C before
+    the fit began, a second signal, SIGTERM in the ``torchwork`` command) a
+    :class:`TrainingInterrupted` that says what was written.
+    """
     has_checkpoint = (partial / CHECKPOINT).exists()
-    how = f"torchwork resume {out}" if from_file else f"torchwork.resume({str(out)!r}, data=<the same data>)"
+    how = _how(out, from_file)
+    signum = interrupt_signal(exc)
+    if signum is not None:
+        if not (keep or has_checkpoint):
+            shutil.rmtree(partial, ignore_errors=True)
+            return TrainingInterrupted(signum, 0, 0, checkpoint="nothing was written")
+        kept = f"a checkpoint is in {partial / CHECKPOINT}" if has_checkpoint else f"{partial} is kept"
+        return TrainingInterrupted(signum, 0, 0, checkpoint=kept, resume=how)
     if isinstance(exc, TrainingInterrupted):
         exc.checkpoint = exc.checkpoint or (
             f"a checkpoint is in {partial / CHECKPOINT}" if has_checkpoint else "no checkpoint"
@@ -65,6 +85,17 @@ def after_failure(exc: BaseException, partial: Path, out: Path, keep: bool = Fal
         exc.kept = f"the run is kept in {partial} ({what}): restore the data, then continue with: {how}"
     if not (keep or has_checkpoint or isinstance(exc, TrainingInterrupted | DataChanged)):
         shutil.rmtree(partial, ignore_errors=True)
+    return exc
+
+
+def _how(out: Path, from_file: bool) -> str:
+    return f"torchwork resume {out}" if from_file else f"torchwork.resume({str(out)!r}, data=<the same data>)"
+
+
+def _interrupted(exc: BaseException, checkpoint: str, resume: str | None = None) -> BaseException:
+    """A signal before anything was claimed as a :class:`TrainingInterrupted`; other errors as they are."""
+    signum = interrupt_signal(exc)
+    return exc if signum is None else TrainingInterrupted(signum, 0, 0, checkpoint=checkpoint, resume=resume)
 
 
 # ------------------------------------------------------------------- the checks before a resume
@@ -166,6 +197,19 @@ def train_run(
     partial one that can be resumed. See :mod:`torchwork.runs.outdir` for what is never replaced.
     ``model`` is your class, factory or instance (Python only; ``config.model`` names it).
     """
+    try:
+        return _train_run(config, data, out, overwrite, verbose, echo, trust_model_code, unique_out, model)
+    except BaseException as exc:  # a signal before the run folder was claimed: nothing was written
+        failure = _interrupted(exc, "nothing was written")
+        if failure is exc:
+            raise
+        raise failure from None
+
+
+def _train_run(
+    config: TrainConfig, data: Any, out: str | os.PathLike[str] | None, overwrite: bool, verbose: bool,
+    echo: Echo | None, trust_model_code: bool, unique_out: bool, model: Any,
+) -> Run:  # fmt: skip
     config = config.validate()
     check_consent(config, trust_model_code)
     if data is None and config.data is not None:  # recorded absolute: resume and export work from anywhere
@@ -196,9 +240,10 @@ def train_run(
             run = _train(config, prepared, data_info, partial, verbose and lead, given=model, group=group)
             return _finish(run, prepared, partial, out_path, overwrite, from_file=data is None, lead=lead)
         except BaseException as exc:
-            if lead:
-                after_failure(exc, partial, out_path, from_file=data is None)
-            raise
+            failure = after_failure(exc, partial, out_path, from_file=data is None) if lead else _interrupted(exc, "")
+            if failure is exc:
+                raise
+            raise failure from None
         finally:
             if held is not None:
                 held.release()
@@ -233,8 +278,19 @@ def resume(
     your own model class needs ``trust_model_code=True``: resuming imports that class. A
     run that had finished training when it was stopped is written out without training.
     """
-    echo = echo or _stderr
     out_path = complete_run_path(out)
+    try:
+        return _resume(out_path, data, trust_model_code, verbose, echo or _stderr, overwrite, model)
+    except BaseException as exc:  # a signal before the run was locked: it is as it was
+        failure = _interrupted(exc, f"{partial_path(out_path)} is kept", _how(out_path, data is None))
+        if failure is exc:
+            raise
+        raise failure from None
+
+
+def _resume(
+    out_path: Path, data: Any, trust_model_code: bool, verbose: bool, echo: Echo, overwrite: bool, model: Any
+) -> Run:
     partial = partial_path(out_path)
     with joined() as group:
         lead = group is None or group.main
@@ -263,9 +319,13 @@ def resume(
                              group=group)  # fmt: skip
             return _finish(run, prepared, partial, out_path, overwrite, from_file=data is None, lead=lead)
         except BaseException as exc:
-            if lead:
-                after_failure(exc, partial, out_path, keep=True, from_file=data is None)
-            raise
+            failure = (
+                after_failure(exc, partial, out_path, keep=True, from_file=data is None) if lead
+                else _interrupted(exc, "")
+            )  # fmt: skip
+            if failure is exc:
+                raise
+            raise failure from None
         finally:
             if held is not None:
                 held.release()
@@ -318,9 +378,12 @@ def _finish(
     try:
         write_run(run, prepared, partial, title=f"torchwork run {out.name}")
         move_into_place(partial, out, overwrite)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        signum = interrupt_signal(exc)
+        if signum is None:
+            raise
         raise TrainingInterrupted(
-            signal.SIGINT, run.info["epochs_run"], 0, checkpoint="training had finished; nothing is lost",
+            signum, run.info["epochs_run"], 0, checkpoint="training had finished; nothing is lost",
         ) from None  # fmt: skip
     run.path = out
     return run

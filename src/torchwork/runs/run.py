@@ -340,8 +340,7 @@ def export_module(
 
     Nothing is written if the export fails or its outputs differ (relative 1e-4).
     """
-    if fmt not in FORMATS:
-        raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    check_format(fmt)
     module = module.cpu().eval()
     example = inputs[:8] if len(inputs) > 1 else inputs.repeat(2, 1)  # one row would fix the batch size at 1
     with warnings.catch_warnings():
@@ -362,6 +361,25 @@ def export_module(
         )
     atomic_write(out, data)
     return {"format": fmt, "path": str(out), "rows_checked": len(inputs), "max_abs_difference": worst}
+
+
+ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")  # the exporter's two, and the runtime that checks the file
+
+
+def check_format(fmt: str) -> None:
+    """An export format this install can write: ONNX needs the ``onnx`` extra (else how to get it, exit 2)."""
+    import importlib.util
+
+    if fmt not in FORMATS:
+        raise InputError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if fmt != "onnx":
+        return
+    missing = [name for name in ONNX_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise InputError(
+            f"--format onnx needs {', '.join(missing)}: pip install 'torchwork[onnx]' "
+            "(or --format exported, which a plain install writes)"
+        )
 
 
 def _serialize(module: nn.Module, fmt: str, example: torch.Tensor) -> bytes:

@@ -443,7 +443,7 @@ def _cause(failures: dict[int, Any]) -> tuple[int, Any]:
     for rank in ranks:
         if failures[rank].exitcode < 0 and -failures[rank].exitcode != signal.SIGTERM:
             return rank, failures[rank]
-    for rank in ranks:
-        if failures[rank].exitcode > 0:
+    for rank in ranks:  # 143: a worker that the agent's SIGTERM stopped cleanly, not its own error
+        if failures[rank].exitcode > 0 and failures[rank].exitcode != 128 + signal.SIGTERM:
             return rank, failures[rank]
     return ranks[0], failures[ranks[0]]

@@ -1,0 +1,185 @@
+"""core.interrupts: SIGINT and SIGTERM stop the ``torchwork`` command at any moment, cleanly, once.
+
+Real processes, signalled from outside (or from an import hook, at an exact moment).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.support import ENV, cli
+
+TRAIN = ["--target", "y", "--batch-size", "16", "--hidden", "8", "-q"]
+LONG = [*TRAIN, "--epochs", "100000", "--early-stopping", "0", "--checkpoint-every-steps", "20"]
+
+# `python -m torchwork ARGS`, with SIGINT sent to itself when a module is first looked for:
+# an exact moment of the start-up, inside the import of torch (which imports numpy).
+AT_IMPORT = """
+import os, runpy, signal, sys
+module = sys.argv.pop(1)
+class Hook:
+    fired = False
+    def find_spec(self, name, path=None, target=None):
+        if name == module and not Hook.fired:
+            Hook.fired = True
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, Hook())
+sys.argv[0] = "torchwork"
+runpy.run_module("torchwork", run_name="__main__")
+"""
+
+
+@pytest.fixture
+def data(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 3))
+    frame = pd.DataFrame(X, columns=["a", "b", "c"])
+    frame["y"] = X @ [1.0, -2.0, 0.5] + 0.1 * rng.normal(size=400)
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    return tmp_path / "d.csv"
+
+
+def start(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "torchwork", *args], cwd=cwd, env={**ENV, "PYTHONUNBUFFERED": "1"},
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert path.exists(), proc.communicate(timeout=60)
+
+
+def one_clean_line(stderr: str) -> str:
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("module", ["numpy", "torch._C", "pandas"])
+def test_sigint_while_torch_is_imported_stops_at_once_and_writes_nothing(data, tmp_path, module):
+    """Raised inside torch's import of numpy, the KeyboardInterrupt was swallowed (torch warns and goes
+    on without numpy): the command trained on for as long as it was asked to, or failed later."""
+    out = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-c", AT_IMPORT, module, "train", str(data), *LONG, "--out", str(out)], cwd=tmp_path,
+        env=ENV, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 130, result.stderr
+    assert one_clean_line(result.stderr) == "torchwork: error: interrupted by SIGINT; nothing was written"
+    assert not out.exists() and not Path(f"{out}.partial").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.3, 0.6, 1.0, 2.0])
+def test_sigint_at_any_moment_of_the_start_up_exits_130_in_one_line(data, tmp_path, delay):
+    # Not earlier than 0.3 s: before Python runs torchwork's first line (its own start-up, site's
+    # imports), nothing of torchwork's can catch a signal; the import hook above covers the exact moments.
+    out = tmp_path / "run"
+    proc = start("train", str(data), *LONG, "--out", str(out), cwd=tmp_path)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    line = one_clean_line(stderr)
+    assert line.endswith("interrupted by SIGINT; nothing was written") or "torchwork resume" in line, line
+
+
+def test_ctrl_c_before_the_fit_says_nothing_was_written(data, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("torchwork.runs.lifecycle.fit", interrupted)  # the run folder is claimed by then
+    out = tmp_path / "run"
+    result = cli("train", str(data), *TRAIN, "--out", str(out))
+    assert result.returncode == 130
+    assert one_clean_line(result.stderr) == "torchwork: error: interrupted by SIGINT; nothing was written"
+    assert not out.exists() and not Path(f"{out}.partial").exists()
+
+
+def test_a_kept_partial_run_is_named_with_the_command_that_continues_it(data, tmp_path, monkeypatch):
+    from torchwork.core.errors import Interrupted
+    from torchwork.runs.folder import CHECKPOINT
+
+    out = tmp_path / "run"
+
+    def second_signal_after_a_checkpoint(*args, **kwargs):
+        (Path(f"{out}.partial") / CHECKPOINT).parent.mkdir(parents=True, exist_ok=True)
+        (Path(f"{out}.partial") / CHECKPOINT).write_bytes(b"")
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr("torchwork.runs.lifecycle.fit", second_signal_after_a_checkpoint)
+    result = cli("train", str(data), *TRAIN, "--out", str(out))
+    assert result.returncode == 143
+    assert one_clean_line(result.stderr) == (
+        f"torchwork: error: interrupted by SIGTERM; a checkpoint is in {out}.partial/{CHECKPOINT}; "
+        f"continue with: torchwork resume {out}"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["start-up", "training"] * 3)
+def test_two_sigints_20_ms_apart_print_no_traceback(data, tmp_path, when):
+    out = tmp_path / "run"
+    proc = start("train", str(data), *LONG, "--out", str(out), cwd=tmp_path)
+    if when == "start-up":
+        time.sleep(0.5)
+    else:
+        wait_for(Path(f"{out}.partial") / "checkpoints" / "last.safetensors", proc)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    line = one_clean_line(stderr)
+    assert "interrupted by SIGINT" in line, line
+
+
+@pytest.mark.slow
+def test_sigterm_during_convert_removes_its_temporary_file(tmp_path):
+    """SIGTERM killed convert outright: a hidden .OUT.parquet.<random>.tmp stayed (SIGINT cleaned up)."""
+    block = "".join(f"{i * 0.001:.6f},{i % 7},{-i * 0.5:.3f},{i % 13}\n" for i in range(10_000))
+    (tmp_path / "big.csv").write_text("a,b,c,y\n" + block * 120)  # ~30 MB: seconds to convert
+    proc = start("convert", "big.csv", "out.parquet", cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".out.parquet.*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("convert finished before the signal arrived")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]
+    if proc.returncode == -signal.SIGABRT and "terminate called without an active exception" in stderr:
+        # Now and then pyarrow's streaming CSV reader aborts the process at exit after any error raised
+        # while it is open (issue 18, item 4, another change): the clean-up and the line came first.
+        assert stderr.startswith("torchwork: interrupted by SIGTERM; nothing was written\n"), stderr
+        pytest.xfail("issue 18 item 4: the pyarrow CSV reader's abort at exit")
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert one_clean_line(stderr) == "torchwork: interrupted by SIGTERM; nothing was written"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.4, 2.0])
+def test_sigterm_before_training_stops_as_sigint_does(data, tmp_path, delay):
+    out = tmp_path / "run"
+    proc = start("train", str(data), *LONG, "--out", str(out), cwd=tmp_path)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    line = one_clean_line(stderr)
+    assert line.endswith("interrupted by SIGTERM; nothing was written") or "torchwork resume" in line, line
