@@ -75,10 +75,7 @@ class TrainConfig:
         True, "bool", "Standardize features and target (fitted on the training split).", group="data"
     )
     target_transform: str = _opt(
-        "auto",
-        "str",
-        "auto, none or log: learn log(1 + target) (auto: when least squares does better there).",
-        group="data",
+        "none", "str", "none or log: learn log(1 + target), predict in the target's units.", group="data"
     )
     encoding: str | None = _opt(
         None, "str?", "Text encoding of a CSV file, e.g. latin-1.", default_help="utf-8", group="data"
@@ -241,7 +238,7 @@ class TrainConfig:
             if getattr(self, key) != "auto" or key == "activation":
                 registry.canonical(getattr(self, key), self.where(key))
         self.task = choice(self.task, TASKS, self.where("task"))
-        self.target_transform = choice(self.target_transform, ("auto", "none", "log"), self.where("target_transform"))
+        self.target_transform = choice(self.target_transform, ("none", "log"), self.where("target_transform"))
         if isinstance(self.class_weight, dict):
             self.class_weight = {
                 str(k): check(v, "nonnegative", f"{self.where('class_weight')}.{k}")

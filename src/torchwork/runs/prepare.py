@@ -121,55 +121,19 @@ def prepare(
     n1, n2 = len(train), len(train) + len(val)
     parts = {"train": slice(0, n1), "val": slice(n1, n2), "test": slice(n2, len(rows))}
     truth = pre.target_values(used, table.source, where)
-    if task == "regression" and config.target_transform != "none":
-        log, note = log_target(config, pre, encoded.X, truth, parts, targets)
-        if log:
-            pre.target = TargetEncoder.fit_regression(targets, truth[parts["train"]], config.standardize, log=True)
-        if note:
-            notes.append(note)
+    if task == "regression" and config.target_transform == "log":
+        notes.append(log_target(config, truth, targets))
+        pre.target = TargetEncoder.fit_regression(targets, truth[parts["train"]], config.standardize, log=True)
     return Prepared(table, rows, parts, pre, encoded.X, pre.targets(used, table.source, where), truth, dropped,
                     encoded.filled, notes)  # fmt: skip
 
 
-LOG_TARGET_GAIN = 0.01  # log space is chosen when the least-squares validation RMSE is at least 1% lower there
-
-
-def log_target(
-    config: TrainConfig, pre: Preprocessor, X: np.ndarray, truth: np.ndarray, parts: dict[str, slice],
-    targets: list[str],
-) -> tuple[bool, str | None]:  # fmt: skip
-    """Whether to learn ``log(1 + y)`` instead of ``y``, and the line that says so.
-
-    ``log`` asks for it (every training target must be >= 0); ``auto`` decides on the validation
-    rows with the closed-form least-squares fit: in log space when a target that is never
-    negative gets an RMSE (in its own units) at least :data:`LOG_TARGET_GAIN` lower there.
-    Prices, counts and durations usually do.
-    """
-    from torchwork.evaluation.baselines import LeastSquares
-
-    train, val = truth[parts["train"]], truth[parts["val"]]
-    if (train < 0).any() or (val < 0).any():
-        if config.target_transform == "log":
-            raise InputError(f"{config.where('target_transform')}: log needs targets >= 0; "
-                             f"{', '.join(targets)} has negative values")  # fmt: skip
-        return False, None
-    if config.target_transform == "log":
-        return True, f"{', '.join(targets)} learnt as log(1 + target) ({config.where('target_transform')})"
-    if len(val) == 0 or len(train) < 2:
-        return False, None
-    design = pre.design(X)
-    rmse = {}
-    for log in (False, True):
-        encoder = TargetEncoder.fit_regression(targets, train, config.standardize, log=log)
-        fitted = LeastSquares().fit(design[parts["train"]], encoder.encode_values(train))
-        with np.errstate(all="ignore"):
-            predicted = encoder.decode_values(fitted.predict(design[parts["val"]]).reshape(len(val), -1))
-            rmse[log] = float(np.sqrt(np.mean((predicted - val) ** 2)))
-    if not (np.isfinite(rmse[True]) and rmse[True] < (1 - LOG_TARGET_GAIN) * rmse[False]):
-        return False, None
-    gain = 100 * (1 - rmse[True] / rmse[False])
-    return True, (f"{', '.join(targets)} learnt as log(1 + target): least squares' validation RMSE is {gain:.0f}% "
-                  "lower there (--target-transform none keeps the target as it is)")  # fmt: skip
+def log_target(config: TrainConfig, truth: np.ndarray, targets: list[str]) -> str:
+    """``--target-transform log``: every target must be >= 0; the line that says it is learnt in log space."""
+    if (truth < 0).any():
+        raise InputError(f"{config.where('target_transform')}: log needs targets >= 0; "
+                         f"{', '.join(targets)} has negative values")  # fmt: skip
+    return f"{', '.join(targets)} learnt as log(1 + target) ({config.where('target_transform')})"
 
 
 def _prepare_streamed(config: TrainConfig, data: Any, encoding: str) -> Prepared:
