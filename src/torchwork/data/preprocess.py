@@ -212,11 +212,11 @@ class CategoryEncoder:
 
 @dataclass
 class TargetEncoder:
-    """Regression: ``mean``/``scale`` per target column, of ``log(1 + y)`` when ``log`` (a
-    non-negative, skewed target: :func:`~torchwork.runs.prepare.prepare` decides). Classification:
-    ``classes`` (labels in their own JSON type: str, int, float or bool), ``outputs`` (1 logit for two classes with
-    ``bce``, one per class otherwise) and ``temperature``, which divides the logits before the
-    softmax (fitted on validation rows after training: :mod:`~torchwork.evaluation.calibration`)."""
+    """Regression: ``mean``/``scale`` per target column, of ``log(1 + y)`` when ``log``
+    (``--target-transform log``). Classification: ``classes`` (labels in their own JSON type:
+    str, int, float or bool), ``outputs`` (1 logit for two classes with ``bce``, one per class
+    otherwise) and ``temperature``, which divides the logits before the softmax (fitted on
+    validation rows after training: :mod:`~torchwork.evaluation.calibration`)."""
 
     task: str
     names: list[str]

@@ -447,12 +447,14 @@ def restore(
     calibration = calibrate(config, prepared, model)
     fit_state = state["fit"]
     history = History(state.get("history", []), fit_state.get("best_epoch"))
+    notes = list(prepared.notes) + list(extra.get("notes", []))
+    if history.best_epoch == 0:
+        notes.append(kept_the_start(prepared.pre.task, warm=config.warm_start))
     return Fitted(
         model=model.eval(), spec=spec, baselines=baselines, history=history, epochs_run=fit_state["epoch"],
         best_epoch=history.best_epoch,
         stopped_early=bool(fit_state["stop"] and fit_state["epoch"] < config.epochs), device=extra.get("device", "cpu"),
-        seconds=sum(history["seconds"]), notes=list(prepared.notes) + list(extra.get("notes", [])),
-        threads=extra.get("threads"), calibration=calibration,
+        seconds=sum(history["seconds"]), notes=notes, threads=extra.get("threads"), calibration=calibration,
     )  # fmt: skip
 
 
