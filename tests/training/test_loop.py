@@ -25,8 +25,10 @@ OPTIMIZERS = {
         {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-3},
         lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
     ),
-    "adam": ({}, lambda p: torch.optim.Adam(p, lr=0.05)),
-    "adamw": ({"weight_decay": 0.01}, lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.01)),
+    # Adam and AdamW on the CPU are torch's fused kernels by default (training.components.device_options)
+    "adam": ({}, lambda p: torch.optim.Adam(p, lr=0.05, fused=True)),
+    "adam-forloop": ({"fused": False}, lambda p: torch.optim.Adam(p, lr=0.05)),
+    "adamw": ({"weight_decay": 0.01}, lambda p: torch.optim.AdamW(p, lr=0.05, weight_decay=0.01, fused=True)),
 }
 
 
@@ -59,7 +61,7 @@ def test_dropout_clipping_and_scheduler_equal_plain_loop():
                       device="cpu")  # fmt: skip
     trainer.fit(model, (X[:250], y[:250]), (X[250:], y[250:]))
     torch.manual_seed(11)  # the trainer seeds torch (dropout's generator) with its seed
-    plain_loop(reference, X[:250], y[:250], X[250:], y[250:], lambda p: torch.optim.Adam(p, lr=0.01),
+    plain_loop(reference, X[:250], y[:250], X[250:], y[250:], lambda p: torch.optim.Adam(p, lr=0.01, fused=True),
                nn.HuberLoss(), 6, 64, seed=11, clip=0.5,
                make_scheduler=lambda o: torch.optim.lr_scheduler.StepLR(o, 2, 0.5))  # fmt: skip
     assert_same_params(model, reference)

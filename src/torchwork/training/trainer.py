@@ -390,6 +390,8 @@ class Trainer:
         """
         model, validation_step, group, device, dtype = fit.model, self.validation_step, fit.group, fit.device, fit.dtype
         long = self._targets == "classes"
+        # The validation set of most fits is one batch in memory: decided once, not every epoch.
+        one_batch_val = fit.val if fit.val is not None and group is None and self._one_batch(fit.val) else None
 
         def convert(batch: Any) -> Any:
             if isinstance(batch, tuple | list) and len(batch) == 2:
@@ -402,7 +404,7 @@ class Trainer:
             self.model = eval_forward
             try:
                 with torch.inference_mode(), autocast():
-                    if self._one_batch(data) and group is None:
+                    if data is one_batch_val or (group is None and self._one_batch(data)):
                         return validation_step(data)
                     if isinstance(data, tuple | list | dict):
                         batches: Any = eval_batches(data, self.eval_batch_size)
