@@ -185,7 +185,7 @@ def train(
 
     With only --target: each column's kind is inferred (numbers, categories, dates), missing
     values are filled in, the task is regression for numbers and classification for labels,
-    and an MLP starting from the closed-form baseline (least squares, or logistic regression)
+    and an MLP starting from a closed-form fit (least squares or ridge, or logistic regression)
     is trained with Adam and early stopping on a validation split. The run folder holds the
     model (safetensors + JSON), history.csv, metrics.json (with the baselines on the same
     split), plots and report.html.
@@ -245,10 +245,8 @@ def print_summary(run: Any) -> None:
     t = m[part]
     click.echo(f"run:     {run.path}")
     stopped = " (stopped early)" if run.info["stopped_early"] else ""
-    if run.info.get("best_epoch") == 0:  # the start was best: say so, not "stopped early" alone
-        from torchwork.runs.recipe import kept_the_start
-
-        stopped = f" ({kept_the_start(run.task, bool(run.config.get('warm_start')))})"
+    if run.info.get("kept_start"):  # the start was kept: say so, not "stopped early" alone
+        stopped = f" ({run.info['kept_start']})"
     click.echo(f"epochs:  {run.info['epochs_run']}{stopped}")
     if run.metrics.get("task") == "classification":
         auc = f" | ROC-AUC {t['roc_auc']:.4g}" if t.get("roc_auc") is not None else ""

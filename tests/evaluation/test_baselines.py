@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from torchwork.core.errors import InputError
-from torchwork.evaluation.baselines import LeastSquares, LogisticRegression, MajorityClass
+from torchwork.evaluation.baselines import (
+    RIDGE_FRACTIONS,
+    LeastSquares,
+    LogisticRegression,
+    MajorityClass,
+    ridge_on_validation,
+)
 from torchwork.evaluation.metrics import classification_metrics
 
 
@@ -213,3 +219,32 @@ def test_logistic_regression_refuses_bad_input_and_warns_when_it_runs_out_of_ite
     with pytest.warns(RuntimeWarning, match="max_iter"):
         model = LogisticRegression(max_iter=2).fit(X, y, 3)
     assert not model.converged_
+
+
+def test_ridge_on_validation_is_scikit_learns_ridge_at_the_penalty_that_predicts_validation_best():
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(150, 40)) + 3.0  # columns away from zero: the intercept is not penalized
+    w = np.zeros((40, 2))
+    w[:4] = rng.normal(size=(4, 2))
+    y = X @ w + 3 * rng.normal(size=(150, 2))
+    Xtr, ytr, Xv, yv = X[:100], y[:100], X[100:], y[100:]
+    ridge = ridge_on_validation(Xtr, ytr, Xv, yv)
+    assert ridge is not None
+    theirs = {}
+    for f in RIDGE_FRACTIONS:  # scikit-learn's Ridge at every penalty tried, scored on the same rows
+        model = linear_model.Ridge(alpha=f * len(Xtr)).fit(Xtr, ytr)
+        theirs[f * len(Xtr)] = (float(np.mean((model.predict(Xv) - yv) ** 2)), model)
+    alpha = min(theirs, key=lambda a: theirs[a][0])
+    assert ridge.alpha_ == pytest.approx(alpha) and alpha > 0
+    best = theirs[alpha][1]
+    np.testing.assert_allclose(ridge.coef_, best.coef_.T, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(ridge.intercept_, best.intercept_, rtol=1e-7, atol=1e-9)
+    assert ridge.val_mse_ == pytest.approx(theirs[alpha][0], rel=1e-9)
+    ols = LeastSquares().fit(Xtr, ytr)  # 40 columns, 100 rows, 4 that matter: the penalty helps
+    assert ridge.val_mse_ < float(np.mean((ols.predict(Xv) - yv) ** 2))
+
+
+def test_ridge_on_validation_needs_validation_rows():
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    assert ridge_on_validation(X, X[:, :1], X[:0], X[:0, :1]) is None

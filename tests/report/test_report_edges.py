@@ -62,5 +62,5 @@ def test_the_loss_plot_names_a_best_start_in_words(monkeypatch):
     plots.plot_loss_curves([1, 2, 3], [1.0, 1.1, 1.2], [1.0, 1.1, 1.3], best_epoch=0)
     plots.plot_loss_curves([1, 2, 3], [1.0, 0.9, 0.8], [1.0, 0.9, 0.95], best_epoch=2)
     labels = [[t.get_text() for t in fig.axes[0].get_legend().get_texts()] for fig in figures]
-    assert "Best: the start (no epoch improved on it)" in labels[0] and "Best epoch (0)" not in labels[0]
+    assert "Kept: the start (training did not beat it)" in labels[0] and "Best epoch (0)" not in labels[0]
     assert "Best epoch (2)" in labels[1]

@@ -163,9 +163,9 @@ def test_a_run_whose_start_was_best_says_so_not_epoch_0(tmp_path):
     info = json.loads((out / "run.json").read_text())
     assert info["best_epoch"] == 0  # run.json's spelling: the weights training started from
     inspected = cli("inspect", str(out)).stdout
-    assert ", best: the start (no epoch improved on it)" in inspected and "best epoch 0" not in inspected
+    assert ", best: the start (training did not beat it)" in inspected and "best epoch 0" not in inspected
     page = (out / "report.html").read_text()
-    assert "<b>the start (no epoch improved on it)</b><span>best epoch</span>" in page, page[:3000]
+    assert "<b>the start (training did not beat it)</b><span>best epoch</span>" in page, page[:3000]
     assert "<b>0</b><span>best epoch</span>" not in page
 
 

@@ -29,6 +29,8 @@ class LeastSquares:
     the normal equations in float64 and solves them, for tables that do not fit in memory.
     """
 
+    alpha_ = 0.0  # the ridge penalty (:func:`ridge_on_validation`); 0: ordinary least squares
+
     def __init__(self) -> None:
         self._gram: np.ndarray | None = None
         self._cross: np.ndarray | None = None
@@ -94,6 +96,47 @@ class LeastSquares:
         ls.coef_ = np.asarray(doc["coef"], dtype=np.float64)
         ls.intercept_ = np.asarray(doc["intercept"], dtype=np.float64)
         return ls
+
+
+# The ridge penalties tried, as fractions of the training rows: a standardized column's sum of
+# squares is about n, so ``alpha = f * n`` shrinks a lone column's coefficient by ``1 / (1 + f)``.
+RIDGE_FRACTIONS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+RIDGE_MAX_WORK = 10**11  # rows x columns² above which the ridge path is not tried (the Gram matrix's cost)
+
+
+def ridge_on_validation(
+    X: Any, y: Any, X_val: Any, y_val: Any, fractions: Sequence[float] = RIDGE_FRACTIONS
+) -> LeastSquares | None:
+    """Ridge regression (``min ‖y - Xb - c‖² + alpha ‖b‖²``, the intercept unpenalized: scikit-learn's
+    ``Ridge(alpha)``) at the penalty of ``fractions`` (times the rows) with the lowest mean squared
+    error on the validation rows, as a :class:`LeastSquares` with ``alpha_`` and ``val_mse_`` set.
+
+    One eigendecomposition of the centered Gram matrix serves every penalty. None when the table is
+    too wide for that (:data:`RIDGE_MAX_WORK`) or there are no validation rows.
+    """
+    A, Y = as_2d(X), as_2d(y)
+    n, d = A.shape
+    if len(X_val) == 0 or n * d * d > RIDGE_MAX_WORK:
+        return None
+    A_val, Y_val = as_2d(X_val), as_2d(y_val)
+    mean_x, mean_y = A.mean(axis=0), Y.mean(axis=0)
+    centered = A - mean_x
+    eigenvalues, V = np.linalg.eigh(centered.T @ centered)
+    eigenvalues = np.clip(eigenvalues, 0.0, None)
+    projected = V.T @ (centered.T @ (Y - mean_y))
+    shifted_val = A_val - mean_x
+    best: tuple[float, float, np.ndarray] | None = None
+    for fraction in fractions:
+        alpha = float(fraction) * n
+        coef = V @ (projected / (eigenvalues + alpha)[:, None])
+        mse = float(np.mean((shifted_val @ coef + mean_y - Y_val) ** 2))
+        if best is None or mse < best[0]:
+            best = (mse, alpha, coef)
+    assert best is not None
+    model = LeastSquares()
+    model.val_mse_, model.alpha_, model.coef_ = best
+    model.intercept_ = mean_y - mean_x @ model.coef_
+    return model
 
 
 def _check_n_classes(n_classes: Any, where: str) -> int:

@@ -116,10 +116,10 @@ def dropped_rows(dropped: Any) -> int:
 
 def best_epoch_text(best: Any) -> str:
     """The epoch whose weights were kept, as a person reads it: epochs count from 1, and 0 (``run.json``'s
-    spelling) is the weights training started from, which no epoch improved on."""
+    spelling) is the weights training started from, which training did not beat (see recipe.keep_start)."""
     if best is None:
         return "—"
-    return "the start (no epoch improved on it)" if best == 0 else str(best)
+    return "the start (training did not beat it)" if best == 0 else str(best)
 
 
 def percent(value: float) -> str:

@@ -202,7 +202,7 @@ def plot_loss_curves(
     if test_loss is not None and any(v is not None for v in test_loss):
         ax.plot(list(epochs), [np.nan if v is None else v for v in test_loss], color=VAL_COLOUR, label=test_label)
     if best_epoch is not None:
-        label = "Best: the start (no epoch improved on it)" if best_epoch == 0 else f"Best epoch ({best_epoch})"
+        label = "Kept: the start (training did not beat it)" if best_epoch == 0 else f"Best epoch ({best_epoch})"
         ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1, label=label)
     ax.set_title(title)
     ax.set_ylabel("Loss")

@@ -461,6 +461,7 @@ def as_run(
         "epochs_run": fitted.epochs_run,
         "stopped_early": fitted.stopped_early,
         "best_epoch": fitted.best_epoch,
+        "kept_start": fitted.kept_start,
         "seconds": sum(fitted.history["seconds"]) if resumed else fitted.seconds,
         "finished": _now(),
         "notes": fitted.notes,

@@ -38,6 +38,7 @@ from torchwork.evaluation.baselines import (
     LeastSquares,
     LogisticRegression,
     MajorityClass,
+    ridge_on_validation,
     sklearn_missing,
 )
 from torchwork.evaluation.calibration import fit_temperature
@@ -59,8 +60,12 @@ class Baselines:
     """The baselines fitted on the training rows' design matrix: least squares for regression;
     logistic regression and the majority class for classification."""
 
-    def __init__(self, pre: Preprocessor, fitted: dict[str, Any]) -> None:
+    def __init__(self, pre: Preprocessor, fitted: dict[str, Any], ridge: LeastSquares | None = None) -> None:
         self.pre, self.fitted = pre, fitted
+        # The linear start of a regression, when a ridge penalty chosen on the validation rows
+        # predicts them better than least squares (not a baseline of the metrics: those stay the
+        # plain closed forms a reader knows).
+        self.ridge = ridge
 
     @classmethod
     def fit(cls, prepared: Prepared) -> Baselines:
@@ -69,7 +74,16 @@ class Baselines:
             return cls(pre, stream_baselines(prepared.stream, prepared.X[s], prepared.y[s]))
         design = pre.design(prepared.X[s])
         if pre.task == "regression":
-            return cls(pre, {"least_squares": LeastSquares().fit(design, prepared.y[s])})
+            ls = LeastSquares().fit(design, prepared.y[s])
+            ridge = None
+            if prepared.size("val"):
+                v = prepared.parts["val"]
+                val_design, val_y = pre.design(prepared.X[v]), prepared.y[v]
+                ridge = ridge_on_validation(design, prepared.y[s], val_design, val_y)
+                ols_mse = float(np.mean((ls.predict(val_design) - np.asarray(val_y, dtype=np.float64)) ** 2))
+                if ridge is not None and not ridge.val_mse_ < ols_mse:
+                    ridge = None
+            return cls(pre, {"least_squares": ls}, ridge)
         n = len(pre.target.classes)
         return cls(pre, {"logistic_regression": LogisticRegression().fit(design, prepared.y[s], n),
                          "majority_class": MajorityClass().fit(prepared.y[s], n)})  # fmt: skip
@@ -85,10 +99,16 @@ class Baselines:
                 out[name] = model.predict_proba(design)
         return out
 
+    def start_name(self) -> str:
+        """What :meth:`linear_start` gives, for a person."""
+        if self.ridge is not None:
+            return f"the ridge line, alpha {self.ridge.alpha_:.3g}, chosen on the validation rows"
+        return "the least-squares line" if "least_squares" in self.fitted else "the logistic regression"
+
     def linear_start(self, outputs: int) -> tuple[np.ndarray, np.ndarray]:
         """``(coef (p, outputs), intercept (outputs,))`` in the model's output space, to start from."""
         if "least_squares" in self.fitted:
-            ls = self.fitted["least_squares"]
+            ls = self.ridge if self.ridge is not None else self.fitted["least_squares"]
             return np.asarray(ls.coef_).reshape(-1, outputs), np.asarray(ls.intercept_).reshape(outputs)
         lr = self.fitted["logistic_regression"]
         coef, intercept = np.asarray(lr.coef_).T, np.asarray(lr.intercept_).reshape(-1)
@@ -369,6 +389,7 @@ class Fitted:
     notes: list[str] = field(default_factory=list)
     threads: int | None = None  # torch's CPU threads during training (None: an accelerator)
     calibration: dict[str, Any] | None = None  # what calibrate() did (classes only)
+    kept_start: str | None = None  # the line saying the start's weights were kept, if they were
 
 
 def fit(
@@ -392,9 +413,7 @@ def fit(
     model, spec = build(config, prepared.pre, given)
     if given is not None:
         _try_inputs(model, prepared)
-    start_from = getattr(model, "start_from", None)
-    if config.warm_start and callable(start_from) and (config.model != "mlp" or spec["args"].get("skip")):
-        start_from(*baselines.linear_start(prepared.pre.n_outputs))
+    start = warm_start(config, spec, model, baselines, prepared)
     trainer = trainer_for(config, prepared, callbacks, handle_signals)
     started = time.perf_counter()
     if prepared.stream is not None:
@@ -409,25 +428,48 @@ def fit(
     seconds = time.perf_counter() - started
     last = trainer.last_fit
     assert last is not None
+    kept = start_kept(start, history)
     calibration = calibrate(config, prepared, model)
-    notes = list(prepared.notes) + list(last.notes)
-    if history.best_epoch == 0:
-        notes.append(kept_the_start(prepared.pre.task, warm=config.warm_start))
+    notes = list(prepared.notes) + list(last.notes) + ([kept] if kept else [])
     return Fitted(
         model=model.cpu().eval(), spec=spec, baselines=baselines, history=history, epochs_run=last.state.epoch,
         best_epoch=history.best_epoch,
         stopped_early=bool(last.state.stop and last.state.epoch < config.epochs),
         device=str(last.device), seconds=seconds, notes=notes, threads=last.threads,
-        calibration=calibration,
+        calibration=calibration, kept_start=kept,
     )  # fmt: skip
 
 
-def kept_the_start(task: str, warm: bool) -> str:
+@dataclass
+class Start:
+    """The closed-form fit a model started from: its weights (a copy) and its name for a person."""
+
+    state: dict[str, torch.Tensor]
+    name: str
+
+
+def warm_start(
+    config: TrainConfig, spec: dict[str, Any], model: nn.Module, baselines: Baselines, prepared: Prepared
+) -> Start | None:
+    """Start the model from the linear baseline when it can (``--warm-start``, the linear model, the
+    MLP's linear path); None when it did not (its random initial weights)."""
+    start_from = getattr(model, "start_from", None)
+    if not (config.warm_start and callable(start_from) and (config.model != "mlp" or spec["args"].get("skip"))):
+        return None
+    start_from(*baselines.linear_start(prepared.pre.n_outputs))
+    return Start({k: v.detach().clone() for k, v in model.state_dict().items()}, baselines.start_name())
+
+
+def start_kept(start: Start | None, history: History) -> str | None:
+    """The line a run gets when early stopping kept the weights it started from (best epoch 0)."""
+    if history.best_epoch != 0:
+        return None
+    return kept_the_start(start.name if start is not None else "its random initial weights")
+
+
+def kept_the_start(name: str) -> str:
     """The line a run gets when no epoch improved on the validation loss of the weights it started from."""
-    start = "its random initial weights"
-    if warm:
-        start = "the least-squares line" if task == "regression" else "the logistic regression"
-    return (f"no epoch improved on the start: the model kept is the one it started from ({start}); "
+    return (f"no epoch improved on the start: the model kept is the one it started from ({name}); "
             "try --lr, --hidden or --epochs")  # fmt: skip
 
 
@@ -442,19 +484,20 @@ def restore(
     """The :class:`Fitted` of a finished fit from its final checkpoint (``source``), without training again."""
     baselines = fit_baselines(prepared)
     model, spec = build(config, prepared.pre, given)
+    start = warm_start(config, spec, model, baselines, prepared)  # the fit's start, named in its line
     check_compatible(model, state["model"], source)  # one line naming the keys, not torch's traceback
     model.load_state_dict(state["model"])
-    calibration = calibrate(config, prepared, model)
     fit_state = state["fit"]
     history = History(state.get("history", []), fit_state.get("best_epoch"))
-    notes = list(prepared.notes) + list(extra.get("notes", []))
-    if history.best_epoch == 0:
-        notes.append(kept_the_start(prepared.pre.task, warm=config.warm_start))
+    kept = start_kept(start, history)
+    calibration = calibrate(config, prepared, model)
+    notes = list(prepared.notes) + list(extra.get("notes", [])) + ([kept] if kept else [])
     return Fitted(
         model=model.eval(), spec=spec, baselines=baselines, history=history, epochs_run=fit_state["epoch"],
         best_epoch=history.best_epoch,
         stopped_early=bool(fit_state["stop"] and fit_state["epoch"] < config.epochs), device=extra.get("device", "cpu"),
         seconds=sum(history["seconds"]), notes=notes, threads=extra.get("threads"), calibration=calibration,
+        kept_start=kept,
     )  # fmt: skip
 
 

@@ -180,10 +180,8 @@ def first_non_finite(epochs: list[tuple[int, torch.Tensor, torch.Tensor | None]]
     if not epochs:
         return None
     values = [t for _, t, _ in epochs] + [v for _, _, v in epochs if v is not None]
-    if all(v.dim() == 0 for v in values):  # one batch per epoch (the tutorial): one stack, no reshapes
-        joined = torch.stack(values)
-    else:
-        joined = torch.cat([v.reshape(-1) for v in values])
+    scalars = all(v.dim() == 0 for v in values)  # one batch per epoch (the tutorial): one stack, no reshapes
+    joined = torch.stack(values) if scalars else torch.cat([v.reshape(-1) for v in values])
     if bool(torch.isfinite(joined).all()):
         return None
     for epoch, batch_losses, val_loss in epochs:
