@@ -62,6 +62,15 @@ def wait_for(path: Path, proc: subprocess.Popen, seconds: float = 120) -> None:
     assert path.exists(), proc.communicate(timeout=60)
 
 
+def signalled(proc: subprocess.Popen, *signums: int, gap: float = 0.02) -> str:
+    """Send ``proc`` each signal, ``gap`` seconds apart, and wait for it to end: its stderr."""
+    for k, signum in enumerate(signums):
+        if k:
+            time.sleep(gap)
+        proc.send_signal(signum)
+    return proc.communicate(timeout=120)[1]
+
+
 def one_clean_line(stderr: str) -> str:
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
@@ -85,18 +94,21 @@ def test_sigint_while_torch_is_imported_stops_at_once_and_writes_nothing(data, t
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("delay", [0.3, 0.6, 1.0, 2.0])
-def test_sigint_at_any_moment_of_the_start_up_exits_130_in_one_line(data, tmp_path, delay):
+@pytest.mark.parametrize(
+    ("signum", "delay"),
+    [(signal.SIGINT, d) for d in (0.3, 0.6, 1.0, 2.0)] + [(signal.SIGTERM, d) for d in (0.4, 2.0)],
+)
+def test_a_signal_at_any_moment_of_the_start_up_exits_128_plus_it_in_one_line(data, tmp_path, signum, delay):
     # Not earlier than 0.3 s: before Python runs torchwork's first line (its own start-up, site's
     # imports), nothing of torchwork's can catch a signal; the import hook above covers the exact moments.
     out = tmp_path / "run"
     proc = start("train", str(data), *LONG, "--out", str(out), cwd=tmp_path)
     time.sleep(delay)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
+    stderr = signalled(proc, signum)
+    assert proc.returncode == 128 + signum, stderr
     line = one_clean_line(stderr)
-    assert line.endswith("interrupted by SIGINT; nothing was written") or "torchwork resume" in line, line
+    name = signal.Signals(signum).name
+    assert line.endswith(f"interrupted by {name}; nothing was written") or "torchwork resume" in line, line
 
 
 def test_ctrl_c_before_the_fit_says_nothing_was_written(data, tmp_path, monkeypatch):
@@ -140,10 +152,7 @@ def test_two_sigints_20_ms_apart_print_no_traceback(data, tmp_path, when):
         time.sleep(0.5)
     else:
         wait_for(Path(f"{out}.partial") / "checkpoints" / "last.safetensors", proc)
-    proc.send_signal(signal.SIGINT)
-    time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
+    stderr = signalled(proc, signal.SIGINT, signal.SIGINT)  # 20 ms apart
     assert proc.returncode == 130, stderr
     line = one_clean_line(stderr)
     assert "interrupted by SIGINT" in line, line
@@ -158,8 +167,7 @@ def test_sigterm_during_convert_removes_its_temporary_file(tmp_path):
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob(".out.parquet.*")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
+    stderr = signalled(proc, signal.SIGTERM)
     if proc.returncode == 0:
         pytest.skip("convert finished before the signal arrived")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.csv"]
@@ -170,16 +178,3 @@ def test_sigterm_during_convert_removes_its_temporary_file(tmp_path):
         pytest.xfail("issue 18 item 4: the pyarrow CSV reader's abort at exit")
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert one_clean_line(stderr) == "torchwork: interrupted by SIGTERM; nothing was written"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("delay", [0.4, 2.0])
-def test_sigterm_before_training_stops_as_sigint_does(data, tmp_path, delay):
-    out = tmp_path / "run"
-    proc = start("train", str(data), *LONG, "--out", str(out), cwd=tmp_path)
-    time.sleep(delay)
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM, stderr
-    line = one_clean_line(stderr)
-    assert line.endswith("interrupted by SIGTERM; nothing was written") or "torchwork resume" in line, line

@@ -314,6 +314,20 @@ def plot_confusion_matrix(
     return png_bytes(fig, path)
 
 
+def _unit_square(
+    fig: Any, ax: Any, xlabel: str, ylabel: str, title: str, legend: str, path: Any, top: float = 1.01
+) -> bytes:
+    """Finish a plot of rates on [0, 1] x [0, 1] (ROC, precision-recall, reliability): limits with
+    a hair of margin, labels, title, legend, style; its PNG bytes."""
+    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, top))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(loc=legend)
+    style_axes(ax)
+    return png_bytes(fig, path)
+
+
 def plot_roc_curves(
     curves: Mapping[str, tuple[Any, Any, float | None]],
     title: str = "ROC curves",
@@ -326,13 +340,7 @@ def plot_roc_curves(
     for k, (label, (fpr, tpr, auc)) in enumerate(curves.items()):
         name = label if auc is None else f"{label} (AUC {auc:.3f})"
         ax.plot(as_numpy(fpr), as_numpy(tpr), color=CURVE_COLOURS[k % len(CURVE_COLOURS)], lw=1.8, label=name)
-    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
-    ax.set_xlabel("False positive rate")
-    ax.set_ylabel("True positive rate")
-    ax.set_title(title)
-    ax.legend(loc="lower right")
-    style_axes(ax)
-    return png_bytes(fig, path)
+    return _unit_square(fig, ax, "False positive rate", "True positive rate", title, "lower right", path)
 
 
 def plot_pr_curves(
@@ -353,13 +361,7 @@ def plot_pr_curves(
         name = label if ap is None else f"{label} (AP {ap:.3f})"
         colour = CURVE_COLOURS[k % len(CURVE_COLOURS)]
         ax.plot(as_numpy(recall), as_numpy(precision), color=colour, lw=1.8, drawstyle="steps-post", label=name)
-    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.02))
-    ax.set_xlabel("Recall")
-    ax.set_ylabel("Precision")
-    ax.set_title(title)
-    ax.legend(loc="lower left")
-    style_axes(ax)
-    return png_bytes(fig, path)
+    return _unit_square(fig, ax, "Recall", "Precision", title, "lower left", path, top=1.02)
 
 
 def plot_reliability(
@@ -379,13 +381,8 @@ def plot_reliability(
         colour = CURVE_COLOURS[k % len(CURVE_COLOURS)]
         ax.plot(confidence[seen] / rows[seen], right[seen] / rows[seen], color=colour, lw=1.8, marker="o", ms=4,
                 label=f"{label} (ECE {ece:.3f})")  # fmt: skip
-    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01))
-    ax.set_xlabel("Mean probability of the predicted class")
-    ax.set_ylabel("Share predicted right")
-    ax.set_title(title)
-    ax.legend(loc="upper left")
-    style_axes(ax)
-    return png_bytes(fig, path)
+    xlabel, ylabel = "Mean probability of the predicted class", "Share predicted right"
+    return _unit_square(fig, ax, xlabel, ylabel, title, "upper left", path)
 
 
 def plot_class_balance(

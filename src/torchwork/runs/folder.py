@@ -138,10 +138,10 @@ def _plots(run: Run, prepared: Prepared, notes: list[str] | None = None) -> dict
     draw(f"Confusion matrix ({part} split)", lambda: P.plot_confusion_matrix(
         run.metrics["model"][part]["confusion_matrix"], classes, title=f"Confusion matrix ({part})"
     ))  # fmt: skip
+    baseline = run.baselines.predictions(prepared.X[s])["logistic_regression"]
     if len(classes) == 2:
         from torchwork.evaluation.metrics import precision_recall_curve, roc_curve
 
-        baseline = run.baselines.predictions(prepared.X[s])["logistic_regression"]
         roc, pr = {}, {}
         for label, proba in (("model", predicted), ("logistic regression", baseline)):
             fpr, tpr, _ = roc_curve(truth, proba[:, 1])
@@ -154,10 +154,7 @@ def _plots(run: Run, prepared: Prepared, notes: list[str] | None = None) -> dict
             pr, title=f"Precision-recall curves ({part})", chance=float(np.mean(truth == 1))
         ))  # fmt: skip
     reliability = {}
-    for label, proba in (
-        ("model", predicted),
-        ("logistic regression", run.baselines.predictions(prepared.X[s])["logistic_regression"]),
-    ):
+    for label, proba in (("model", predicted), ("logistic regression", baseline)):
         table = calibration_bins(truth, proba)
         reliability[label] = (table, expected_calibration_error(table))
     draw(f"Reliability ({part} split)", lambda: P.plot_reliability(reliability, title=f"Reliability ({part})"))
