@@ -148,7 +148,7 @@ class TrainConfig:
     early_stopping: int = _opt(
         30,
         "count0",
-        "Stop when the validation loss has not improved for this many epochs and at least 1000 steps "
+        "Stop when the validation loss has not improved for this many epochs "
         "(0: off; classes: by at least 0.001); the best weights are restored.",
         group="training",
     )
