@@ -53,18 +53,20 @@ from torchwork.training.components import LOSSES
 from torchwork.training.loop import History
 from torchwork.training.trainer import Trainer
 
-
 # ------------------------------------------------------------------------------------ baselines
+LOGISTIC_CS = (0.01, 0.1, 10.0, 100.0)  # the logistic start's other penalties (the baseline's C is 1)
+
+
 class Baselines:
     """The baselines fitted on the training rows' design matrix: least squares for regression;
     logistic regression and the majority class for classification."""
 
-    def __init__(self, pre: Preprocessor, fitted: dict[str, Any], ridge: LeastSquares | None = None) -> None:
+    def __init__(self, pre: Preprocessor, fitted: dict[str, Any], start: Any = None) -> None:
         self.pre, self.fitted = pre, fitted
-        # The linear start of a regression, when a ridge penalty chosen on the validation rows
-        # predicts them better than least squares (not a baseline of the metrics: those stay the
-        # plain closed forms a reader knows).
-        self.ridge = ridge
+        # The linear start, when a penalty chosen on the validation rows predicts them better than
+        # the baseline's: ridge for a regression, another C for the logistic regression. Not a
+        # baseline of the metrics: those stay the plain closed forms a reader knows.
+        self.start = start
 
     @classmethod
     def fit(cls, prepared: Prepared) -> Baselines:
@@ -84,8 +86,26 @@ class Baselines:
                     ridge = None
             return cls(pre, {"least_squares": ls}, ridge)
         n = len(pre.target.classes)
-        return cls(pre, {"logistic_regression": LogisticRegression().fit(design, prepared.y[s], n),
-                         "majority_class": MajorityClass().fit(prepared.y[s], n)})  # fmt: skip
+        lr = LogisticRegression().fit(design, prepared.y[s], n)
+        start = None
+        if prepared.size("val"):
+            v = prepared.parts["val"]
+            val_design, truth = pre.design(prepared.X[v]), prepared.truth[v]
+
+            def val_log_loss(model: LogisticRegression) -> float:
+                proba = model.predict_proba(val_design)[np.arange(len(truth)), truth]
+                return float(-np.mean(np.log(np.clip(proba, 1e-15, 1.0))))
+
+            best = val_log_loss(lr)
+            with warnings.catch_warnings():  # a strong or weak penalty may stop short of tol: still a start
+                warnings.simplefilter("ignore", RuntimeWarning)
+                for C in LOGISTIC_CS:
+                    other = LogisticRegression(C=C).fit(design, prepared.y[s], n)
+                    loss = val_log_loss(other)
+                    if loss < best:
+                        start, best = other, loss
+        return cls(pre, {"logistic_regression": lr, "majority_class": MajorityClass().fit(prepared.y[s], n)},
+                   start)  # fmt: skip
 
     def predictions(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """Each baseline's predictions: target units (regression) or class probabilities."""
@@ -100,16 +120,18 @@ class Baselines:
 
     def start_name(self) -> str:
         """What :meth:`linear_start` gives, for a person."""
-        if self.ridge is not None:
-            return f"the ridge line, alpha {self.ridge.alpha_:.3g}, chosen on the validation rows"
+        if isinstance(self.start, LeastSquares):
+            return f"the ridge line, alpha {self.start.alpha_:.3g}, chosen on the validation rows"
+        if isinstance(self.start, LogisticRegression):
+            return f"the logistic regression with C {self.start.C:g}, chosen on the validation rows"
         return "the least-squares line" if "least_squares" in self.fitted else "the logistic regression"
 
     def linear_start(self, outputs: int) -> tuple[np.ndarray, np.ndarray]:
         """``(coef (p, outputs), intercept (outputs,))`` in the model's output space, to start from."""
         if "least_squares" in self.fitted:
-            ls = self.ridge if self.ridge is not None else self.fitted["least_squares"]
+            ls = self.start if self.start is not None else self.fitted["least_squares"]
             return np.asarray(ls.coef_).reshape(-1, outputs), np.asarray(ls.intercept_).reshape(outputs)
-        lr = self.fitted["logistic_regression"]
+        lr = self.start if self.start is not None else self.fitted["logistic_regression"]
         coef, intercept = np.asarray(lr.coef_).T, np.asarray(lr.intercept_).reshape(-1)
         if outputs == coef.shape[1]:
             return coef, intercept
