@@ -14,9 +14,9 @@ _here = os.path.realpath(os.getcwd())
 sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) != _here]  # before any import
 
 try:
-    from torchwork.cli import main  # after sys.path is cleaned
+    from torchwork.cli import exit_with, main  # after sys.path is cleaned
 except KeyboardInterrupt:  # Ctrl-C before the command's own handling is in place
     print("torchwork: interrupted by SIGINT; nothing was written", file=sys.stderr)
     sys.exit(130)
 
-sys.exit(main())
+exit_with(main())

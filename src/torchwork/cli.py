@@ -653,6 +653,25 @@ def without_working_directory() -> None:
     sys.path[:] = [p for p in sys.path if p and os.path.realpath(p) != here]
 
 
+def exit_with(code: int) -> None:
+    """End the process with ``code``; after an error or a signal (a code other than 0) without the
+    interpreter's teardown. An error raised while pyarrow's streaming CSV reader still read ahead
+    made the teardown abort now and then (SIGABRT, "terminate called without an active
+    exception", issue 18 item 4) after the right line was printed: an Arrow thread was still at
+    work when C++'s static objects were destroyed. By the time a code is returned every file
+    torchwork wrote is complete or removed; the logs and the two streams are flushed here."""
+    if code == 0:
+        sys.exit(0)
+    import contextlib
+    import logging
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream: nothing more to say there
+            stream.flush()
+    os._exit(code)
+
+
 def run() -> Any:  # pragma: no cover - console script shim
     without_working_directory()
-    sys.exit(main())
+    exit_with(main())

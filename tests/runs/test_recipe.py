@@ -71,8 +71,9 @@ def test_the_logistic_start_takes_the_penalty_the_validation_rows_prefer():
         return float(-np.mean(np.log(model.predict_proba(val_design)[np.arange(len(truth)), truth])))
 
     losses = {C: val_log_loss(C) for C in (1.0, *LOGISTIC_CS)}
-    best = min(losses, key=lambda C: losses[C])
-    assert best < 1.0  # so many useless columns: a stronger penalty predicts new rows better
-    assert baselines.start is not None and baselines.start.C == best
+    best_c = min(losses, key=lambda C: losses[C])
+    assert best_c < 1.0  # so many useless columns: a stronger penalty predicts new rows better
+    chosen = baselines.start
+    assert chosen is not None and best_c == chosen.C
     assert baselines.fitted["logistic_regression"].C == 1.0
-    assert baselines.start_name() == f"the logistic regression with C {best:g}, chosen on the validation rows"
+    assert baselines.start_name() == f"the logistic regression with C {best_c:g}, chosen on the validation rows"

@@ -30,6 +30,7 @@ class LeastSquares:
     """
 
     alpha_ = 0.0  # the ridge penalty (:func:`ridge_on_validation`); 0: ordinary least squares
+    val_mse_ = math.nan  # the validation rows' mean squared error that chose it (ridge only)
 
     def __init__(self) -> None:
         self._gram: np.ndarray | None = None
