@@ -55,6 +55,7 @@ from torchwork.training.trainer import Trainer
 
 # ------------------------------------------------------------------------------------ baselines
 LOGISTIC_CS = (0.01, 0.1, 10.0, 100.0)  # the logistic start's other penalties (the baseline's C is 1)
+LOGISTIC_CS_CELLS = 1 << 24  # training rows x design columns above which only C = 1 is fitted (each fit costs)
 
 
 class Baselines:
@@ -88,7 +89,7 @@ class Baselines:
         n = len(pre.target.classes)
         lr = LogisticRegression().fit(design, prepared.y[s], n)
         start = None
-        if prepared.size("val"):
+        if prepared.size("val") and design.size <= LOGISTIC_CS_CELLS:
             v = prepared.parts["val"]
             val_design, truth = pre.design(prepared.X[v]), prepared.truth[v]
 
@@ -459,31 +460,23 @@ def fit(
     )  # fmt: skip
 
 
-@dataclass
-class Start:
-    """The closed-form fit a model started from: its weights (a copy) and its name for a person."""
-
-    state: dict[str, torch.Tensor]
-    name: str
-
-
 def warm_start(
     config: TrainConfig, spec: dict[str, Any], model: nn.Module, baselines: Baselines, prepared: Prepared
-) -> Start | None:
-    """Start the model from the linear baseline when it can (``--warm-start``, the linear model, the
-    MLP's linear path); None when it did not (its random initial weights)."""
+) -> str | None:
+    """Start the model from the linear fit when it can (``--warm-start``, the linear model, the MLP's
+    linear path): the start's name for a person, or None (its random initial weights)."""
     start_from = getattr(model, "start_from", None)
     if not (config.warm_start and callable(start_from) and (config.model != "mlp" or spec["args"].get("skip"))):
         return None
     start_from(*baselines.linear_start(prepared.pre.n_outputs))
-    return Start({k: v.detach().clone() for k, v in model.state_dict().items()}, baselines.start_name())
+    return baselines.start_name()
 
 
-def start_kept(start: Start | None, history: History) -> str | None:
+def start_kept(start: str | None, history: History) -> str | None:
     """The line a run gets when early stopping kept the weights it started from (best epoch 0)."""
     if history.best_epoch != 0:
         return None
-    return kept_the_start(start.name if start is not None else "its random initial weights")
+    return kept_the_start(start if start is not None else "its random initial weights")
 
 
 def kept_the_start(name: str) -> str:
