@@ -35,3 +35,17 @@ def test_a_header_error_exits_2_every_time_never_sigabrt(tmp_path: Path) -> None
         assert "terminate called" not in child.stderr
         codes.append(child.returncode)
     assert codes == [2] * 12
+
+
+@pytest.mark.slow
+def test_the_command_exits_2_after_the_error_every_time_never_sigabrt(tmp_path: Path) -> None:
+    """Issue 18 item 4's own reproducer: ``torchwork train en.csv --target y``, ten times."""
+    data = tmp_path / "en.csv"
+    data.write_text("a,,y\n1,2,3\n4,5,6\n7,8,9\n")
+    command = [sys.executable, "-m", "torchwork", "train", str(data), "--target", "y", "-q", "--out", "r"]
+    for k in range(10):
+        child = subprocess.run(
+            command, cwd=tmp_path, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        assert child.returncode == 2, (k, child.returncode, child.stderr)
+        assert child.stderr == f"torchwork: error: {data}: a column in the header has no name\n", child.stderr
