@@ -111,6 +111,30 @@ def test_a_signal_at_any_moment_of_the_start_up_exits_128_plus_it_in_one_line(da
     assert line.endswith(f"interrupted by {name}; nothing was written") or "torchwork resume" in line, line
 
 
+def test_a_signal_while_deferred_is_held_and_raised_after_the_block():
+    """Claiming a run folder runs deferred: the signal must not land between the folder's making
+    and the code that removes it (a CI run left a run.partial after 'nothing was written')."""
+    import os
+
+    from torchwork.core import interrupts
+    from torchwork.core.errors import Interrupted
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
+    steps = []
+    try:
+        with pytest.raises(Interrupted), interrupts.as_exceptions():
+            with interrupts.deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.1)  # five timer looks: still held
+                steps.append("block done")
+            time.sleep(1.0)  # raised here, by the timer
+            steps.append("not reached")
+    finally:
+        for signum, handler in before.items():  # as_exceptions leaves a stopping process ignoring them
+            signal.signal(signum, handler)
+    assert steps == ["block done"]
+
+
 def test_ctrl_c_before_the_fit_says_nothing_was_written(data, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

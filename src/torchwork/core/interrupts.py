@@ -10,6 +10,8 @@ any moment:
   warns and goes on without it (the command then trained on, or failed later in numpy), and a
   pybind11 module hit by it calls ``std::terminate``. A signal that arrives while an import is
   on the stack is held and raised as soon as no import is (a timer looks every 20 ms).
+- **Never between making a folder and arming its clean-up**: :func:`deferred` holds a signal the
+  same way while a run folder is claimed, so that it is raised where the clean-up is in place.
 - **Once.** The first signal raises; those that follow while the command winds down are
   ignored, so that a second Ctrl-C never interrupts the clean-up, the message or the
   interpreter's shutdown (``Exception ignored in <module 'threading'>``).
@@ -39,6 +41,7 @@ class _State:
     def __init__(self) -> None:
         self.held: int | None = None  # a signal that arrived during an import
         self.raised: int | None = None  # the signal raised: the command is stopping
+        self.deferred = 0  # inside this many deferred() blocks: signals are held
 
 
 _state = _State()
@@ -61,7 +64,7 @@ def _raise(signum: int) -> None:
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     if _state.raised is not None or _state.held is not None:
         return  # one signal is enough: the command is already stopping
-    if _importing(frame):
+    if _state.deferred or _importing(frame):
         _state.held = signum
         signal.setitimer(signal.ITIMER_REAL, RECHECK)
         return
@@ -72,11 +75,22 @@ def _on_alarm(signum: int, frame: FrameType | None) -> None:
     held = _state.held
     if held is None or _state.raised is not None:
         return
-    if _importing(frame):
+    if _state.deferred or _importing(frame):
         signal.setitimer(signal.ITIMER_REAL, RECHECK)
         return
     _state.held = None
     _raise(held)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while the block runs (a run folder being made and claimed); one that came
+    is raised by the timer after it, at most 20 ms later, where the code that cleans up is."""
+    _state.deferred += 1
+    try:
+        yield
+    finally:
+        _state.deferred -= 1
 
 
 def stopping() -> None:

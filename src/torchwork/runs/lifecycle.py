@@ -250,14 +250,20 @@ def _train_run(
 
 
 def _claim(config: TrainConfig, out: Path, overwrite: bool, unique: bool) -> tuple[Path, Path, Any]:
-    """Create and lock the partial run folder; write the configuration into it first."""
-    out, held = claim_run(out, overwrite, unique)
-    partial = partial_path(out)
-    try:
-        atomic_write(partial / "config.json", config.to_json())
-    except BaseException:
-        held.release()
-        raise
+    """Create and lock the partial run folder; write the configuration into it first. A signal
+    meanwhile is held (:func:`~torchwork.core.interrupts.deferred`) and raised once the caller's
+    clean-up is in place; a failure removes the folder it made."""
+    from torchwork.core import interrupts
+
+    with interrupts.deferred():
+        out, held = claim_run(out, overwrite, unique)
+        partial = partial_path(out)
+        try:
+            atomic_write(partial / "config.json", config.to_json())
+        except BaseException:
+            held.release()
+            shutil.rmtree(partial, ignore_errors=True)  # made just now: nothing in it is anyone's
+            raise
     return out, partial, held
 
 
