@@ -23,6 +23,28 @@ TUTORIAL_FIXTURES = FIXTURES / "tutorial"
 EXAMPLES = ROOT / "examples"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
 
+# ``python -c PEAK_PROBE ARGS`` runs ``torchwork ARGS`` and writes the process's own peak RSS in kB
+# (VmHWM; ru_maxrss from wait4 starts from the forking pytest's) to $TORCHWORK_TEST_PEAK as it ends:
+# after its last line, or in os._exit, which the command calls after an error (cli.exit_with).
+PEAK_PROBE = """
+import os, runpy, sys
+def write_peak():
+    with open('/proc/self/status') as f:
+        peak = next(line.split()[1] for line in f if line.startswith('VmHWM'))
+    with open(os.environ['TORCHWORK_TEST_PEAK'], 'w') as f:
+        f.write(peak)
+real_exit = os._exit
+def exit_after_peak(code):
+    write_peak()
+    real_exit(code)
+os._exit = exit_after_peak
+sys.argv = ['torchwork', *sys.argv[1:]]
+try:
+    runpy.run_module('torchwork', run_name='__main__', alter_sys=True)
+finally:
+    write_peak()
+"""
+
 
 # ----------------------------------------------------------------- the CLI
 def run_cli(

@@ -89,7 +89,10 @@ def test_sigint_while_torch_is_imported_stops_at_once_and_writes_nothing(data, t
         env=ENV, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 130, result.stderr
-    assert one_clean_line(result.stderr) == "torchwork: error: interrupted by SIGINT; nothing was written"
+    # "torchwork: error: ..." when the held signal is raised inside the run's own handling,
+    # "torchwork: ..." when it comes before (while the command is still being set up)
+    line = one_clean_line(result.stderr)
+    assert line in (f"torchwork: {how}interrupted by SIGINT; nothing was written" for how in ("error: ", "")), line
     assert not out.exists() and not Path(f"{out}.partial").exists()
 
 

@@ -28,7 +28,7 @@ import pytest
 import torch
 from safetensors.torch import save as safetensors_save
 
-from tests.support import ENV, assert_one_line_error, cli, run_cli
+from tests.support import ENV, PEAK_PROBE, assert_one_line_error, cli, run_cli
 from torchwork.core.errors import InputError
 from torchwork.files.integrity import write_manifest
 from torchwork.files.weights import load_weights
@@ -60,28 +60,13 @@ def forge_model_json(run: Path, edit: Callable[[dict[str, Any]], object]) -> Pat
     return run
 
 
-# The child reads its own peak RSS (VmHWM): ru_maxrss from wait4 starts from the forking parent's, which is
-# large once pytest has run many tests.
-PROBE = (
-    "import os, runpy, sys\n"
-    "sys.argv = ['torchwork', *sys.argv[1:]]\n"
-    "try:\n"
-    "    runpy.run_module('torchwork', run_name='__main__', alter_sys=True)\n"
-    "finally:\n"
-    "    with open('/proc/self/status') as f:\n"
-    "        peak = next(line.split()[1] for line in f if line.startswith('VmHWM'))\n"
-    "    with open(os.environ['TORCHWORK_TEST_PEAK'], 'w') as f:\n"
-    "        f.write(peak)\n"
-)
-
-
 def measured(args: list[str], cwd: Path, timeout: float = 120) -> tuple[subprocess.CompletedProcess, float, int]:
     """``torchwork ARGS`` in a new process: its result, its seconds and its peak RSS in bytes."""
     with tempfile.TemporaryDirectory() as tmp:
         peak = Path(tmp) / "peak"
         start = time.perf_counter()
         env = {**ENV, "TORCHWORK_TEST_PEAK": str(peak)}
-        result = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+        result = subprocess.run([sys.executable, "-c", PEAK_PROBE, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 capture_output=True, text=True, timeout=timeout)  # fmt: skip
         return result, time.perf_counter() - start, int(peak.read_text()) * 1024
 

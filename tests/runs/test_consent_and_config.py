@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.support import ENV, ROOT, assert_one_line_error, cli, run_cli
+from tests.support import ENV, PEAK_PROBE, ROOT, assert_one_line_error, cli, run_cli
 from torchwork.files.integrity import write_manifest
 
 MIB = 1 << 20
@@ -190,16 +190,10 @@ def test_a_billion_laughs_in_a_new_process_stays_within_a_memory_budget(data, tm
     """The process reads its own peak RSS (VmHWM; ru_maxrss would start from the forking pytest's)."""
     config = tmp_path / "laughs.yaml"
     config.write_text(laughs("model_args"))
-    probe = (
-        "import os, runpy, sys\nsys.argv = ['torchwork', *sys.argv[1:]]\ntry:\n"
-        "    runpy.run_module('torchwork', run_name='__main__', alter_sys=True)\nfinally:\n"
-        "    peak = next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM'))\n"
-        "    open(os.environ['TORCHWORK_TEST_PEAK'], 'w').write(peak)\n"
-    )
     with tempfile.TemporaryDirectory() as tmp:
         peak = Path(tmp) / "peak"
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-c", probe, "train", str(data), "--config", str(config)],
+        result = subprocess.run([sys.executable, "-c", PEAK_PROBE, "train", str(data), "--config", str(config)],
                                 cwd=tmp_path, env={**ENV, "TORCHWORK_TEST_PEAK": str(peak)}, stdin=subprocess.DEVNULL,
                                 capture_output=True, text=True, timeout=60)  # fmt: skip
         seconds, rss = time.perf_counter() - start, int(peak.read_text()) * 1024
